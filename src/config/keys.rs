@@ -1,0 +1,166 @@
+//! Key audit: which keys of a config file poolgate uses, which it knowingly ignores, and which
+//! nobody knows (probable typos).
+//!
+//! The keys poolgate uses are read off the typed structs (by serializing their defaults), so this
+//! file only lists the keys that PixlProxy and its frameworks (pixl-server, pixl-server-web)
+//! document but poolgate does not act on. Those are accepted with one warning each.
+
+use super::model::{FileConfig, PoolConfig};
+use super::problem::Problem;
+use serde_yaml::{Mapping, Value};
+
+/// Top-level keys of pixl-server that poolgate accepts and ignores.
+const IGNORED_TOP: &[&str] = &[
+    "debug", "echo", "color", "log_columns", "log_crashes", "log_async", "uid", "gid",
+    "inject_cli_args", "log_debug_errors", "stdout", "stderr", "config_overrides_file",
+    "log_archive_path", "log_archive_keep", "log_archive_storage", "log_filter",
+];
+
+/// `WebServer` keys of pixl-server-web that poolgate accepts and ignores (for now).
+const IGNORED_WEB: &[&str] = &[
+    "http_alt_ports", "http_htdocs_dir", "http_max_upload_size", "http_temp_dir",
+    "http_static_ttl", "http_static_index", "http_gzip_text", "http_compress_text",
+    "http_regex_text", "http_regex_json", "http_code_response_headers", "http_request_timeout",
+    "http_keep_alive_timeout", "http_socket_prelim_timeout", "http_max_requests_per_connection",
+    "http_gzip_opts", "http_enable_brotli", "http_brotli_opts", "http_default_acl",
+    "http_log_requests", "http_log_request_details", "http_log_body_max", "http_regex_log",
+    "http_log_perf", "http_perf_threshold_ms", "http_perf_report", "http_recent_requests",
+    "http_max_connections", "http_max_concurrent_requests", "http_max_queue_length",
+    "http_max_queue_active", "http_queue_skip_uri_match", "http_clean_headers",
+    "http_log_socket_errors", "http_full_uri_match", "http_flatten_query",
+    "http_req_max_dump_enabled", "http_req_max_dump_dir", "http_req_max_dump_debounce",
+    "http_public_ip_offset", "https_alt_ports", "https_ca_file", "https_force",
+    "https_header_detect", "https_timeout", "http_uri_handlers",
+];
+
+/// `PixlProxy` keys outside the pools that poolgate accepts and ignores (for now).
+const IGNORED_PROXY: &[&str] = &["serve_static_files", "stats_uri_match", "nice"];
+
+/// Pool keys of PixlProxy that poolgate accepts and ignores (for now).
+const IGNORED_POOL: &[&str] = &[
+    "max_concurrent_requests", "max_requests_per_sec", "use_queue", "max_queue_length",
+    "follow_redirects", "resp_code_success_match", "retries", "error_retry_delay_base_ms",
+    "error_retry_delay_mult_ms", "error_retry_delay_max_ms", "log_perf_ms", "log_transactions",
+    "log_errors", "degraded_perf_monitor", "degraded_min_avg_ms", "degraded_min_req_sec",
+    "degraded_min_uptime_sec", "min_stream_size", "throttle_requeue_delay_ms",
+];
+
+/// Warnings for every key that is not used: known-but-ignored ones and probable typos.
+pub fn audit(doc: &Value) -> Vec<Problem> {
+    let defaults = match serde_yaml::to_value(FileConfig::default()) {
+        Ok(v) => v,
+        Err(_) => return Vec::new(),
+    };
+    let pool_defaults = serde_yaml::to_value(PoolConfig::default()).unwrap_or(Value::Null);
+    let mut found = Vec::new();
+    let Some(top) = doc.as_mapping() else {
+        return found;
+    };
+    let known_top = key_names(&defaults);
+    audit_map(top, "", &known_top, IGNORED_TOP, &mut found);
+    if let Some(web) = section(top, "WebServer") {
+        let known = key_names(defaults.get("WebServer").unwrap_or(&Value::Null));
+        audit_map(web, "WebServer.", &known, IGNORED_WEB, &mut found);
+    }
+    if let Some(proxy) = section(top, "PixlProxy") {
+        let known = key_names(defaults.get("PixlProxy").unwrap_or(&Value::Null));
+        audit_map(proxy, "PixlProxy.", &known, IGNORED_PROXY, &mut found);
+        if let Some(pools) = section(proxy, "pools") {
+            let known = key_names(&pool_defaults);
+            for (id, pool) in pools {
+                if let (Some(id), Some(pool)) = (id.as_str(), pool.as_mapping()) {
+                    let prefix = format!("PixlProxy.pools.{id}.");
+                    audit_map(pool, &prefix, &known, IGNORED_POOL, &mut found);
+                }
+            }
+        }
+    }
+    found
+}
+
+fn section<'a>(map: &'a Mapping, key: &str) -> Option<&'a Mapping> {
+    map.get(key).and_then(Value::as_mapping)
+}
+
+fn key_names(v: &Value) -> Vec<String> {
+    v.as_mapping()
+        .map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+fn audit_map(map: &Mapping, prefix: &str, known: &[String], ignored: &[&str], out: &mut Vec<Problem>) {
+    for key in map.keys() {
+        let Some(key) = key.as_str() else { continue };
+        if known.iter().any(|k| k == key) {
+            continue;
+        }
+        let path = format!("{prefix}{key}");
+        if ignored.contains(&key) {
+            out.push(Problem::ignored(path));
+        } else {
+            let hint = closest(key, known.iter().map(String::as_str).chain(ignored.iter().copied()));
+            out.push(Problem::unknown(path, hint));
+        }
+    }
+}
+
+/// The known key nearest to `key` by edit distance, if it is close enough to be a typo.
+fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .map(|c| (edit_distance(key, c), c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 5))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::problem::Severity;
+
+    fn audit_str(s: &str) -> Vec<Problem> {
+        audit(&serde_yaml::from_str(s).unwrap())
+    }
+
+    #[test]
+    fn used_keys_raise_nothing() {
+        let found = audit_str(
+            "log_dir: logs\nWebServer: {http_port: 1}\nPixlProxy: {pools: {a: {target_hostname: x}}}",
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn framework_keys_are_ignored_with_a_warning() {
+        let found = audit_str("echo: true\nWebServer: {http_gzip_text: true}\nPixlProxy: {pools: {a: {retries: 3}}}");
+        let paths: Vec<_> = found.iter().map(|p| (p.path.as_str(), p.severity)).collect();
+        let w = Severity::Ignored;
+        assert_eq!(
+            paths,
+            vec![("echo", w), ("WebServer.http_gzip_text", w), ("PixlProxy.pools.a.retries", w)]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_typos_with_a_suggestion() {
+        let found = audit_str("PixlProxy: {pools: {a: {target_hostnme: x}}}");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].severity, Severity::Typo);
+        assert_eq!(found[0].path, "PixlProxy.pools.a.target_hostnme");
+        assert!(found[0].message.contains("target_hostname"), "{}", found[0].message);
+    }
+}

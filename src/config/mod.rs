@@ -1,0 +1,125 @@
+//! Configuration: a PixlProxy-compatible file (YAML or JSON) read once at start.
+//!
+//! `load` reads and parses (`load.rs`), audits keys (`keys.rs`) and compiles the runtime form
+//! (`compile.rs`). Nothing here runs on the request path.
+
+pub mod compile;
+pub mod keys;
+pub mod load;
+pub mod model;
+pub mod problem;
+
+pub use compile::RuntimeConfig;
+pub use problem::{Located, Problem, Severity};
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "POOLGATE_CONFIG";
+/// Config file used when neither `--config` nor `POOLGATE_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "conf/config.yaml";
+
+/// The config path: the flag, else `POOLGATE_CONFIG`, else `conf/config.yaml`.
+pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+/// The outcome of loading a file: the runtime config (if it can run) and every problem found.
+pub struct Loaded {
+    pub runtime: Option<RuntimeConfig>,
+    pub problems: Vec<Problem>,
+}
+
+/// Read, parse, audit and compile a config file. Never panics on bad input.
+pub fn load(path: &Path) -> Loaded {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Loaded { runtime: None, problems: vec![Problem::error("", format!("cannot read file: {e}"))] }
+        }
+    };
+    load_str(&text)
+}
+
+/// As `load`, from text already read.
+pub fn load_str(text: &str) -> Loaded {
+    let parsed = match load::parse(text) {
+        Ok(p) => p,
+        Err(problem) => return Loaded { runtime: None, problems: vec![problem] },
+    };
+    let mut problems = parsed.problems;
+    let runtime = match compile::compile(&parsed.config) {
+        Ok(rt) => Some(rt),
+        Err(found) => {
+            problems.extend(found.into_iter().map(|p| {
+                let at = load::locate(text, &p.path);
+                p.at(at)
+            }));
+            None
+        }
+    };
+    Loaded { runtime, problems }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        load_str(text)
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn bad_regex_names_the_key_path() {
+        let errs = errors("PixlProxy:\n  pools:\n    MyPool1:\n      target_hostname: h\n      uri_match: '(unclosed'\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("PixlProxy.pools.MyPool1.uri_match: invalid regex"), "{errs:?}");
+        let loaded = load_str("PixlProxy:\n  pools:\n    MyPool1:\n      target_hostname: h\n      uri_match: '(unclosed'\n");
+        assert_eq!(loaded.problems[0].location, Some((5, 7)));
+    }
+
+    #[test]
+    fn missing_target_is_an_error() {
+        let errs = errors("PixlProxy: {pools: {P: {uri_match: '^/x'}}}");
+        assert_eq!(errs, ["PixlProxy.pools.P.target_hostname: required: the back end's host name or IP address"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let errs = errors(
+            "WebServer: {http_keep_alives: sometimes}\nPixlProxy: {pools: {A: {target_hostname: h, method_match: '['}, B: {target_protocol: ftp, target_hostname: h}}}",
+        );
+        assert_eq!(errs.len(), 3, "{errs:?}");
+    }
+
+    #[test]
+    fn bad_header_and_auth_values() {
+        let errs = errors("PixlProxy: {pools: {A: {target_hostname: h, http_basic_auth: nocolon, insert_request_headers: {'Bad Name': x}}}}");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn https_needs_cert_and_key() {
+        let errs = errors("WebServer: {https: true}");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn empty_file_runs_with_defaults() {
+        let loaded = load_str("");
+        assert!(loaded.runtime.is_some());
+    }
+
+    #[test]
+    fn default_port_follows_protocol() {
+        let rt = load_str("PixlProxy: {pools: {A: {target_hostname: h, target_protocol: https}, B: {target_hostname: h}}}").runtime.unwrap();
+        let ports: Vec<_> = rt.routes.pools().iter().map(|p| p.target.port).collect();
+        assert_eq!(ports, [443, 80]);
+    }
+}

@@ -1,0 +1,80 @@
+//! The client-facing side: listeners, keep-alive policy and the headers every response gets.
+
+use crate::headers::GlobalResponseHeaders;
+use pingora::proxy::Session;
+
+/// `WebServer.http_keep_alives`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAliveMode {
+    /// Keep connections open unless the client sends `Connection: close`.
+    Default,
+    /// Close connections unless the client sends `Connection: keep-alive`.
+    Request,
+    /// Close every connection after one request.
+    Close,
+}
+
+impl KeepAliveMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "default" => Some(KeepAliveMode::Default),
+            "request" => Some(KeepAliveMode::Request),
+            "close" => Some(KeepAliveMode::Close),
+            _ => None,
+        }
+    }
+}
+
+/// A TLS listener's certificate and key files.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    pub addr: String,
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FrontEnd {
+    /// `ip:port` of the plain HTTP listener.
+    pub http_addr: String,
+    pub https: Option<TlsListener>,
+    pub keep_alive: KeepAliveMode,
+    /// `http_timeout` in seconds: idle read timeout and keep-alive idle timeout (0 = none).
+    pub idle_timeout_sec: u64,
+    pub response_headers: GlobalResponseHeaders,
+}
+
+impl FrontEnd {
+    /// Apply the keep-alive policy and idle timeout to a new request's client connection.
+    /// Pingora has already applied the client's own `Connection` header by now.
+    pub fn apply_keep_alive(&self, session: &mut Session) {
+        let client_allows = session.get_keepalive().is_some();
+        let keep = match self.keep_alive {
+            KeepAliveMode::Default => client_allows,
+            KeepAliveMode::Request => client_allows && client_asked_keep_alive(session),
+            KeepAliveMode::Close => false,
+        };
+        // Pingora treats Some(0) as "forever", matching http_timeout: 0 (no timeout).
+        session.set_keepalive(keep.then_some(self.idle_timeout_sec));
+        if self.idle_timeout_sec > 0 {
+            session.set_read_timeout(Some(std::time::Duration::from_secs(self.idle_timeout_sec)));
+        }
+    }
+}
+
+fn client_asked_keep_alive(session: &Session) -> bool {
+    session
+        .get_header(http::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("keep-alive")))
+}
+
+/// `ip:port` for a bind address (empty = all IPv4 addresses) and port.
+pub fn listen_addr(bind: &str, port: u16) -> String {
+    let bind = if bind.is_empty() { "0.0.0.0" } else { bind };
+    if bind.contains(':') && !bind.starts_with('[') {
+        format!("[{bind}]:{port}")
+    } else {
+        format!("{bind}:{port}")
+    }
+}

@@ -1,0 +1,236 @@
+//! Header rewriting between client and back end (PixlProxy pool properties
+//! `scrub_*_headers`, `insert_*_headers`, `preserve_host`, `append_to_x_forwarded_for`,
+//! `http_user_agent`, `http_basic_auth`, and `WebServer.http_response_headers`).
+//!
+//! Rules are compiled once at start (validated names and values, compiled regexes); applying
+//! them clones only reference-counted bytes.
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::Result;
+use regex::Regex;
+use std::net::IpAddr;
+
+/// Headers poolgate itself manages on both sides: message framing and the connection. A scrub
+/// rule never removes these, because Pingora rewrites them for each hop and removing them would
+/// break the message (PixlProxy scrubs them for the same reason: its HTTP library re-adds them).
+const MANAGED: &[&str] = &["host", "content-length", "transfer-encoding", "connection"];
+
+/// A header name/value pair, validated at start.
+#[derive(Debug, Clone)]
+pub struct HeaderPair {
+    name: Bytes,
+    value: HeaderValue,
+}
+
+impl HeaderPair {
+    pub fn new(name: &str, value: &str) -> std::result::Result<Self, String> {
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| format!("invalid value for header `{name}`"))?;
+        Ok(HeaderPair { name: Bytes::copy_from_slice(name.as_bytes()), value })
+    }
+}
+
+/// Removes every header whose (lower-case) name matches the regex, except the managed ones.
+#[derive(Debug, Clone)]
+pub struct ScrubRule(Option<Regex>);
+
+impl ScrubRule {
+    /// Scrub nothing.
+    pub fn none() -> Self {
+        ScrubRule(None)
+    }
+
+    /// Compile a PixlProxy scrub pattern; matching is case-insensitive as the README says.
+    pub fn new(pattern: &str) -> std::result::Result<Self, regex::Error> {
+        if pattern.is_empty() {
+            return Ok(ScrubRule::none());
+        }
+        Ok(ScrubRule(Some(Regex::new(&format!("(?i){pattern}"))?)))
+    }
+
+    fn doomed(&self, headers: &http::HeaderMap) -> Vec<HeaderName> {
+        let Some(re) = &self.0 else { return Vec::new() };
+        headers
+            .keys()
+            .filter(|n| !MANAGED.contains(&n.as_str()) && re.is_match(n.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// What a pool does to the request before it goes to the back end.
+#[derive(Debug, Clone)]
+pub struct RequestRules {
+    pub scrub: ScrubRule,
+    pub insert: Vec<HeaderPair>,
+    pub user_agent: Option<HeaderValue>,
+    pub authorization: Option<HeaderValue>,
+    pub append_x_forwarded_for: bool,
+    /// `Some(host)` when `preserve_host` is false: the Host sent to the back end.
+    pub host_override: Option<HeaderValue>,
+    /// `use_keep_alives: false` sends `Connection: close` so the back-end connection is not pooled.
+    pub close_connection: bool,
+}
+
+/// Facts about the client connection that request rules need.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientFacts {
+    pub ip: Option<IpAddr>,
+    pub tls: bool,
+}
+
+impl RequestRules {
+    /// `USERNAME:PASSWORD` -> `Basic base64(...)`.
+    pub fn basic_auth(credentials: &str) -> Option<HeaderValue> {
+        if credentials.is_empty() {
+            return None;
+        }
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        HeaderValue::from_str(&format!("Basic {encoded}")).ok()
+    }
+
+    pub fn apply(&self, req: &mut RequestHeader, client: ClientFacts) -> Result<()> {
+        for name in self.scrub.doomed(&req.headers) {
+            req.remove_header(&name);
+        }
+        if self.append_x_forwarded_for {
+            if let Some(ip) = client.ip {
+                let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                    Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+                    _ => ip.to_string(),
+                };
+                req.insert_header("X-Forwarded-For", xff)?;
+            }
+        }
+        if client.tls {
+            req.insert_header("X-Forwarded-Proto", "https")?;
+        }
+        if let Some(ua) = &self.user_agent {
+            if !req.headers.contains_key(http::header::USER_AGENT) {
+                req.insert_header("User-Agent", ua.clone())?;
+            }
+        }
+        if let Some(auth) = &self.authorization {
+            req.insert_header("Authorization", auth.clone())?;
+        }
+        if let Some(host) = &self.host_override {
+            req.insert_header("Host", host.clone())?;
+        }
+        for h in &self.insert {
+            req.insert_header(h.name.clone(), h.value.clone())?;
+        }
+        if self.close_connection {
+            req.insert_header("Connection", "close")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a pool does to the back end's response before it goes to the client.
+#[derive(Debug, Clone)]
+pub struct ResponseRules {
+    pub scrub: ScrubRule,
+    pub insert: Vec<HeaderPair>,
+}
+
+impl ResponseRules {
+    pub fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
+        for name in self.scrub.doomed(&resp.headers) {
+            resp.remove_header(&name);
+        }
+        for h in &self.insert {
+            resp.insert_header(h.name.clone(), h.value.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// Headers every response gets, from the proxy or from a back end (`WebServer` settings).
+#[derive(Debug, Clone)]
+pub struct GlobalResponseHeaders {
+    pub always: Vec<HeaderPair>,
+    /// `http_server_signature`, sent as `Server` when the response has none.
+    pub server: Option<HeaderValue>,
+}
+
+impl GlobalResponseHeaders {
+    pub fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
+        for h in &self.always {
+            resp.insert_header(h.name.clone(), h.value.clone())?;
+        }
+        if let Some(server) = &self.server {
+            if !resp.headers.contains_key(http::header::SERVER) {
+                resp.insert_header("Server", server.clone())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> RequestRules {
+        RequestRules {
+            scrub: ScrubRule::new(crate::config::model::DEFAULT_SCRUB_REQUEST).unwrap(),
+            insert: vec![HeaderPair::new("Via", "poolgate").unwrap()],
+            user_agent: HeaderValue::from_str("UA/1").ok(),
+            authorization: RequestRules::basic_auth("admin:12345"),
+            append_x_forwarded_for: true,
+            host_override: None,
+            close_connection: false,
+        }
+    }
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (n, v) in headers {
+            req.append_header(n.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    fn get<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+        req.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn default_scrub_removes_x_proxy_but_keeps_framing_and_host() {
+        let mut req = request(&[("Host", "h"), ("X-Proxy", "p"), ("X-Proxy-Queue", "1"), ("Content-Length", "3"), ("Expect", "100-continue")]);
+        rules().apply(&mut req, ClientFacts { ip: None, tls: false }).unwrap();
+        assert_eq!(get(&req, "x-proxy"), None);
+        assert_eq!(get(&req, "x-proxy-queue"), None);
+        assert_eq!(get(&req, "expect"), None);
+        assert_eq!(get(&req, "host"), Some("h"));
+        assert_eq!(get(&req, "content-length"), Some("3"));
+    }
+
+    #[test]
+    fn forwarding_headers() {
+        let mut req = request(&[("X-Forwarded-For", "10.0.0.1")]);
+        let ip = "127.0.0.2".parse().ok();
+        rules().apply(&mut req, ClientFacts { ip, tls: true }).unwrap();
+        assert_eq!(get(&req, "x-forwarded-for"), Some("10.0.0.1, 127.0.0.2"));
+        assert_eq!(get(&req, "x-forwarded-proto"), Some("https"));
+        assert_eq!(get(&req, "user-agent"), Some("UA/1"));
+        assert_eq!(get(&req, "authorization"), Some("Basic YWRtaW46MTIzNDU="));
+        assert_eq!(get(&req, "via"), Some("poolgate"));
+    }
+
+    #[test]
+    fn client_user_agent_wins() {
+        let mut req = request(&[("User-Agent", "curl")]);
+        rules().apply(&mut req, ClientFacts { ip: None, tls: false }).unwrap();
+        assert_eq!(get(&req, "user-agent"), Some("curl"));
+    }
+
+    #[test]
+    fn bad_header_names_are_rejected() {
+        assert!(HeaderPair::new("Bad Name", "x").is_err());
+        assert!(HeaderPair::new("X-Ok", "line\nbreak").is_err());
+    }
+}

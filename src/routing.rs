@@ -1,0 +1,169 @@
+//! Request routing (PixlProxy "Request Routing"): which pool a request goes to.
+//!
+//! Criteria are compiled once at start; `RouteTable::route` only runs precompiled regexes and
+//! one hash lookup, with no allocation.
+
+use crate::pool::Pool;
+use regex::Regex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The id of the catch-all pool, which is considered after every other pool.
+pub const DEFAULT_POOL_ID: &str = "default";
+
+/// A pool's matching criteria; `None` means "match everything" for that criterion.
+#[derive(Debug, Clone, Default)]
+pub struct RouteCriteria {
+    /// Matched case-insensitively against the request method.
+    pub method: Option<Regex>,
+    /// Matched case-insensitively against the Host header without its port.
+    pub host: Option<Regex>,
+    /// Matched case-sensitively against the path and query.
+    pub uri: Option<Regex>,
+}
+
+impl RouteCriteria {
+    pub fn matches(&self, req: &RouteRequest) -> bool {
+        let ok = |re: &Option<Regex>, s: &str| re.as_ref().is_none_or(|re| re.is_match(s));
+        ok(&self.method, req.method) && ok(&self.host, req.host) && ok(&self.uri, req.uri)
+    }
+}
+
+/// The parts of a request that routing looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRequest<'a> {
+    pub method: &'a str,
+    /// Host header value with any `:port` suffix removed.
+    pub host: &'a str,
+    /// Path and query string.
+    pub uri: &'a str,
+    /// Value of the `X-Proxy` header, if sent.
+    pub x_proxy: Option<&'a str>,
+}
+
+impl<'a> RouteRequest<'a> {
+    /// The routing view of a request header. The host comes from `Host`, or from the URI
+    /// authority for HTTP/2 and absolute-form requests.
+    pub fn of(req: &'a pingora::http::RequestHeader) -> Self {
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        RouteRequest {
+            method: req.method.as_str(),
+            host: strip_port(host),
+            uri: req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            x_proxy: req.headers.get("x-proxy").and_then(|v| v.to_str().ok()),
+        }
+    }
+}
+
+/// All pools in routing order: config order, with the `default` pool moved last.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    pools: Vec<Arc<Pool>>,
+    by_id: HashMap<String, usize>,
+}
+
+impl RouteTable {
+    pub fn new(mut pools: Vec<Arc<Pool>>) -> Self {
+        // Stable sort: relative config order is kept for everything but `default`.
+        pools.sort_by_key(|p| p.id.as_ref() == DEFAULT_POOL_ID);
+        let by_id = pools.iter().enumerate().map(|(i, p)| (p.id.to_string(), i)).collect();
+        RouteTable { pools, by_id }
+    }
+
+    pub fn pools(&self) -> &[Arc<Pool>] {
+        &self.pools
+    }
+
+    /// The pool for a request, or `None` when nothing matches and there is no default pool.
+    ///
+    /// An `X-Proxy` header naming a pool selects it if its criteria match. Otherwise pools are
+    /// tried in order, skipping `x_proxy_only` pools, which only ever take named requests.
+    pub fn route(&self, req: &RouteRequest) -> Option<&Arc<Pool>> {
+        if let Some(named) = req.x_proxy.and_then(|id| self.by_id.get(id)) {
+            let pool = &self.pools[*named];
+            if pool.criteria.matches(req) {
+                return Some(pool);
+            }
+        }
+        self.pools.iter().find(|p| !p.x_proxy_only && p.criteria.matches(req))
+    }
+}
+
+/// The host part of a Host header value: `example.com:8080` -> `example.com`, `[::1]:80` -> `[::1]`.
+pub fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i) if !host[i + 1..].is_empty() && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
+            if host.starts_with('[') || !host[..i].contains(':') {
+                &host[..i]
+            } else {
+                host
+            }
+        }
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::tests::pool_with;
+
+    fn req<'a>(method: &'a str, host: &'a str, uri: &'a str, x: Option<&'a str>) -> RouteRequest<'a> {
+        RouteRequest { method, host, uri, x_proxy: x }
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(vec![
+            pool_with("default", None, None, None, false),
+            pool_with("api", Some("(?i)^(GET|POST)$"), None, Some("^/api"), false),
+            pool_with("admin", None, Some("(?i)^admin\\.example$"), None, false),
+            pool_with("hidden", None, None, None, true),
+        ])
+    }
+
+    fn routed(t: &RouteTable, r: RouteRequest) -> Option<String> {
+        t.route(&r).map(|p| p.id.to_string())
+    }
+
+    #[test]
+    fn default_is_last_and_others_keep_config_order() {
+        let t = table();
+        let ids: Vec<_> = t.pools().iter().map(|p| p.id.to_string()).collect();
+        assert_eq!(ids, ["api", "admin", "hidden", "default"]);
+    }
+
+    #[test]
+    fn all_given_criteria_must_match() {
+        let t = table();
+        assert_eq!(routed(&t, req("get", "x", "/api/1", None)).as_deref(), Some("api"));
+        assert_eq!(routed(&t, req("PUT", "x", "/api/1", None)).as_deref(), Some("default"));
+        assert_eq!(routed(&t, req("GET", "ADMIN.example", "/", None)).as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn x_proxy_selects_by_exact_id_and_criteria_still_apply() {
+        let t = table();
+        assert_eq!(routed(&t, req("GET", "x", "/", Some("hidden"))).as_deref(), Some("hidden"));
+        assert_eq!(routed(&t, req("GET", "x", "/", Some("Hidden"))).as_deref(), Some("default"));
+        assert_eq!(routed(&t, req("PUT", "x", "/api", Some("api"))).as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn no_match_without_default_is_none() {
+        let t = RouteTable::new(vec![pool_with("api", None, None, Some("^/api"), false)]);
+        assert!(t.route(&req("GET", "x", "/other", None)).is_none());
+    }
+
+    #[test]
+    fn strip_port_handles_names_and_ipv6() {
+        assert_eq!(strip_port("localhost:3020"), "localhost");
+        assert_eq!(strip_port("localhost"), "localhost");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("::1"), "::1");
+    }
+}

@@ -1,0 +1,241 @@
+//! Real origins for the end-to-end tests, written with hyper on loopback.
+//!
+//! One HTTP origin serves every behaviour by path (like httpbin):
+//! - `/echo/body`: answers with the request body, byte for byte (streamed back).
+//! - `/status/N`: answers status N.
+//! - `/slow/MS`: waits MS milliseconds before answering.
+//! - `/large/N`: streams N bytes (chunked, no Content-Length).
+//! - `/fail/N`: answers 500 to the first N requests, then 200 (status-N-times).
+//! - `/redirect/N`: answers 302 to `/redirect/N-1`, down to `/redirect/0` which answers 200.
+//! - `/server-header`: answers with its own `Server` header.
+//! - anything else: 200 with a JSON description of the request (method, uri, headers, body
+//!   length and checksum).
+//! Every accepted connection is counted.
+
+use bytes::Bytes;
+use futures_util::stream;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+#[derive(Default)]
+pub struct Counters {
+    pub connections: AtomicUsize,
+    pub requests: AtomicUsize,
+    failures_left: AtomicUsize,
+}
+
+/// A running origin; it stops when dropped.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        // Safe inside async tests, unlike dropping the runtime.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Origin {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+    pub fn connections(&self) -> usize {
+        self.counters.connections.load(Ordering::SeqCst)
+    }
+    pub fn requests(&self) -> usize {
+        self.counters.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// A non-blocking loopback listener on a free port (bound here, so the port is known at once).
+fn bind() -> (std::net::TcpListener, SocketAddr) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    l.set_nonblocking(true).expect("nonblocking");
+    let addr = l.local_addr().expect("origin addr");
+    (l, addr)
+}
+
+/// Start the HTTP origin (plain, or TLS with the given acceptor).
+pub fn start(tls: Option<TlsAcceptor>) -> Origin {
+    let rt = runtime();
+    let counters = Arc::new(Counters::default());
+    let (std_listener, addr) = bind();
+    let c = counters.clone();
+    rt.spawn(async move {
+        let listener = TcpListener::from_std(std_listener).expect("origin listener");
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            c.connections.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| handle(req, c.clone()));
+                let builder = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(s) = acceptor.accept(stream).await {
+                            let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                        }
+                    }
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            });
+        }
+    });
+    Origin { addr, counters, rt: Some(rt) }
+}
+
+pub fn http() -> Origin {
+    start(None)
+}
+
+/// An origin that reads a request and closes the connection without answering.
+pub fn resetting() -> Origin {
+    let rt = runtime();
+    let counters = Arc::new(Counters::default());
+    let (std_listener, addr) = bind();
+    let c = counters.clone();
+    rt.spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::from_std(std_listener).expect("origin listener");
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            c.connections.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            drop(stream);
+        }
+    });
+    Origin { addr, counters, rt: Some(rt) }
+}
+
+fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .body(Full::new(body.into()).boxed_unsync())
+        .expect("response")
+}
+
+async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Body>, Infallible> {
+    c.requests.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_string();
+    let arg = |prefix: &str| path.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok());
+    if path == "/echo/body" {
+        return Ok(Response::new(echo(req.into_body())));
+    }
+    if let Some(code) = arg("/status/") {
+        return Ok(full(code as u16, format!("status {code}")));
+    }
+    if let Some(ms) = arg("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        return Ok(full(200, "slow done"));
+    }
+    if let Some(n) = arg("/large/") {
+        return Ok(Response::new(pattern_stream(n)));
+    }
+    if let Some(n) = arg("/fail/") {
+        let _ = c.failures_left.compare_exchange(0, n as usize + 1, Ordering::SeqCst, Ordering::SeqCst);
+        let left = c.failures_left.fetch_sub(1, Ordering::SeqCst);
+        return Ok(if left > 1 { full(500, "failing") } else { full(200, "recovered") });
+    }
+    if let Some(n) = arg("/redirect/") {
+        if n > 0 {
+            let mut resp = full(302, "");
+            let loc = format!("/redirect/{}", n - 1);
+            resp.headers_mut().insert("location", loc.parse().expect("location"));
+            return Ok(resp);
+        }
+        return Ok(full(200, "arrived"));
+    }
+    if path == "/server-header" {
+        let mut resp = full(200, "own server header");
+        resp.headers_mut().insert("server", "OriginServer/1".parse().expect("server"));
+        resp.headers_mut().insert("x-origin-secret", "s3cret".parse().expect("header"));
+        return Ok(resp);
+    }
+    Ok(describe(req).await)
+}
+
+/// The byte at position `i` of every generated body: verifiable without storing the body.
+pub fn pattern_byte(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+fn pattern_stream(total: u64) -> Body {
+    const CHUNK: u64 = 64 * 1024;
+    let chunks = stream::unfold(0u64, move |sent| async move {
+        if sent >= total {
+            return None;
+        }
+        let n = CHUNK.min(total - sent);
+        let data: Vec<u8> = (sent..sent + n).map(pattern_byte).collect();
+        Some((Ok::<_, Infallible>(Frame::data(Bytes::from(data))), sent + n))
+    });
+    StreamBody::new(chunks).boxed_unsync()
+}
+
+async fn describe(req: Request<Incoming>) -> Response<Body> {
+    let (parts, mut body) = req.into_parts();
+    let (mut len, mut sum) = (0u64, 0u64);
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            for b in data.iter() {
+                sum = sum.wrapping_mul(31).wrapping_add(*b as u64);
+            }
+            len += data.len() as u64;
+        }
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
+    let json = serde_json::json!({
+        "method": parts.method.as_str(),
+        "uri": parts.uri.to_string(),
+        "headers": headers,
+        "body_len": len,
+        "body_sum": sum,
+    });
+    let mut resp = full(200, json.to_string());
+    resp.headers_mut().insert("content-type", "application/json".parse().expect("ct"));
+    resp
+}
+
+/// The checksum `describe` computes, for comparing with what a client sent.
+pub fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0u64, |s, b| s.wrapping_mul(31).wrapping_add(*b as u64))
+}
+
+/// Echo a request body back as it arrives; a read error simply ends the echoed body.
+fn echo(body: Incoming) -> Body {
+    let frames = stream::unfold(body, |mut body| async move {
+        match body.frame().await {
+            Some(Ok(frame)) => Some((Ok::<_, Infallible>(frame), body)),
+            _ => None,
+        }
+    });
+    StreamBody::new(frames).boxed_unsync()
+}
