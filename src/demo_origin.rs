@@ -26,7 +26,12 @@ impl ServeHttp for DemoOrigin {
         let headers: serde_json::Map<String, serde_json::Value> = req
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into(),
+                )
+            })
             .collect();
         let body = serde_json::json!({
             "origin": "poolgate demo origin",
@@ -46,7 +51,10 @@ impl ServeHttp for DemoOrigin {
 }
 
 pub fn service(port: u16) -> Service<HttpServer<DemoOrigin>> {
-    let mut svc = Service::new("poolgate demo origin".to_string(), HttpServer::new_app(DemoOrigin));
+    let mut svc = Service::new(
+        "poolgate demo origin".to_string(),
+        HttpServer::new_app(DemoOrigin),
+    );
     svc.add_tcp(&addr(port));
     svc.threads = Some(1);
     svc

@@ -23,7 +23,10 @@ pub struct TargetResolver {
 impl TargetResolver {
     pub fn new(host: &str, port: u16, cache_dns_sec: u64) -> Self {
         let literal = host.trim_start_matches('[').trim_end_matches(']');
-        let fixed = literal.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port));
+        let fixed = literal
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port));
         TargetResolver {
             host: host.to_string(),
             port,
@@ -52,7 +55,8 @@ impl TargetResolver {
 
     fn fresh(&self) -> Option<SocketAddr> {
         let slot = self.cached.read().ok()?;
-        slot.filter(|(_, until)| Instant::now() < *until).map(|(addr, _)| addr)
+        slot.filter(|(_, until)| Instant::now() < *until)
+            .map(|(addr, _)| addr)
     }
 
     async fn lookup(&self) -> Result<SocketAddr> {
@@ -85,7 +89,10 @@ mod tests {
     #[tokio::test]
     async fn ip_literals_need_no_lookup() {
         let r = TargetResolver::new("127.0.0.1", 8080, 0);
-        assert_eq!(r.resolve().await.unwrap(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            r.resolve().await.unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
         let r = TargetResolver::new("[::1]", 80, 0);
         assert_eq!(r.resolve().await.unwrap(), "[::1]:80".parse().unwrap());
     }

@@ -11,7 +11,10 @@ pub fn status_for(e: &Error) -> u16 {
     use ErrorType::*;
     match (&e.etype, &e.esource) {
         (HTTPStatus(code), _) => *code,
-        (ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout, ErrorSource::Upstream) => 504,
+        (
+            ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout,
+            ErrorSource::Upstream,
+        ) => 504,
         (_, ErrorSource::Upstream) => 502,
         (ReadError | WriteError | ConnectionClosed, ErrorSource::Downstream) => 0,
         (ReadTimedout, ErrorSource::Downstream) => 408,
@@ -50,8 +53,14 @@ mod tests {
 
     #[test]
     fn client_side_errors() {
-        assert_eq!(status_for(&Error::new(ErrorType::ConnectionClosed).into_down()), 0);
-        assert_eq!(status_for(&Error::new(ErrorType::InvalidHTTPHeader).into_down()), 400);
+        assert_eq!(
+            status_for(&Error::new(ErrorType::ConnectionClosed).into_down()),
+            0
+        );
+        assert_eq!(
+            status_for(&Error::new(ErrorType::InvalidHTTPHeader).into_down()),
+            400
+        );
         assert_eq!(status_for(&Error::new(ErrorType::HTTPStatus(413))), 413);
         assert_eq!(status_for(&Error::new(ErrorType::InternalError)), 500);
     }

@@ -66,7 +66,10 @@ fn client_asked_keep_alive(session: &Session) -> bool {
     session
         .get_header(http::header::CONNECTION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("keep-alive")))
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"))
+        })
 }
 
 /// `ip:port` for a bind address (empty = all IPv4 addresses) and port.

@@ -27,9 +27,14 @@ pub struct HeaderPair {
 
 impl HeaderPair {
     pub fn new(name: &str, value: &str) -> std::result::Result<Self, String> {
-        HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name `{name}`"))?;
-        let value = HeaderValue::from_str(value).map_err(|_| format!("invalid value for header `{name}`"))?;
-        Ok(HeaderPair { name: Bytes::copy_from_slice(name.as_bytes()), value })
+        HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name `{name}`"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("invalid value for header `{name}`"))?;
+        Ok(HeaderPair {
+            name: Bytes::copy_from_slice(name.as_bytes()),
+            value,
+        })
     }
 }
 
@@ -98,7 +103,11 @@ impl RequestRules {
         }
         if self.append_x_forwarded_for {
             if let Some(ip) = client.ip {
-                let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                let xff = match req
+                    .headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok())
+                {
                     Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
                     _ => ip.to_string(),
                 };
@@ -200,8 +209,22 @@ mod tests {
 
     #[test]
     fn default_scrub_removes_x_proxy_but_keeps_framing_and_host() {
-        let mut req = request(&[("Host", "h"), ("X-Proxy", "p"), ("X-Proxy-Queue", "1"), ("Content-Length", "3"), ("Expect", "100-continue")]);
-        rules().apply(&mut req, ClientFacts { ip: None, tls: false }).unwrap();
+        let mut req = request(&[
+            ("Host", "h"),
+            ("X-Proxy", "p"),
+            ("X-Proxy-Queue", "1"),
+            ("Content-Length", "3"),
+            ("Expect", "100-continue"),
+        ]);
+        rules()
+            .apply(
+                &mut req,
+                ClientFacts {
+                    ip: None,
+                    tls: false,
+                },
+            )
+            .unwrap();
         assert_eq!(get(&req, "x-proxy"), None);
         assert_eq!(get(&req, "x-proxy-queue"), None);
         assert_eq!(get(&req, "expect"), None);
@@ -213,7 +236,9 @@ mod tests {
     fn forwarding_headers() {
         let mut req = request(&[("X-Forwarded-For", "10.0.0.1")]);
         let ip = "127.0.0.2".parse().ok();
-        rules().apply(&mut req, ClientFacts { ip, tls: true }).unwrap();
+        rules()
+            .apply(&mut req, ClientFacts { ip, tls: true })
+            .unwrap();
         assert_eq!(get(&req, "x-forwarded-for"), Some("10.0.0.1, 127.0.0.2"));
         assert_eq!(get(&req, "x-forwarded-proto"), Some("https"));
         assert_eq!(get(&req, "user-agent"), Some("UA/1"));
@@ -224,7 +249,15 @@ mod tests {
     #[test]
     fn client_user_agent_wins() {
         let mut req = request(&[("User-Agent", "curl")]);
-        rules().apply(&mut req, ClientFacts { ip: None, tls: false }).unwrap();
+        rules()
+            .apply(
+                &mut req,
+                ClientFacts {
+                    ip: None,
+                    tls: false,
+                },
+            )
+            .unwrap();
         assert_eq!(get(&req, "user-agent"), Some("curl"));
     }
 

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 const EXIT_BAD_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "poolgate", version, about = "PixlProxy-compatible HTTP reverse proxy on Pingora")]
+#[command(
+    name = "poolgate",
+    version,
+    about = "PixlProxy-compatible HTTP reverse proxy on Pingora"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,14 +47,21 @@ fn main() -> ExitCode {
 fn print_problems(path: &Path, problems: &[config::Problem]) {
     let file = path.display().to_string();
     for problem in problems {
-        eprintln!("{}", Located { file: &file, problem });
+        eprintln!(
+            "{}",
+            Located {
+                file: &file,
+                problem
+            }
+        );
     }
 }
 
 fn check(path: &Path) -> ExitCode {
     let loaded = config::load(path);
     print_problems(path, &loaded.problems);
-    let failed = loaded.runtime.is_none() || loaded.problems.iter().any(|p| p.severity == Severity::Typo);
+    let failed =
+        loaded.runtime.is_none() || loaded.problems.iter().any(|p| p.severity == Severity::Typo);
     if failed {
         eprintln!("{}: config check failed", path.display());
         return ExitCode::from(EXIT_BAD_CONFIG);
@@ -72,7 +83,11 @@ fn serve(path: &Path) -> ExitCode {
     }
     match server::build(runtime) {
         Ok(server) => {
-            log::info!("poolgate {} serving with config {}", env!("CARGO_PKG_VERSION"), path.display());
+            log::info!(
+                "poolgate {} serving with config {}",
+                env!("CARGO_PKG_VERSION"),
+                path.display()
+            );
             server.run_forever()
         }
         Err(StartError::Config(msg)) => {

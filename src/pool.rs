@@ -57,7 +57,11 @@ impl Pool {
     /// The Pingora peer for one attempt; resolves the host name asynchronously if needed.
     pub async fn peer(&self) -> Result<Box<HttpPeer>> {
         let addr = self.target.resolver.resolve().await?;
-        let sni = if self.target.tls { self.target.hostname.clone() } else { String::new() };
+        let sni = if self.target.tls {
+            self.target.hostname.clone()
+        } else {
+            String::new()
+        };
         let mut peer = HttpPeer::new(addr, self.target.tls, sni);
         peer.group_key = self.group_key;
         let o = &mut peer.options;
@@ -80,9 +84,19 @@ pub(crate) mod tests {
     use regex::Regex;
 
     /// A pool with the given criteria and no header rules, for routing tests.
-    pub fn pool_with(id: &str, method: Option<&str>, host: Option<&str>, uri: Option<&str>, x_only: bool) -> Arc<Pool> {
+    pub fn pool_with(
+        id: &str,
+        method: Option<&str>,
+        host: Option<&str>,
+        uri: Option<&str>,
+        x_only: bool,
+    ) -> Arc<Pool> {
         let re = |s: Option<&str>| s.map(|s| Regex::new(s).unwrap());
-        let criteria = RouteCriteria { method: re(method), host: re(host), uri: re(uri) };
+        let criteria = RouteCriteria {
+            method: re(method),
+            host: re(host),
+            uri: re(uri),
+        };
         let target = Target {
             tls: false,
             hostname: "127.0.0.1".into(),
@@ -99,7 +113,10 @@ pub(crate) mod tests {
             host_override: None,
             close_connection: false,
         };
-        let response_rules = ResponseRules { scrub: ScrubRule::new("").unwrap(), insert: vec![] };
+        let response_rules = ResponseRules {
+            scrub: ScrubRule::new("").unwrap(),
+            insert: vec![],
+        };
         Arc::new(Pool {
             id: Arc::from(id),
             criteria,

@@ -49,13 +49,20 @@ impl ProxyHttp for PoolProxy {
         RequestCtx::default()
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
         self.front.apply_keep_alive(session);
         Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let pool = self.routes.route(&RouteRequest::of(session.req_header())).cloned();
+        let pool = self
+            .routes
+            .route(&RouteRequest::of(session.req_header()))
+            .cloned();
         if pool.is_none() {
             reply::text(session, &self.front, 404, failure::body_for(404)).await?;
             return Ok(true);
@@ -64,7 +71,11 @@ impl ProxyHttp for PoolProxy {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         ctx.pool()?.peer().await
     }
 
@@ -75,7 +86,10 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let client = ClientFacts {
-            ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
             tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
         };
         ctx.pool()?.request_rules.apply(upstream_request, client)
@@ -91,19 +105,31 @@ impl ProxyHttp for PoolProxy {
         self.front.response_headers.apply(upstream_response)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let status = failure::status_for(e);
         if status > 0 && session.response_written().is_none() {
             // The client may have gone away meanwhile; there is nobody left to tell.
             let _ = reply::text(session, &self.front, status, failure::body_for(status)).await;
         }
-        FailToProxy { error_code: status, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let Some(e) = e else { return };
         let pool = ctx.pool.as_ref().map_or("-", |p| p.id.as_ref());
-        let target = ctx.pool.as_ref().map(|p| p.target.base_url()).unwrap_or_default();
+        let target = ctx
+            .pool
+            .as_ref()
+            .map(|p| p.target.base_url())
+            .unwrap_or_default();
         let req = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         log::error!(

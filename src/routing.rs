@@ -71,7 +71,11 @@ impl RouteTable {
     pub fn new(mut pools: Vec<Arc<Pool>>) -> Self {
         // Stable sort: relative config order is kept for everything but `default`.
         pools.sort_by_key(|p| p.id.as_ref() == DEFAULT_POOL_ID);
-        let by_id = pools.iter().enumerate().map(|(i, p)| (p.id.to_string(), i)).collect();
+        let by_id = pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.to_string(), i))
+            .collect();
         RouteTable { pools, by_id }
     }
 
@@ -90,14 +94,18 @@ impl RouteTable {
                 return Some(pool);
             }
         }
-        self.pools.iter().find(|p| !p.x_proxy_only && p.criteria.matches(req))
+        self.pools
+            .iter()
+            .find(|p| !p.x_proxy_only && p.criteria.matches(req))
     }
 }
 
 /// The host part of a Host header value: `example.com:8080` -> `example.com`, `[::1]:80` -> `[::1]`.
 pub fn strip_port(host: &str) -> &str {
     match host.rfind(':') {
-        Some(i) if !host[i + 1..].is_empty() && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
+        Some(i)
+            if !host[i + 1..].is_empty() && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
             if host.starts_with('[') || !host[..i].contains(':') {
                 &host[..i]
             } else {
@@ -113,8 +121,18 @@ mod tests {
     use super::*;
     use crate::pool::tests::pool_with;
 
-    fn req<'a>(method: &'a str, host: &'a str, uri: &'a str, x: Option<&'a str>) -> RouteRequest<'a> {
-        RouteRequest { method, host, uri, x_proxy: x }
+    fn req<'a>(
+        method: &'a str,
+        host: &'a str,
+        uri: &'a str,
+        x: Option<&'a str>,
+    ) -> RouteRequest<'a> {
+        RouteRequest {
+            method,
+            host,
+            uri,
+            x_proxy: x,
+        }
     }
 
     fn table() -> RouteTable {
@@ -140,17 +158,35 @@ mod tests {
     #[test]
     fn all_given_criteria_must_match() {
         let t = table();
-        assert_eq!(routed(&t, req("get", "x", "/api/1", None)).as_deref(), Some("api"));
-        assert_eq!(routed(&t, req("PUT", "x", "/api/1", None)).as_deref(), Some("default"));
-        assert_eq!(routed(&t, req("GET", "ADMIN.example", "/", None)).as_deref(), Some("admin"));
+        assert_eq!(
+            routed(&t, req("get", "x", "/api/1", None)).as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            routed(&t, req("PUT", "x", "/api/1", None)).as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            routed(&t, req("GET", "ADMIN.example", "/", None)).as_deref(),
+            Some("admin")
+        );
     }
 
     #[test]
     fn x_proxy_selects_by_exact_id_and_criteria_still_apply() {
         let t = table();
-        assert_eq!(routed(&t, req("GET", "x", "/", Some("hidden"))).as_deref(), Some("hidden"));
-        assert_eq!(routed(&t, req("GET", "x", "/", Some("Hidden"))).as_deref(), Some("default"));
-        assert_eq!(routed(&t, req("PUT", "x", "/api", Some("api"))).as_deref(), Some("default"));
+        assert_eq!(
+            routed(&t, req("GET", "x", "/", Some("hidden"))).as_deref(),
+            Some("hidden")
+        );
+        assert_eq!(
+            routed(&t, req("GET", "x", "/", Some("Hidden"))).as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            routed(&t, req("PUT", "x", "/api", Some("api"))).as_deref(),
+            Some("default")
+        );
     }
 
     #[test]

@@ -25,13 +25,14 @@ fn worker_threads(configured: usize) -> usize {
 }
 
 fn server_conf(rt: &RuntimeConfig) -> ServerConf {
-    let mut conf = ServerConf::default();
-    conf.threads = worker_threads(rt.threads);
     // Pingora sleeps the whole grace period on SIGTERM while in-flight requests finish, then
     // gives runtimes one more second; its own default grace is 300 s.
-    conf.grace_period_seconds = Some(rt.shutdown_timeout_sec);
-    conf.graceful_shutdown_timeout_seconds = Some(1);
-    conf
+    ServerConf {
+        threads: worker_threads(rt.threads),
+        grace_period_seconds: Some(rt.shutdown_timeout_sec),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..Default::default()
+    }
 }
 
 /// Check that every listen address can be bound, so a taken port is reported clearly before
@@ -56,12 +57,15 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
     server.bootstrap();
     let front = Arc::new(rt.front);
     let app = PoolProxy::new(front.clone(), Arc::new(rt.routes));
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, app, "poolgate");
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, app, "poolgate");
     proxy.add_tcp(&front.http_addr);
     if let Some(tls) = &front.https {
         proxy
             .add_tls(&tls.addr, &tls.cert_file, &tls.key_file)
-            .map_err(|e| StartError::Config(format!("WebServer.https_cert_file / https_key_file: {e}")))?;
+            .map_err(|e| {
+                StartError::Config(format!("WebServer.https_cert_file / https_key_file: {e}"))
+            })?;
     }
     server.add_service(proxy);
     if rt.demo_origin_port != 0 {

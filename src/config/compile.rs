@@ -37,7 +37,11 @@ impl Problems {
 
     /// A regex, or `None` (with a problem recorded) when it does not compile.
     fn regex(&mut self, path: &str, pattern: &str, case_insensitive: bool) -> Option<Regex> {
-        let source = if case_insensitive { format!("(?i){pattern}") } else { pattern.to_string() };
+        let source = if case_insensitive {
+            format!("(?i){pattern}")
+        } else {
+            pattern.to_string()
+        };
         Regex::new(&source)
             .map_err(|e| self.push(path, format!("invalid regex: {}", one_line(&e.to_string()))))
             .ok()
@@ -45,7 +49,11 @@ impl Problems {
 
     fn headers(&mut self, path: &str, map: &BTreeMap<String, String>) -> Vec<HeaderPair> {
         map.iter()
-            .filter_map(|(k, v)| HeaderPair::new(k, v).map_err(|e| self.push(format!("{path}.{k}"), e)).ok())
+            .filter_map(|(k, v)| {
+                HeaderPair::new(k, v)
+                    .map_err(|e| self.push(format!("{path}.{k}"), e))
+                    .ok()
+            })
             .collect()
     }
 }
@@ -86,20 +94,33 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
 fn front_end(web: &WebServerConfig, problems: &mut Problems) -> Option<FrontEnd> {
     let keep_alive = KeepAliveMode::parse(&web.http_keep_alives);
     if keep_alive.is_none() {
-        problems.push("WebServer.http_keep_alives", "must be one of `default`, `request`, `close`");
+        problems.push(
+            "WebServer.http_keep_alives",
+            "must be one of `default`, `request`, `close`",
+        );
     }
     let https = if web.https {
-        for (key, value) in [("https_cert_file", &web.https_cert_file), ("https_key_file", &web.https_key_file)] {
+        for (key, value) in [
+            ("https_cert_file", &web.https_cert_file),
+            ("https_key_file", &web.https_key_file),
+        ] {
             if value.is_empty() {
                 problems.push(format!("WebServer.{key}"), "required when `https` is true");
             } else if !std::path::Path::new(value).is_file() {
-                problems.push(format!("WebServer.{key}"), format!("file `{value}` not found"));
+                problems.push(
+                    format!("WebServer.{key}"),
+                    format!("file `{value}` not found"),
+                );
             }
         }
         if web.https_port == web.http_port {
             problems.push("WebServer.https_port", "must differ from http_port");
         }
-        let bind = if web.https_bind_address.is_empty() { &web.http_bind_address } else { &web.https_bind_address };
+        let bind = if web.https_bind_address.is_empty() {
+            &web.http_bind_address
+        } else {
+            &web.https_bind_address
+        };
         Some(TlsListener {
             addr: listen_addr(bind, web.https_port),
             cert_file: web.https_cert_file.clone(),
@@ -111,10 +132,18 @@ fn front_end(web: &WebServerConfig, problems: &mut Problems) -> Option<FrontEnd>
     let server = match web.http_server_signature.as_str() {
         "" => None,
         sig => HeaderValue::from_str(sig)
-            .map_err(|_| problems.push("WebServer.http_server_signature", "not a valid header value"))
+            .map_err(|_| {
+                problems.push(
+                    "WebServer.http_server_signature",
+                    "not a valid header value",
+                )
+            })
             .ok(),
     };
-    let always = problems.headers("WebServer.http_response_headers", &web.http_response_headers);
+    let always = problems.headers(
+        "WebServer.http_response_headers",
+        &web.http_response_headers,
+    );
     Some(FrontEnd {
         http_addr: listen_addr(&web.http_bind_address, web.http_port),
         https,
@@ -124,11 +153,18 @@ fn front_end(web: &WebServerConfig, problems: &mut Problems) -> Option<FrontEnd>
     })
 }
 
-fn compile_pool(id: &str, p: &PoolConfig, validate_ssl_certs: bool, problems: &mut Problems) -> Option<Pool> {
+fn compile_pool(
+    id: &str,
+    p: &PoolConfig,
+    validate_ssl_certs: bool,
+    problems: &mut Problems,
+) -> Option<Pool> {
     let path = |key: &str| format!("PixlProxy.pools.{id}.{key}");
     let before = problems.0.len();
     let mut criterion = |key: &str, pattern: &Option<String>, ci: bool| {
-        pattern.as_deref().and_then(|pat| problems.regex(&path(key), pat, ci))
+        pattern
+            .as_deref()
+            .and_then(|pat| problems.regex(&path(key), pat, ci))
     };
     let criteria = RouteCriteria {
         method: criterion("method_match", &p.method_match, true),
@@ -145,7 +181,10 @@ fn compile_pool(id: &str, p: &PoolConfig, validate_ssl_certs: bool, problems: &m
     };
     let hostname = p.target_hostname.trim();
     if hostname.is_empty() {
-        problems.push(path("target_hostname"), "required: the back end's host name or IP address");
+        problems.push(
+            path("target_hostname"),
+            "required: the back end's host name or IP address",
+        );
     }
     let port = match p.target_port {
         0 if tls => 443,
@@ -153,9 +192,17 @@ fn compile_pool(id: &str, p: &PoolConfig, validate_ssl_certs: bool, problems: &m
         n => n,
     };
     let default_port = if tls { 443 } else { 80 };
-    let host_header = if port == default_port { hostname.to_string() } else { format!("{hostname}:{port}") };
+    let host_header = if port == default_port {
+        hostname.to_string()
+    } else {
+        format!("{hostname}:{port}")
+    };
     let request_rules = RequestRules {
-        scrub: scrub(problems, &path("scrub_request_headers"), &p.scrub_request_headers),
+        scrub: scrub(
+            problems,
+            &path("scrub_request_headers"),
+            &p.scrub_request_headers,
+        ),
         insert: problems.headers(&path("insert_request_headers"), &p.insert_request_headers),
         user_agent: header_value(problems, &path("http_user_agent"), &p.http_user_agent),
         authorization: if p.http_basic_auth.is_empty() {
@@ -167,11 +214,19 @@ fn compile_pool(id: &str, p: &PoolConfig, validate_ssl_certs: bool, problems: &m
             RequestRules::basic_auth(&p.http_basic_auth)
         },
         append_x_forwarded_for: p.append_to_x_forwarded_for,
-        host_override: if p.preserve_host { None } else { HeaderValue::from_str(&host_header).ok() },
+        host_override: if p.preserve_host {
+            None
+        } else {
+            HeaderValue::from_str(&host_header).ok()
+        },
         close_connection: !p.use_keep_alives,
     };
     let response_rules = ResponseRules {
-        scrub: scrub(problems, &path("scrub_response_headers"), &p.scrub_response_headers),
+        scrub: scrub(
+            problems,
+            &path("scrub_response_headers"),
+            &p.scrub_response_headers,
+        ),
         insert: problems.headers(&path("insert_response_headers"), &p.insert_response_headers),
     };
     if problems.0.len() > before {
@@ -207,5 +262,7 @@ fn header_value(problems: &mut Problems, path: &str, value: &str) -> Option<Head
     if value.is_empty() {
         return None;
     }
-    HeaderValue::from_str(value).map_err(|_| problems.push(path, "not a valid header value")).ok()
+    HeaderValue::from_str(value)
+        .map_err(|_| problems.push(path, "not a valid header value"))
+        .ok()
 }

@@ -11,26 +11,73 @@ use serde_yaml::{Mapping, Value};
 
 /// Top-level keys of pixl-server that poolgate accepts and ignores.
 const IGNORED_TOP: &[&str] = &[
-    "debug", "echo", "color", "log_columns", "log_crashes", "log_async", "uid", "gid",
-    "inject_cli_args", "log_debug_errors", "stdout", "stderr", "config_overrides_file",
-    "log_archive_path", "log_archive_keep", "log_archive_storage", "log_filter",
+    "debug",
+    "echo",
+    "color",
+    "log_columns",
+    "log_crashes",
+    "log_async",
+    "uid",
+    "gid",
+    "inject_cli_args",
+    "log_debug_errors",
+    "stdout",
+    "stderr",
+    "config_overrides_file",
+    "log_archive_path",
+    "log_archive_keep",
+    "log_archive_storage",
+    "log_filter",
 ];
 
 /// `WebServer` keys of pixl-server-web that poolgate accepts and ignores (for now).
 const IGNORED_WEB: &[&str] = &[
-    "http_alt_ports", "http_htdocs_dir", "http_max_upload_size", "http_temp_dir",
-    "http_static_ttl", "http_static_index", "http_gzip_text", "http_compress_text",
-    "http_regex_text", "http_regex_json", "http_code_response_headers", "http_request_timeout",
-    "http_keep_alive_timeout", "http_socket_prelim_timeout", "http_max_requests_per_connection",
-    "http_gzip_opts", "http_enable_brotli", "http_brotli_opts", "http_default_acl",
-    "http_log_requests", "http_log_request_details", "http_log_body_max", "http_regex_log",
-    "http_log_perf", "http_perf_threshold_ms", "http_perf_report", "http_recent_requests",
-    "http_max_connections", "http_max_concurrent_requests", "http_max_queue_length",
-    "http_max_queue_active", "http_queue_skip_uri_match", "http_clean_headers",
-    "http_log_socket_errors", "http_full_uri_match", "http_flatten_query",
-    "http_req_max_dump_enabled", "http_req_max_dump_dir", "http_req_max_dump_debounce",
-    "http_public_ip_offset", "https_alt_ports", "https_ca_file", "https_force",
-    "https_header_detect", "https_timeout", "http_uri_handlers",
+    "http_alt_ports",
+    "http_htdocs_dir",
+    "http_max_upload_size",
+    "http_temp_dir",
+    "http_static_ttl",
+    "http_static_index",
+    "http_gzip_text",
+    "http_compress_text",
+    "http_regex_text",
+    "http_regex_json",
+    "http_code_response_headers",
+    "http_request_timeout",
+    "http_keep_alive_timeout",
+    "http_socket_prelim_timeout",
+    "http_max_requests_per_connection",
+    "http_gzip_opts",
+    "http_enable_brotli",
+    "http_brotli_opts",
+    "http_default_acl",
+    "http_log_requests",
+    "http_log_request_details",
+    "http_log_body_max",
+    "http_regex_log",
+    "http_log_perf",
+    "http_perf_threshold_ms",
+    "http_perf_report",
+    "http_recent_requests",
+    "http_max_connections",
+    "http_max_concurrent_requests",
+    "http_max_queue_length",
+    "http_max_queue_active",
+    "http_queue_skip_uri_match",
+    "http_clean_headers",
+    "http_log_socket_errors",
+    "http_full_uri_match",
+    "http_flatten_query",
+    "http_req_max_dump_enabled",
+    "http_req_max_dump_dir",
+    "http_req_max_dump_debounce",
+    "http_public_ip_offset",
+    "https_alt_ports",
+    "https_ca_file",
+    "https_force",
+    "https_header_detect",
+    "https_timeout",
+    "http_uri_handlers",
 ];
 
 /// `PixlProxy` keys outside the pools that poolgate accepts and ignores (for now).
@@ -38,11 +85,25 @@ const IGNORED_PROXY: &[&str] = &["serve_static_files", "stats_uri_match", "nice"
 
 /// Pool keys of PixlProxy that poolgate accepts and ignores (for now).
 const IGNORED_POOL: &[&str] = &[
-    "max_concurrent_requests", "max_requests_per_sec", "use_queue", "max_queue_length",
-    "follow_redirects", "resp_code_success_match", "retries", "error_retry_delay_base_ms",
-    "error_retry_delay_mult_ms", "error_retry_delay_max_ms", "log_perf_ms", "log_transactions",
-    "log_errors", "degraded_perf_monitor", "degraded_min_avg_ms", "degraded_min_req_sec",
-    "degraded_min_uptime_sec", "min_stream_size", "throttle_requeue_delay_ms",
+    "max_concurrent_requests",
+    "max_requests_per_sec",
+    "use_queue",
+    "max_queue_length",
+    "follow_redirects",
+    "resp_code_success_match",
+    "retries",
+    "error_retry_delay_base_ms",
+    "error_retry_delay_mult_ms",
+    "error_retry_delay_max_ms",
+    "log_perf_ms",
+    "log_transactions",
+    "log_errors",
+    "degraded_perf_monitor",
+    "degraded_min_avg_ms",
+    "degraded_min_req_sec",
+    "degraded_min_uptime_sec",
+    "min_stream_size",
+    "throttle_requeue_delay_ms",
 ];
 
 /// Warnings for every key that is not used: known-but-ignored ones and probable typos.
@@ -84,11 +145,21 @@ fn section<'a>(map: &'a Mapping, key: &str) -> Option<&'a Mapping> {
 
 fn key_names(v: &Value) -> Vec<String> {
     v.as_mapping()
-        .map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect())
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-fn audit_map(map: &Mapping, prefix: &str, known: &[String], ignored: &[&str], out: &mut Vec<Problem>) {
+fn audit_map(
+    map: &Mapping,
+    prefix: &str,
+    known: &[String],
+    ignored: &[&str],
+    out: &mut Vec<Problem>,
+) {
     for key in map.keys() {
         let Some(key) = key.as_str() else { continue };
         if known.iter().any(|k| k == key) {
@@ -98,7 +169,13 @@ fn audit_map(map: &Mapping, prefix: &str, known: &[String], ignored: &[&str], ou
         if ignored.contains(&key) {
             out.push(Problem::ignored(path));
         } else {
-            let hint = closest(key, known.iter().map(String::as_str).chain(ignored.iter().copied()));
+            let hint = closest(
+                key,
+                known
+                    .iter()
+                    .map(String::as_str)
+                    .chain(ignored.iter().copied()),
+            );
             out.push(Problem::unknown(path, hint));
         }
     }
@@ -146,12 +223,21 @@ mod tests {
 
     #[test]
     fn framework_keys_are_ignored_with_a_warning() {
-        let found = audit_str("echo: true\nWebServer: {http_gzip_text: true}\nPixlProxy: {pools: {a: {retries: 3}}}");
-        let paths: Vec<_> = found.iter().map(|p| (p.path.as_str(), p.severity)).collect();
+        let found = audit_str(
+            "echo: true\nWebServer: {http_gzip_text: true}\nPixlProxy: {pools: {a: {retries: 3}}}",
+        );
+        let paths: Vec<_> = found
+            .iter()
+            .map(|p| (p.path.as_str(), p.severity))
+            .collect();
         let w = Severity::Ignored;
         assert_eq!(
             paths,
-            vec![("echo", w), ("WebServer.http_gzip_text", w), ("PixlProxy.pools.a.retries", w)]
+            vec![
+                ("echo", w),
+                ("WebServer.http_gzip_text", w),
+                ("PixlProxy.pools.a.retries", w)
+            ]
         );
     }
 
@@ -161,6 +247,10 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].severity, Severity::Typo);
         assert_eq!(found[0].path, "PixlProxy.pools.a.target_hostnme");
-        assert!(found[0].message.contains("target_hostname"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("target_hostname"),
+            "{}",
+            found[0].message
+        );
     }
 }

@@ -23,7 +23,12 @@ pub fn parse(text: &str) -> Result<Parsed, Problem> {
     let config: FileConfig = match doc {
         Value::Null => FileConfig::default(),
         Value::Mapping(_) => serde_yaml::from_str(text).map_err(serde_problem)?,
-        _ => return Err(Problem::error("", "the config must be a map of settings (a YAML or JSON object)")),
+        _ => {
+            return Err(Problem::error(
+                "",
+                "the config must be a map of settings (a YAML or JSON object)",
+            ))
+        }
     };
     let problems = keys::audit(&doc)
         .into_iter()
@@ -61,9 +66,11 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
     for seg in path.split('.') {
         let plain = format!("{seg}:");
         let quoted = format!("\"{seg}\"");
-        let (idx, col) = lines.iter().enumerate().skip(from).find_map(|(i, line)| {
-            key_column(line, &plain, &quoted).map(|c| (i, c))
-        })?;
+        let (idx, col) = lines
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find_map(|(i, line)| key_column(line, &plain, &quoted).map(|c| (i, c)))?;
         found = Some((idx + 1, col + 1));
         from = idx;
     }
@@ -110,7 +117,14 @@ mod tests {
     #[test]
     fn pools_keep_file_order() {
         let parsed = parse("PixlProxy:\n  pools:\n    zeta: {target_hostname: a}\n    alpha: {target_hostname: b}\n    mid: {target_hostname: c}\n").unwrap();
-        let ids: Vec<_> = parsed.config.proxy.pools.0.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<_> = parsed
+            .config
+            .proxy
+            .pools
+            .0
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
         assert_eq!(ids, ["zeta", "alpha", "mid"]);
     }
 

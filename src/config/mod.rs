@@ -21,8 +21,12 @@ pub const DEFAULT_CONFIG_PATH: &str = "conf/config.yaml";
 
 /// The config path: the flag, else `POOLGATE_CONFIG`, else `conf/config.yaml`.
 pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+    flag.or_else(|| {
+        std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
 }
 
 /// The outcome of loading a file: the runtime config (if it can run) and every problem found.
@@ -36,7 +40,10 @@ pub fn load(path: &Path) -> Loaded {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            return Loaded { runtime: None, problems: vec![Problem::error("", format!("cannot read file: {e}"))] }
+            return Loaded {
+                runtime: None,
+                problems: vec![Problem::error("", format!("cannot read file: {e}"))],
+            }
         }
     };
     load_str(&text)
@@ -46,7 +53,12 @@ pub fn load(path: &Path) -> Loaded {
 pub fn load_str(text: &str) -> Loaded {
     let parsed = match load::parse(text) {
         Ok(p) => p,
-        Err(problem) => return Loaded { runtime: None, problems: vec![problem] },
+        Err(problem) => {
+            return Loaded {
+                runtime: None,
+                problems: vec![problem],
+            }
+        }
     };
     let mut problems = parsed.problems;
     let runtime = match compile::compile(&parsed.config) {
@@ -79,7 +91,10 @@ mod tests {
     fn bad_regex_names_the_key_path() {
         let errs = errors("PixlProxy:\n  pools:\n    MyPool1:\n      target_hostname: h\n      uri_match: '(unclosed'\n");
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("PixlProxy.pools.MyPool1.uri_match: invalid regex"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("PixlProxy.pools.MyPool1.uri_match: invalid regex"),
+            "{errs:?}"
+        );
         let loaded = load_str("PixlProxy:\n  pools:\n    MyPool1:\n      target_hostname: h\n      uri_match: '(unclosed'\n");
         assert_eq!(loaded.problems[0].location, Some((5, 7)));
     }

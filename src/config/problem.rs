@@ -25,12 +25,23 @@ pub struct Problem {
 
 impl Problem {
     pub fn error(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem { severity: Severity::Error, path: path.into(), message: message.into(), location: None }
+        Problem {
+            severity: Severity::Error,
+            path: path.into(),
+            message: message.into(),
+            location: None,
+        }
     }
 
     pub fn ignored(path: String) -> Self {
-        let message = "accepted for PixlProxy compatibility but not used by poolgate; ignored".into();
-        Problem { severity: Severity::Ignored, path, message, location: None }
+        let message =
+            "accepted for PixlProxy compatibility but not used by poolgate; ignored".into();
+        Problem {
+            severity: Severity::Ignored,
+            path,
+            message,
+            location: None,
+        }
     }
 
     pub fn unknown(path: String, hint: Option<String>) -> Self {
@@ -38,7 +49,12 @@ impl Problem {
             Some(h) => format!("unknown key (probable typo; did you mean `{h}`?)"),
             None => "unknown key (probable typo)".into(),
         };
-        Problem { severity: Severity::Typo, path, message, location: None }
+        Problem {
+            severity: Severity::Typo,
+            path,
+            message,
+            location: None,
+        }
     }
 
     pub fn at(mut self, location: Option<(usize, usize)>) -> Self {

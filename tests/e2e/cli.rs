@@ -29,7 +29,10 @@ fn check_accepts_a_pixlproxy_config_json_unchanged() {
     let path = write(dir.path(), "config.json", json);
     let (code, out) = run_cli(&["check", "--config", &path], &[], None);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("warning: PixlProxy.pools.MyPool1.retries"), "{out}");
+    assert!(
+        out.contains("warning: PixlProxy.pools.MyPool1.retries"),
+        "{out}"
+    );
     assert!(out.contains("warning: WebServer.http_gzip_text"), "{out}");
     assert!(out.contains("config OK"), "{out}");
 }
@@ -41,9 +44,20 @@ fn check_reports_every_problem_with_file_line_and_key_path() {
     let path = write(dir.path(), "bad.yaml", yaml);
     let (code, out) = run_cli(&["check", "--config", &path], &[], None);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains(&format!("{path}:2:3: error: WebServer.http_keep_alives")), "{out}");
-    assert!(out.contains(&format!("{path}:7:7: error: PixlProxy.pools.MyPool1.uri_match: invalid regex")), "{out}");
-    assert!(out.contains("PixlProxy.pools.MyPool2.target_hostname: required"), "{out}");
+    assert!(
+        out.contains(&format!("{path}:2:3: error: WebServer.http_keep_alives")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{path}:7:7: error: PixlProxy.pools.MyPool1.uri_match: invalid regex"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("PixlProxy.pools.MyPool2.target_hostname: required"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -53,16 +67,27 @@ fn check_rejects_bad_yaml_and_wrong_types_with_a_line() {
     let (code, out) = run_cli(&["check", "--config", &path], &[], None);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains(&format!("{path}:")), "{out}");
-    let path = write(dir.path(), "types.yaml", "WebServer:\n  http_port: eighty\n");
+    let path = write(
+        dir.path(),
+        "types.yaml",
+        "WebServer:\n  http_port: eighty\n",
+    );
     let (code, out) = run_cli(&["check", "--config", &path], &[], None);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains(&format!("{path}:2:")) && out.contains("WebServer.http_port: invalid type"), "{out}");
+    assert!(
+        out.contains(&format!("{path}:2:")) && out.contains("WebServer.http_port: invalid type"),
+        "{out}"
+    );
 }
 
 #[test]
 fn check_flags_unknown_keys_as_probable_typos() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(dir.path(), "typo.yaml", "PixlProxy:\n  pools:\n    A:\n      target_hostnme: h\n");
+    let path = write(
+        dir.path(),
+        "typo.yaml",
+        "PixlProxy:\n  pools:\n    A:\n      target_hostnme: h\n",
+    );
     let (code, out) = run_cli(&["check", "--config", &path], &[], None);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("PixlProxy.pools.A.target_hostnme: unknown key (probable typo; did you mean `target_hostname`?)"), "{out}");
@@ -70,9 +95,16 @@ fn check_flags_unknown_keys_as_probable_typos() {
 
 #[test]
 fn check_of_a_missing_file_fails_with_its_name() {
-    let (code, out) = run_cli(&["check", "--config", "/nonexistent/poolgate.yaml"], &[], None);
+    let (code, out) = run_cli(
+        &["check", "--config", "/nonexistent/poolgate.yaml"],
+        &[],
+        None,
+    );
     assert_eq!(code, 2);
-    assert!(out.contains("/nonexistent/poolgate.yaml: error: cannot read file"), "{out}");
+    assert!(
+        out.contains("/nonexistent/poolgate.yaml: error: cannot read file"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -83,19 +115,33 @@ fn serve_with_a_bad_config_exits_2_before_listening() {
     let path = write(dir.path(), "bad.yaml", &text);
     let (code, out) = run_cli(&["serve", "--config", &path], &[], None);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("PixlProxy.pools.A.method_match: invalid regex"), "{out}");
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing may be listening");
+    assert!(
+        out.contains("PixlProxy.pools.A.method_match: invalid regex"),
+        "{out}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing may be listening"
+    );
 }
 
 #[test]
 fn config_path_comes_from_the_environment_then_the_default() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(dir.path(), "env.yaml", "PixlProxy: {pools: {A: {target_hostnme: h}}}\n");
+    let path = write(
+        dir.path(),
+        "env.yaml",
+        "PixlProxy: {pools: {A: {target_hostnme: h}}}\n",
+    );
     let (code, out) = run_cli(&["check"], &[("POOLGATE_CONFIG", &path)], None);
     assert_eq!(code, 2);
     assert!(out.contains("env.yaml"), "{out}");
     std::fs::create_dir(dir.path().join("conf")).expect("mkdir");
-    write(&dir.path().join("conf"), "config.yaml", "PixlProxy: {pools: {}}\n");
+    write(
+        &dir.path().join("conf"),
+        "config.yaml",
+        "PixlProxy: {pools: {}}\n",
+    );
     let (code, out) = run_cli(&["check"], &[], Some(dir.path()));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("conf/config.yaml: config OK"), "{out}");
@@ -107,8 +153,15 @@ fn every_shipped_config_passes_check() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&conf).expect("conf dir") {
         let path = entry.expect("entry").path();
-        if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
-            let (code, out) = run_cli(&["check", "--config", &path.display().to_string()], &[], None);
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            let (code, out) = run_cli(
+                &["check", "--config", &path.display().to_string()],
+                &[],
+                None,
+            );
             assert_eq!(code, 0, "{}: {out}", path.display());
             checked += 1;
         }
@@ -118,16 +171,25 @@ fn every_shipped_config_passes_check() {
 
 #[tokio::test]
 async fn the_sample_config_answers_through_its_demo_origin() {
-    let sample = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/config.yaml")).expect("sample");
+    let sample =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/config.yaml"))
+            .expect("sample");
     // Same sample, on free ports instead of the documented fixed ones.
     let demo = free_port();
     let text = sample
         .replace("http_port: 3020", "http_port: $PORT")
-        .replace("demo_origin_port: 3021", &format!("demo_origin_port: {demo}"))
+        .replace(
+            "demo_origin_port: 3021",
+            &format!("demo_origin_port: {demo}"),
+        )
         .replace("target_port: 3021", &format!("target_port: {demo}"));
     assert_ne!(text, sample, "the sample's ports moved; update this test");
     let pg = Poolgate::start(&text);
-    let resp = client().get(pg.url("/hello?x=1")).send().await.expect("send");
+    let resp = client()
+        .get(pg.url("/hello?x=1"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["origin"], "poolgate demo origin");

@@ -30,14 +30,22 @@ async fn https_and_http_listen_at_once_and_tls_clients_get_x_forwarded_proto() {
     let url = format!("https://localhost:{}/secure", pg.https_port);
     let desc = described(tls_client.get(&url).send().await.expect("https request")).await;
     assert_eq!(seen(&desc, "x-forwarded-proto"), Some("https"));
-    let desc = described(client().get(pg.url("/plain")).send().await.expect("http request")).await;
+    let desc = described(
+        client()
+            .get(pg.url("/plain"))
+            .send()
+            .await
+            .expect("http request"),
+    )
+    .await;
     assert_eq!(seen(&desc, "x-forwarded-proto"), None);
 }
 
 /// Two requests on one raw connection; returns the raw replies and whether the second got one.
 fn two_requests(pg: &Poolgate, connection_header: &str) -> (String, bool) {
     let mut s = TcpStream::connect(pg.addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let req = format!("GET / HTTP/1.1\r\nHost: t\r\n{connection_header}\r\n");
     s.write_all(req.as_bytes()).expect("write");
     let first = read_response(&mut s);
@@ -69,7 +77,10 @@ fn read_response(s: &mut TcpStream) -> String {
 #[tokio::test]
 async fn keep_alive_mode_default_keeps_connections_unless_the_client_closes() {
     let o = origin::http();
-    let pg = Poolgate::start(&config_with("  http_keep_alives: default\n", &pools(o.port())));
+    let pg = Poolgate::start(&config_with(
+        "  http_keep_alives: default\n",
+        &pools(o.port()),
+    ));
     let (first, second) = two_requests(&pg, "");
     assert!(first.contains("connection: keep-alive"), "{first}");
     assert!(second);
@@ -81,7 +92,10 @@ async fn keep_alive_mode_default_keeps_connections_unless_the_client_closes() {
 #[tokio::test]
 async fn keep_alive_mode_request_keeps_only_when_asked() {
     let o = origin::http();
-    let pg = Poolgate::start(&config_with("  http_keep_alives: request\n", &pools(o.port())));
+    let pg = Poolgate::start(&config_with(
+        "  http_keep_alives: request\n",
+        &pools(o.port()),
+    ));
     let (first, second) = two_requests(&pg, "");
     assert!(first.contains("connection: close"), "{first}");
     assert!(!second);
@@ -93,7 +107,10 @@ async fn keep_alive_mode_request_keeps_only_when_asked() {
 #[tokio::test]
 async fn keep_alive_mode_close_closes_every_connection() {
     let o = origin::http();
-    let pg = Poolgate::start(&config_with("  http_keep_alives: close\n", &pools(o.port())));
+    let pg = Poolgate::start(&config_with(
+        "  http_keep_alives: close\n",
+        &pools(o.port()),
+    ));
     let (first, second) = two_requests(&pg, "Connection: keep-alive\r\n");
     assert!(first.contains("connection: close"), "{first}");
     assert!(!second);
@@ -104,8 +121,10 @@ async fn idle_keep_alive_connections_close_after_http_timeout() {
     let o = origin::http();
     let pg = Poolgate::start(&config_with("  http_timeout: 1\n", &pools(o.port())));
     let mut s = TcpStream::connect(pg.addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
     assert!(read_response(&mut s).starts_with("http/1.1 200"));
     // Idle past the timeout: the server closes, so the next read sees EOF well before 10 s.
     let started = std::time::Instant::now();
@@ -120,7 +139,10 @@ async fn malformed_requests_get_400_and_the_server_keeps_serving() {
     let pg = Poolgate::start(&config_with("", &pools(o.port())));
     let reply = raw(pg.addr(), b"THIS IS NOT HTTP\r\n\r\n");
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
-    let reply = raw(pg.addr(), b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: nope\r\n\r\n");
+    let reply = raw(
+        pg.addr(),
+        b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: nope\r\n\r\n",
+    );
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
     let desc = described(client().get(pg.url("/")).send().await.expect("send")).await;
     assert_eq!(desc["uri"], "/");
@@ -129,9 +151,13 @@ async fn malformed_requests_get_400_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let o = origin::http();
-    let mut pg = Poolgate::start(&config_with("", &pools(o.port())).replace("shutdown_timeout_sec: 1", "shutdown_timeout_sec: 3"));
+    let mut pg = Poolgate::start(
+        &config_with("", &pools(o.port()))
+            .replace("shutdown_timeout_sec: 1", "shutdown_timeout_sec: 3"),
+    );
     let url = pg.url("/slow/1500");
-    let in_flight = tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
+    let in_flight =
+        tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
     // Wait until the origin has the request, then ask poolgate to stop.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while o.requests() == 0 && std::time::Instant::now() < deadline {
@@ -140,6 +166,8 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     pg.signal("TERM");
     let status = in_flight.await.expect("join").expect("in-flight request");
     assert_eq!(status, 200);
-    let exit = pg.wait_exit(Duration::from_secs(20)).expect("poolgate exits after SIGTERM");
+    let exit = pg
+        .wait_exit(Duration::from_secs(20))
+        .expect("poolgate exits after SIGTERM");
     assert_eq!(exit.code(), Some(0));
 }

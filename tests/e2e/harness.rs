@@ -62,7 +62,13 @@ impl Poolgate {
             .stderr(log)
             .spawn()
             .expect("spawn poolgate");
-        let mut pg = Poolgate { child: Some(child), port, https_port, _dir: dir, log_path };
+        let mut pg = Poolgate {
+            child: Some(child),
+            port,
+            https_port,
+            _dir: dir,
+            log_path,
+        };
         let deadline = Instant::now() + START_DEADLINE;
         while Instant::now() < deadline {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -110,7 +116,9 @@ impl Poolgate {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
         assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
     }
 
@@ -148,7 +156,11 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> (i32,
         cmd.current_dir(dir);
     }
     let out = cmd.output().expect("run poolgate");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 

@@ -27,7 +27,8 @@ pub fn config(pools: &str) -> String {
 /// Send raw bytes and read the reply until the server closes or 5 s pass.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     s.write_all(request).expect("write");
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);

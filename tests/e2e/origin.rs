@@ -10,6 +10,7 @@
 //! - `/server-header`: answers with its own `Server` header.
 //! - anything else: 200 with a JSON description of the request (method, uri, headers, body
 //!   length and checksum).
+//!
 //! Every accepted connection is counted.
 
 use bytes::Bytes;
@@ -64,7 +65,11 @@ impl Origin {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// A non-blocking loopback listener on a free port (bound here, so the port is known at once).
@@ -84,7 +89,9 @@ pub fn start(tls: Option<TlsAcceptor>) -> Origin {
     rt.spawn(async move {
         let listener = TcpListener::from_std(std_listener).expect("origin listener");
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             c.connections.fetch_add(1, Ordering::SeqCst);
             let c = c.clone();
             let tls = tls.clone();
@@ -104,7 +111,11 @@ pub fn start(tls: Option<TlsAcceptor>) -> Origin {
             });
         }
     });
-    Origin { addr, counters, rt: Some(rt) }
+    Origin {
+        addr,
+        counters,
+        rt: Some(rt),
+    }
 }
 
 pub fn http() -> Origin {
@@ -121,14 +132,20 @@ pub fn resetting() -> Origin {
         use tokio::io::AsyncReadExt;
         let listener = TcpListener::from_std(std_listener).expect("origin listener");
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
             c.connections.fetch_add(1, Ordering::SeqCst);
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf).await;
             drop(stream);
         }
     });
-    Origin { addr, counters, rt: Some(rt) }
+    Origin {
+        addr,
+        counters,
+        rt: Some(rt),
+    }
 }
 
 fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
@@ -141,7 +158,10 @@ fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
 async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Body>, Infallible> {
     c.requests.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
-    let arg = |prefix: &str| path.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok());
+    let arg = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .and_then(|n| n.parse::<u64>().ok())
+    };
     if path == "/echo/body" {
         return Ok(Response::new(echo(req.into_body())));
     }
@@ -156,23 +176,32 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
         return Ok(Response::new(pattern_stream(n)));
     }
     if let Some(n) = arg("/fail/") {
-        let _ = c.failures_left.compare_exchange(0, n as usize + 1, Ordering::SeqCst, Ordering::SeqCst);
+        let _ =
+            c.failures_left
+                .compare_exchange(0, n as usize + 1, Ordering::SeqCst, Ordering::SeqCst);
         let left = c.failures_left.fetch_sub(1, Ordering::SeqCst);
-        return Ok(if left > 1 { full(500, "failing") } else { full(200, "recovered") });
+        return Ok(if left > 1 {
+            full(500, "failing")
+        } else {
+            full(200, "recovered")
+        });
     }
     if let Some(n) = arg("/redirect/") {
         if n > 0 {
             let mut resp = full(302, "");
             let loc = format!("/redirect/{}", n - 1);
-            resp.headers_mut().insert("location", loc.parse().expect("location"));
+            resp.headers_mut()
+                .insert("location", loc.parse().expect("location"));
             return Ok(resp);
         }
         return Ok(full(200, "arrived"));
     }
     if path == "/server-header" {
         let mut resp = full(200, "own server header");
-        resp.headers_mut().insert("server", "OriginServer/1".parse().expect("server"));
-        resp.headers_mut().insert("x-origin-secret", "s3cret".parse().expect("header"));
+        resp.headers_mut()
+            .insert("server", "OriginServer/1".parse().expect("server"));
+        resp.headers_mut()
+            .insert("x-origin-secret", "s3cret".parse().expect("header"));
         return Ok(resp);
     }
     Ok(describe(req).await)
@@ -191,7 +220,10 @@ fn pattern_stream(total: u64) -> Body {
         }
         let n = CHUNK.min(total - sent);
         let data: Vec<u8> = (sent..sent + n).map(pattern_byte).collect();
-        Some((Ok::<_, Infallible>(Frame::data(Bytes::from(data))), sent + n))
+        Some((
+            Ok::<_, Infallible>(Frame::data(Bytes::from(data))),
+            sent + n,
+        ))
     });
     StreamBody::new(chunks).boxed_unsync()
 }
@@ -210,7 +242,12 @@ async fn describe(req: Request<Incoming>) -> Response<Body> {
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into(),
+            )
+        })
         .collect();
     let json = serde_json::json!({
         "method": parts.method.as_str(),
@@ -220,13 +257,15 @@ async fn describe(req: Request<Incoming>) -> Response<Body> {
         "body_sum": sum,
     });
     let mut resp = full(200, json.to_string());
-    resp.headers_mut().insert("content-type", "application/json".parse().expect("ct"));
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().expect("ct"));
     resp
 }
 
 /// The checksum `describe` computes, for comparing with what a client sent.
 pub fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0u64, |s, b| s.wrapping_mul(31).wrapping_add(*b as u64))
+    data.iter()
+        .fold(0u64, |s, b| s.wrapping_mul(31).wrapping_add(*b as u64))
 }
 
 /// Echo a request body back as it arrives; a read error simply ends the echoed body.

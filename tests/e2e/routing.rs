@@ -23,7 +23,13 @@ async fn pool_of(pg: &Poolgate, req: reqwest::RequestBuilder) -> String {
 #[tokio::test]
 async fn method_match_is_case_insensitive_and_others_fall_to_default() {
     let o = origin::http();
-    let pg = Poolgate::start(&tagged(o.port(), &[("default", ""), ("writes", ", method_match: '^(post|put)$'")]));
+    let pg = Poolgate::start(&tagged(
+        o.port(),
+        &[
+            ("default", ""),
+            ("writes", ", method_match: '^(post|put)$'"),
+        ],
+    ));
     let c = client();
     assert_eq!(pool_of(&pg, c.post(pg.url("/x")).body("b")).await, "writes");
     assert_eq!(pool_of(&pg, c.put(pg.url("/x")).body("b")).await, "writes");
@@ -33,7 +39,13 @@ async fn method_match_is_case_insensitive_and_others_fall_to_default() {
 #[tokio::test]
 async fn host_match_is_case_insensitive_against_the_host_header() {
     let o = origin::http();
-    let pg = Poolgate::start(&tagged(o.port(), &[("default", ""), ("site", ", host_match: '^www\\.example\\.com$'")]));
+    let pg = Poolgate::start(&tagged(
+        o.port(),
+        &[
+            ("default", ""),
+            ("site", ", host_match: '^www\\.example\\.com$'"),
+        ],
+    ));
     let c = client();
     let as_host = |h: &str| c.get(pg.url("/")).header("Host", h);
     assert_eq!(pool_of(&pg, as_host("WWW.Example.COM")).await, "site");
@@ -44,11 +56,20 @@ async fn host_match_is_case_insensitive_against_the_host_header() {
 #[tokio::test]
 async fn uri_match_is_case_sensitive_on_path_and_query() {
     let o = origin::http();
-    let pg = Poolgate::start(&tagged(o.port(), &[("default", ""), ("api", ", uri_match: '^/api/.*[?&]v=2'")]));
+    let pg = Poolgate::start(&tagged(
+        o.port(),
+        &[("default", ""), ("api", ", uri_match: '^/api/.*[?&]v=2'")],
+    ));
     let c = client();
     assert_eq!(pool_of(&pg, c.get(pg.url("/api/users?v=2"))).await, "api");
-    assert_eq!(pool_of(&pg, c.get(pg.url("/API/users?v=2"))).await, "default");
-    assert_eq!(pool_of(&pg, c.get(pg.url("/api/users?v=1"))).await, "default");
+    assert_eq!(
+        pool_of(&pg, c.get(pg.url("/API/users?v=2"))).await,
+        "default"
+    );
+    assert_eq!(
+        pool_of(&pg, c.get(pg.url("/api/users?v=1"))).await,
+        "default"
+    );
 }
 
 #[tokio::test]
@@ -57,16 +78,32 @@ async fn all_given_criteria_must_match() {
     let pool = ", method_match: '^GET$', host_match: '^localhost$', uri_match: '^/proxy'";
     let pg = Poolgate::start(&tagged(o.port(), &[("default", ""), ("strict", pool)]));
     let c = client();
-    assert_eq!(pool_of(&pg, c.get(pg.url("/proxy/1")).header("Host", "localhost")).await, "strict");
-    assert_eq!(pool_of(&pg, c.post(pg.url("/proxy/1")).header("Host", "localhost")).await, "default");
-    assert_eq!(pool_of(&pg, c.get(pg.url("/proxy/1")).header("Host", "remote")).await, "default");
-    assert_eq!(pool_of(&pg, c.get(pg.url("/other")).header("Host", "localhost")).await, "default");
+    assert_eq!(
+        pool_of(&pg, c.get(pg.url("/proxy/1")).header("Host", "localhost")).await,
+        "strict"
+    );
+    assert_eq!(
+        pool_of(&pg, c.post(pg.url("/proxy/1")).header("Host", "localhost")).await,
+        "default"
+    );
+    assert_eq!(
+        pool_of(&pg, c.get(pg.url("/proxy/1")).header("Host", "remote")).await,
+        "default"
+    );
+    assert_eq!(
+        pool_of(&pg, c.get(pg.url("/other")).header("Host", "localhost")).await,
+        "default"
+    );
 }
 
 #[tokio::test]
 async fn x_proxy_selects_a_pool_by_exact_id_and_criteria_still_apply() {
     let o = origin::http();
-    let pools = [("default", ""), ("First", ""), ("Second", ", method_match: '^GET$'")];
+    let pools = [
+        ("default", ""),
+        ("First", ""),
+        ("Second", ", method_match: '^GET$'"),
+    ];
     let pg = Poolgate::start(&tagged(o.port(), &pools));
     let c = client();
     let named = |id: &str| c.get(pg.url("/")).header("X-Proxy", id);
@@ -76,30 +113,46 @@ async fn x_proxy_selects_a_pool_by_exact_id_and_criteria_still_apply() {
     // Ids are case-sensitive; an unknown id routes normally.
     assert_eq!(pool_of(&pg, named("second")).await, "First");
     // The named pool's criteria still apply.
-    assert_eq!(pool_of(&pg, c.post(pg.url("/")).header("X-Proxy", "Second")).await, "First");
+    assert_eq!(
+        pool_of(&pg, c.post(pg.url("/")).header("X-Proxy", "Second")).await,
+        "First"
+    );
 }
 
 #[tokio::test]
 async fn x_proxy_only_pools_take_only_requests_that_name_them() {
     let o = origin::http();
-    let pg = Poolgate::start(&tagged(o.port(), &[("hidden", ", x_proxy_only: true"), ("default", "")]));
+    let pg = Poolgate::start(&tagged(
+        o.port(),
+        &[("hidden", ", x_proxy_only: true"), ("default", "")],
+    ));
     let c = client();
     assert_eq!(pool_of(&pg, c.get(pg.url("/"))).await, "default");
-    assert_eq!(pool_of(&pg, c.get(pg.url("/")).header("X-Proxy", "hidden")).await, "hidden");
+    assert_eq!(
+        pool_of(&pg, c.get(pg.url("/")).header("X-Proxy", "hidden")).await,
+        "hidden"
+    );
 }
 
 #[tokio::test]
 async fn default_pool_is_considered_last_even_when_listed_first() {
     let o = origin::http();
     let pg = Poolgate::start(&tagged(o.port(), &[("default", ""), ("catchall", "")]));
-    assert_eq!(pool_of(&pg, client().get(pg.url("/anything"))).await, "catchall");
+    assert_eq!(
+        pool_of(&pg, client().get(pg.url("/anything"))).await,
+        "catchall"
+    );
 }
 
 #[tokio::test]
 async fn no_matching_pool_and_no_default_is_404_with_a_text_body() {
     let o = origin::http();
     let pg = Poolgate::start(&tagged(o.port(), &[("api", ", uri_match: '^/api'")]));
-    let resp = client().get(pg.url("/elsewhere")).send().await.expect("send");
+    let resp = client()
+        .get(pg.url("/elsewhere"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(resp.status(), 404);
     assert!(resp.text().await.expect("body").contains("no pool matches"));
     assert_eq!(o.requests(), 0, "nothing may reach the origin");

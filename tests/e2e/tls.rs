@@ -13,7 +13,10 @@ pub struct TestCert {
 pub fn self_signed() -> TestCert {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     let ck = rcgen::generate_simple_self_signed(names).expect("generate cert");
-    TestCert { cert_pem: ck.cert.pem(), key_pem: ck.key_pair.serialize_pem() }
+    TestCert {
+        cert_pem: ck.cert.pem(),
+        key_pem: ck.key_pair.serialize_pem(),
+    }
 }
 
 impl TestCert {
@@ -28,7 +31,8 @@ impl TestCert {
     pub fn acceptor(&self) -> TlsAcceptor {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs = vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).expect("cert pem")];
+        let certs =
+            vec![CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).expect("cert pem")];
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).expect("key pem");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
