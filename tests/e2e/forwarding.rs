@@ -403,3 +403,27 @@ async fn https_back_end_with_and_without_certificate_validation() {
         "a self-signed back end fails validation"
     );
 }
+
+#[tokio::test]
+async fn back_end_statuses_bodies_and_redirects_pass_through_unchanged() {
+    let o = origin::http();
+    let pg = Poolgate::start(&pool(o.port(), ""));
+    let c = client();
+    let resp = c.get(pg.url("/status/503")).send().await.expect("send");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.text().await.expect("body"), "status 503");
+    let resp = c.get(pg.url("/redirect/2")).send().await.expect("send");
+    assert_eq!(
+        resp.status(),
+        302,
+        "redirects reach the client unless follow_redirects is set"
+    );
+    assert_eq!(resp.headers()["location"], "/redirect/1");
+    let resp = c.get(pg.url("/fail/1")).send().await.expect("send");
+    assert_eq!(
+        resp.status(),
+        500,
+        "a failing back end's own status reaches the client"
+    );
+    assert_eq!(o.requests(), 3, "no retries without `retries`");
+}

@@ -151,10 +151,14 @@ async fn malformed_requests_get_400_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let o = origin::http();
-    let mut pg = Poolgate::start(
-        &config_with("", &pools(o.port()))
-            .replace("shutdown_timeout_sec: 1", "shutdown_timeout_sec: 3"),
+    let text = config_with("", &pools(o.port())).replace(
+        "shutdown_timeout_sec: 1",
+        "shutdown_timeout_sec: 3\npid_file: $DIR/poolgate.pid",
     );
+    let mut pg = Poolgate::start(&text);
+    let pid_file =
+        std::fs::read_to_string(pg.dir().join("poolgate.pid")).expect("pid_file written");
+    assert_eq!(pid_file.trim(), pg.pid().to_string());
     let url = pg.url("/slow/1500");
     let in_flight =
         tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });

@@ -26,7 +26,7 @@ pub struct Poolgate {
     child: Option<Child>,
     pub port: u16,
     pub https_port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     log_path: PathBuf,
 }
 
@@ -66,7 +66,7 @@ impl Poolgate {
             child: Some(child),
             port,
             https_port,
-            _dir: dir,
+            dir,
             log_path,
         };
         let deadline = Instant::now() + START_DEADLINE;
@@ -88,6 +88,11 @@ impl Poolgate {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// The process's temporary directory (`$DIR` in its config).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn pid(&self) -> u32 {
