@@ -183,6 +183,11 @@ impl GlobalResponseHeaders {
 mod tests {
     use super::*;
 
+    const PLAIN: ClientFacts = ClientFacts {
+        ip: None,
+        tls: false,
+    };
+
     fn rules() -> RequestRules {
         RequestRules {
             scrub: ScrubRule::new(crate::config::model::DEFAULT_SCRUB_REQUEST).unwrap(),
@@ -216,15 +221,7 @@ mod tests {
             ("Content-Length", "3"),
             ("Expect", "100-continue"),
         ]);
-        rules()
-            .apply(
-                &mut req,
-                ClientFacts {
-                    ip: None,
-                    tls: false,
-                },
-            )
-            .unwrap();
+        rules().apply(&mut req, PLAIN).unwrap();
         assert_eq!(get(&req, "x-proxy"), None);
         assert_eq!(get(&req, "x-proxy-queue"), None);
         assert_eq!(get(&req, "expect"), None);
@@ -249,15 +246,7 @@ mod tests {
     #[test]
     fn client_user_agent_wins() {
         let mut req = request(&[("User-Agent", "curl")]);
-        rules()
-            .apply(
-                &mut req,
-                ClientFacts {
-                    ip: None,
-                    tls: false,
-                },
-            )
-            .unwrap();
+        rules().apply(&mut req, PLAIN).unwrap();
         assert_eq!(get(&req, "user-agent"), Some("curl"));
     }
 

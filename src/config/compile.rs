@@ -153,81 +153,36 @@ fn front_end(web: &WebServerConfig, problems: &mut Problems) -> Option<FrontEnd>
     })
 }
 
+/// Key path of a pool setting, for problem messages.
+struct PoolPath<'a>(&'a str);
+
+impl PoolPath<'_> {
+    fn key(&self, key: &str) -> String {
+        format!("PixlProxy.pools.{}.{key}", self.0)
+    }
+}
+
 fn compile_pool(
     id: &str,
     p: &PoolConfig,
     validate_ssl_certs: bool,
     problems: &mut Problems,
 ) -> Option<Pool> {
-    let path = |key: &str| format!("PixlProxy.pools.{id}.{key}");
+    let path = PoolPath(id);
     let before = problems.0.len();
-    let mut criterion = |key: &str, pattern: &Option<String>, ci: bool| {
-        pattern
-            .as_deref()
-            .and_then(|pat| problems.regex(&path(key), pat, ci))
-    };
-    let criteria = RouteCriteria {
-        method: criterion("method_match", &p.method_match, true),
-        host: criterion("host_match", &p.host_match, true),
-        uri: criterion("uri_match", &p.uri_match, false),
-    };
-    let tls = match p.target_protocol.to_ascii_lowercase().as_str() {
-        "http" => false,
-        "https" => true,
-        _ => {
-            problems.push(path("target_protocol"), "must be `http` or `https`");
-            false
-        }
-    };
-    let hostname = p.target_hostname.trim();
-    if hostname.is_empty() {
-        problems.push(
-            path("target_hostname"),
-            "required: the back end's host name or IP address",
-        );
-    }
-    let port = match p.target_port {
-        0 if tls => 443,
-        0 => 80,
-        n => n,
-    };
-    let default_port = if tls { 443 } else { 80 };
-    let host_header = if port == default_port {
-        hostname.to_string()
-    } else {
-        format!("{hostname}:{port}")
-    };
-    let request_rules = RequestRules {
-        scrub: scrub(
-            problems,
-            &path("scrub_request_headers"),
-            &p.scrub_request_headers,
-        ),
-        insert: problems.headers(&path("insert_request_headers"), &p.insert_request_headers),
-        user_agent: header_value(problems, &path("http_user_agent"), &p.http_user_agent),
-        authorization: if p.http_basic_auth.is_empty() {
-            None
-        } else if !p.http_basic_auth.contains(':') {
-            problems.push(path("http_basic_auth"), "must be `USERNAME:PASSWORD`");
-            None
-        } else {
-            RequestRules::basic_auth(&p.http_basic_auth)
-        },
-        append_x_forwarded_for: p.append_to_x_forwarded_for,
-        host_override: if p.preserve_host {
-            None
-        } else {
-            HeaderValue::from_str(&host_header).ok()
-        },
-        close_connection: !p.use_keep_alives,
-    };
+    let criteria = route_criteria(p, &path, problems);
+    let target = target(p, validate_ssl_certs, &path, problems);
+    let request_rules = request_rules(p, &target, &path, problems);
     let response_rules = ResponseRules {
         scrub: scrub(
             problems,
-            &path("scrub_response_headers"),
+            &path.key("scrub_response_headers"),
             &p.scrub_response_headers,
         ),
-        insert: problems.headers(&path("insert_response_headers"), &p.insert_response_headers),
+        insert: problems.headers(
+            &path.key("insert_response_headers"),
+            &p.insert_response_headers,
+        ),
     };
     if problems.0.len() > before {
         return None;
@@ -236,19 +191,106 @@ fn compile_pool(
         id: Arc::from(id),
         criteria,
         x_proxy_only: p.x_proxy_only,
-        target: Target {
-            tls,
-            hostname: hostname.to_string(),
-            port,
-            resolver: TargetResolver::new(hostname, port, p.cache_dns_sec),
-            verify_tls: validate_ssl_certs,
-        },
+        target,
         request_rules,
         response_rules,
         use_keep_alives: p.use_keep_alives,
         ttfb_timeout: (p.http_timeout_ms > 0).then(|| Duration::from_millis(p.http_timeout_ms)),
         group_key: Pool::group_key_of(id),
     })
+}
+
+fn route_criteria(p: &PoolConfig, path: &PoolPath, problems: &mut Problems) -> RouteCriteria {
+    let mut criterion = |key: &str, pattern: &Option<String>, case_insensitive: bool| {
+        let pattern = pattern.as_deref()?;
+        problems.regex(&path.key(key), pattern, case_insensitive)
+    };
+    RouteCriteria {
+        method: criterion("method_match", &p.method_match, true),
+        host: criterion("host_match", &p.host_match, true),
+        uri: criterion("uri_match", &p.uri_match, false),
+    }
+}
+
+fn target(
+    p: &PoolConfig,
+    validate_ssl_certs: bool,
+    path: &PoolPath,
+    problems: &mut Problems,
+) -> Target {
+    let tls = match p.target_protocol.to_ascii_lowercase().as_str() {
+        "http" => false,
+        "https" => true,
+        _ => {
+            problems.push(path.key("target_protocol"), "must be `http` or `https`");
+            false
+        }
+    };
+    let hostname = p.target_hostname.trim();
+    if hostname.is_empty() {
+        let message = "required: the back end's host name or IP address";
+        problems.push(path.key("target_hostname"), message);
+    }
+    let port = match p.target_port {
+        0 => default_port(tls),
+        n => n,
+    };
+    Target {
+        tls,
+        hostname: hostname.to_string(),
+        port,
+        resolver: TargetResolver::new(hostname, port, p.cache_dns_sec),
+        verify_tls: validate_ssl_certs,
+    }
+}
+
+fn default_port(tls: bool) -> u16 {
+    if tls {
+        443
+    } else {
+        80
+    }
+}
+
+fn request_rules(
+    p: &PoolConfig,
+    target: &Target,
+    path: &PoolPath,
+    problems: &mut Problems,
+) -> RequestRules {
+    let authorization = match p.http_basic_auth.as_str() {
+        "" => None,
+        creds if !creds.contains(':') => {
+            problems.push(path.key("http_basic_auth"), "must be `USERNAME:PASSWORD`");
+            None
+        }
+        creds => RequestRules::basic_auth(creds),
+    };
+    // `preserve_host: false` sends the target host, with the port unless it is the default.
+    let host_override = (!p.preserve_host).then(|| {
+        let host = if target.port == default_port(target.tls) {
+            target.hostname.clone()
+        } else {
+            format!("{}:{}", target.hostname, target.port)
+        };
+        HeaderValue::from_str(&host).ok()
+    });
+    RequestRules {
+        scrub: scrub(
+            problems,
+            &path.key("scrub_request_headers"),
+            &p.scrub_request_headers,
+        ),
+        insert: problems.headers(
+            &path.key("insert_request_headers"),
+            &p.insert_request_headers,
+        ),
+        user_agent: header_value(problems, &path.key("http_user_agent"), &p.http_user_agent),
+        authorization,
+        append_x_forwarded_for: p.append_to_x_forwarded_for,
+        host_override: host_override.flatten(),
+        close_connection: !p.use_keep_alives,
+    }
 }
 
 fn scrub(problems: &mut Problems, path: &str, pattern: &str) -> ScrubRule {
