@@ -112,6 +112,9 @@ impl ProxyHttp for PoolProxy {
         _ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let status = failure::status_for(e);
+        // The connection is not reused after a failure (the request body may be half read), so
+        // the reply must say `Connection: close` or keep-alive clients would reuse a dead socket.
+        session.set_keepalive(None);
         if status > 0 && session.response_written().is_none() {
             // The client may have gone away meanwhile; there is nobody left to tell.
             let _ = reply::text(session, &self.front, status, failure::body_for(status)).await;

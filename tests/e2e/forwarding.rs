@@ -305,6 +305,11 @@ async fn slow_back_end_past_http_timeout_ms_is_504() {
     let c = client();
     let resp = c.get(pg.url("/slow/3000")).send().await.expect("send");
     assert_eq!(resp.status(), 504);
+    assert_eq!(
+        resp.headers()["connection"],
+        "close",
+        "failed requests close the client connection"
+    );
     assert!(resp
         .text()
         .await
