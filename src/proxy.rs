@@ -125,8 +125,20 @@ impl ProxyHttp for PoolProxy {
         }
     }
 
+    /// poolgate logs each failure itself, with the pool and URL, in `logging`.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        true
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let Some(e) = e else { return };
+        let level = if e.is_some() {
+            log::Level::Error
+        } else {
+            log::Level::Debug
+        };
+        if !log::log_enabled!(level) {
+            return;
+        }
         let pool = ctx.pool.as_ref().map_or("-", |p| p.id.as_ref());
         let target = ctx
             .pool
@@ -134,11 +146,17 @@ impl ProxyHttp for PoolProxy {
             .map(|p| p.target.base_url())
             .unwrap_or_default();
         let req = session.req_header();
+        let uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        log::error!(
-            "[{pool}] Proxy Request Error: {} {target}{} -> HTTP {status}: {e}",
-            req.method,
-            req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-        );
+        match e {
+            Some(e) => log::error!(
+                "[{pool}] Proxy Request Error: {} {target}{uri} -> HTTP {status}: {e}",
+                req.method
+            ),
+            None => log::debug!(
+                "[{pool}] Proxy Request Completed: {} {target}{uri} -> HTTP {status}",
+                req.method
+            ),
+        }
     }
 }

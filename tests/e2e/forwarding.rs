@@ -332,6 +332,16 @@ async fn refused_back_end_is_502_with_a_log_line() {
         "log:\n{}",
         pg.log()
     );
+    let log = pg.log();
+    assert_eq!(
+        log.matches("Proxy Request Error").count(),
+        1,
+        "one line per failure:\n{log}"
+    );
+    assert!(
+        !log.contains("Fail to proxy"),
+        "no second line from Pingora:\n{log}"
+    );
     // Still serving after the failure.
     assert_eq!(
         client()
@@ -376,13 +386,18 @@ async fn unresolvable_target_hostname_is_502_not_a_crash() {
 async fn target_hostname_is_resolved_and_cached() {
     let o = origin::http();
     let pg = Poolgate::start(&config(&format!(
-        "{{default: {{target_hostname: localhost, target_port: {}, cache_dns_sec: 60}}}}",
+        "{{default: {{target_hostname: localhost, target_port: {}, cache_dns_sec: 60}}}}\ndebug_level: 5",
         o.port()
     )));
     for _ in 0..3 {
         described(client().get(pg.url("/")).send().await.expect("send")).await;
     }
     assert_eq!(o.requests(), 3);
+    assert!(
+        pg.wait_for_log("[default] Proxy Request Completed: GET http://localhost:"),
+        "debug_level 5 logs each request:\n{}",
+        pg.log()
+    );
 }
 
 #[tokio::test]
