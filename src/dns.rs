@@ -36,6 +36,11 @@ impl TargetResolver {
         }
     }
 
+    /// Whether the host is an IP literal (never looked up).
+    pub fn is_literal(&self) -> bool {
+        self.fixed.is_some()
+    }
+
     /// The address to connect to. Lookup failures are upstream connect errors (502).
     pub async fn resolve(&self) -> Result<SocketAddr> {
         if let Some(addr) = self.fixed {

@@ -42,6 +42,8 @@ pub struct FrontEnd {
     /// `http_timeout` in seconds: idle read timeout and keep-alive idle timeout (0 = none).
     pub idle_timeout_sec: u64,
     pub response_headers: GlobalResponseHeaders,
+    /// `http_max_connections`: open client connections allowed at once; 0 = no limit.
+    pub max_connections: usize,
 }
 
 impl FrontEnd {

@@ -74,8 +74,8 @@ pub struct RequestRules {
     pub user_agent: Option<HeaderValue>,
     pub authorization: Option<HeaderValue>,
     pub append_x_forwarded_for: bool,
-    /// `Some(host)` when `preserve_host` is false: the Host sent to the back end.
-    pub host_override: Option<HeaderValue>,
+    /// `preserve_host`: keep the client's Host; otherwise send the target's host name.
+    pub preserve_host: bool,
     /// `use_keep_alives: false` sends `Connection: close` so the back-end connection is not pooled.
     pub close_connection: bool,
 }
@@ -97,7 +97,13 @@ impl RequestRules {
         HeaderValue::from_str(&format!("Basic {encoded}")).ok()
     }
 
-    pub fn apply(&self, req: &mut RequestHeader, client: ClientFacts) -> Result<()> {
+    /// Rewrite `req` for the back end; `target_host` is what `preserve_host: false` sends.
+    pub fn apply(
+        &self,
+        req: &mut RequestHeader,
+        client: ClientFacts,
+        target_host: Option<&HeaderValue>,
+    ) -> Result<()> {
         for name in self.scrub.doomed(&req.headers) {
             req.remove_header(&name);
         }
@@ -125,7 +131,7 @@ impl RequestRules {
         if let Some(auth) = &self.authorization {
             req.insert_header("Authorization", auth.clone())?;
         }
-        if let Some(host) = &self.host_override {
+        if let (false, Some(host)) = (self.preserve_host, target_host) {
             req.insert_header("Host", host.clone())?;
         }
         for h in &self.insert {
@@ -135,6 +141,40 @@ impl RequestRules {
             req.insert_header("Connection", "close")?;
         }
         Ok(())
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1) that never travel to the next hop.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Remove hop-by-hop headers and the ones the client nominated in `Connection`, as Pingora's
+/// proxy does for each hop; used where poolgate sends requests with Pingora's client itself.
+pub fn strip_hop_by_hop(req: &mut RequestHeader) {
+    let nominated: Vec<String> = req
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty() && !MANAGED.contains(&n.as_str()))
+        .collect();
+    for name in nominated
+        .iter()
+        .map(String::as_str)
+        .chain(HOP_BY_HOP.iter().copied())
+    {
+        req.remove_header(name);
     }
 }
 
@@ -195,7 +235,7 @@ mod tests {
             user_agent: HeaderValue::from_str("UA/1").ok(),
             authorization: RequestRules::basic_auth("admin:12345"),
             append_x_forwarded_for: true,
-            host_override: None,
+            preserve_host: true,
             close_connection: false,
         }
     }
@@ -221,7 +261,7 @@ mod tests {
             ("Content-Length", "3"),
             ("Expect", "100-continue"),
         ]);
-        rules().apply(&mut req, PLAIN).unwrap();
+        rules().apply(&mut req, PLAIN, None).unwrap();
         assert_eq!(get(&req, "x-proxy"), None);
         assert_eq!(get(&req, "x-proxy-queue"), None);
         assert_eq!(get(&req, "expect"), None);
@@ -234,7 +274,7 @@ mod tests {
         let mut req = request(&[("X-Forwarded-For", "10.0.0.1")]);
         let ip = "127.0.0.2".parse().ok();
         rules()
-            .apply(&mut req, ClientFacts { ip, tls: true })
+            .apply(&mut req, ClientFacts { ip, tls: true }, None)
             .unwrap();
         assert_eq!(get(&req, "x-forwarded-for"), Some("10.0.0.1, 127.0.0.2"));
         assert_eq!(get(&req, "x-forwarded-proto"), Some("https"));
@@ -246,8 +286,27 @@ mod tests {
     #[test]
     fn client_user_agent_wins() {
         let mut req = request(&[("User-Agent", "curl")]);
-        rules().apply(&mut req, PLAIN).unwrap();
+        rules().apply(&mut req, PLAIN, None).unwrap();
         assert_eq!(get(&req, "user-agent"), Some("curl"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_nominated_headers_are_stripped() {
+        let mut req = request(&[
+            ("Connection", "keep-alive, X-Secret"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Content-Length", "2"),
+            ("X-Kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut req);
+        assert_eq!(get(&req, "x-secret"), None);
+        assert_eq!(get(&req, "connection"), None);
+        assert_eq!(get(&req, "keep-alive"), None);
+        assert_eq!(get(&req, "te"), None);
+        assert_eq!(get(&req, "content-length"), Some("2"));
+        assert_eq!(get(&req, "x-kept"), Some("1"));
     }
 
     #[test]

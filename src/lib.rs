@@ -3,21 +3,40 @@
 //! Module map (each named after the concept it owns):
 //! - `config`: reading, auditing and compiling the config file.
 //! - `routing`: which pool a request goes to.
-//! - `pool`: a pool's back end and how to connect to it; `dns`: resolving it.
+//! - `pool`: a pool's runtime form; `targets`: its back ends and load balancing; `health`:
+//!   active health checks; `dns`: resolving host names.
 //! - `headers`: request and response header rewriting.
+//! - `limits` and `client_limit`: pool throttling (429); `connection_limit`: the client
+//!   connection cap.
+//! - `retry`, `redirect`: retry and redirect policy; `exchange`: the buffered exchange that
+//!   applies them; `request_body`: keeping request bodies for it.
+//! - `activity`: per-second pool activity; `degraded`: the `X-Degraded` hint; `clock`.
 //! - `front_end`: listeners and client keep-alive policy.
 //! - `proxy`: the Pingora `ProxyHttp` hooks, delegating to the modules above.
-//! - `failure` and `reply`: what the client gets when proxying fails.
+//! - `failure`, `reply` and `request_log`: what the client and the log get.
 //! - `server`: assembling the Pingora server; `demo_origin`: the sample config's origin.
 
+pub mod activity;
+pub mod client_limit;
+pub mod clock;
 pub mod config;
+pub mod connection_limit;
+pub mod degraded;
 pub mod demo_origin;
 pub mod dns;
+pub mod exchange;
 pub mod failure;
 pub mod front_end;
 pub mod headers;
+pub mod health;
+pub mod limits;
 pub mod pool;
 pub mod proxy;
+pub mod redirect;
 pub mod reply;
+pub mod request_body;
+pub mod request_log;
+pub mod retry;
 pub mod routing;
 pub mod server;
+pub mod targets;

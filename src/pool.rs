@@ -1,34 +1,46 @@
-//! A pool's runtime form: where its back end is and how to connect to it.
+//! A pool's runtime form: its routing criteria, targets, header rules, limits, retry and
+//! redirect policy, degraded monitor and per-second activity, all built once at start.
 
-use crate::dns::TargetResolver;
-use crate::headers::{RequestRules, ResponseRules};
+use crate::activity::PoolActivity;
+use crate::clock;
+use crate::degraded::DegradedMonitor;
+use crate::headers::{ClientFacts, RequestRules, ResponseRules};
+use crate::limits::PoolLimits;
+use crate::retry::RetryPolicy;
 use crate::routing::RouteCriteria;
+use crate::targets::{BalancedTargets, Chosen, HashOn, Target};
+use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::Result;
+use pingora::{Error, ErrorType, Result};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long an idle pooled back-end connection is kept before poolgate closes it.
-const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The back end of a pool.
+/// A pool's back ends.
 #[derive(Debug)]
-pub struct Target {
-    pub tls: bool,
-    pub hostname: String,
-    pub port: u16,
-    pub resolver: TargetResolver,
-    /// `validate_ssl_certs`: verify the back end's certificate and hostname.
-    pub verify_tls: bool,
+pub enum TargetSet {
+    /// PixlProxy's `target_hostname`/`target_port`, resolved per request (`cache_dns_sec`).
+    Single(Target),
+    /// poolgate's `targets` (or a single target with `health_check`).
+    Balanced {
+        targets: Arc<Vec<Target>>,
+        balancer: BalancedTargets,
+    },
 }
 
-impl Target {
-    /// `http://host:port`, for log lines.
-    pub fn base_url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}:{}", self.hostname, self.port)
-    }
+/// How poolgate connects to the pool's back ends.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// `http_timeout_ms`: connect and time to first byte (also each later read gap).
+    pub ttfb_timeout: Option<Duration>,
+    /// `validate_ssl_certs`: verify the back end's certificate and hostname.
+    pub verify_tls: bool,
+    /// Keeps each pool's pooled connections apart even when pools share a back end.
+    pub group_key: u64,
 }
 
 #[derive(Debug)]
@@ -36,44 +48,144 @@ pub struct Pool {
     pub id: Arc<str>,
     pub criteria: RouteCriteria,
     pub x_proxy_only: bool,
-    pub target: Target,
+    pub targets: TargetSet,
     pub request_rules: RequestRules,
     pub response_rules: ResponseRules,
     pub use_keep_alives: bool,
-    /// `http_timeout_ms`: connect and time to first byte (also each later read gap).
-    pub ttfb_timeout: Option<Duration>,
-    /// Keeps each pool's pooled connections apart even when pools share a back end.
-    pub group_key: u64,
+    pub connect: PeerSettings,
+    pub limits: PoolLimits,
+    pub retry: RetryPolicy,
+    /// `follow_redirects`: hops the proxy follows itself; 0 = pass redirects to the client.
+    pub redirect_hops: u32,
+    pub degraded: Option<DegradedMonitor>,
+    pub activity: PoolActivity,
 }
 
 impl Pool {
-    /// The connection-pool group of a pool id (see `group_key`).
+    /// The connection-pool group of a pool id (see `PeerSettings::group_key`).
     pub fn group_key_of(id: &str) -> u64 {
         let mut h = DefaultHasher::new();
         id.hash(&mut h);
         h.finish()
     }
 
-    /// The Pingora peer for one attempt; resolves the host name asynchronously if needed.
-    pub async fn peer(&self) -> Result<Box<HttpPeer>> {
-        let addr = self.target.resolver.resolve().await?;
-        let sni = if self.target.tls {
-            self.target.hostname.clone()
-        } else {
-            String::new()
+    /// Whether requests go through the buffered exchange (retries on error statuses, followed
+    /// redirects) instead of Pingora's streaming proxy.
+    pub fn uses_exchange(&self) -> bool {
+        self.retry.retries > 0 || self.redirect_hops > 0
+    }
+
+    pub fn target(&self, chosen: &Chosen) -> Option<&Target> {
+        match &self.targets {
+            TargetSet::Single(t) => Some(t),
+            TargetSet::Balanced { targets, .. } => targets.get(chosen.target),
+        }
+    }
+
+    /// Every configured target, in config order.
+    pub fn all_targets(&self) -> &[Target] {
+        match &self.targets {
+            TargetSet::Single(t) => std::slice::from_ref(t),
+            TargetSet::Balanced { targets, .. } => targets,
+        }
+    }
+
+    /// The first configured target (the only one for PixlProxy-style pools).
+    pub fn primary_target(&self) -> Option<&Target> {
+        self.all_targets().first()
+    }
+
+    /// The bytes a hashing balancer keys on; empty for the other algorithms.
+    pub fn selection_key(&self, req: &RequestHeader, client_ip: Option<IpAddr>) -> Vec<u8> {
+        let TargetSet::Balanced { balancer, .. } = &self.targets else {
+            return Vec::new();
         };
-        let mut peer = HttpPeer::new(addr, self.target.tls, sni);
-        peer.group_key = self.group_key;
+        match &balancer.hash_on {
+            None => Vec::new(),
+            Some(HashOn::ClientIp) => client_ip.map_or_else(Vec::new, |ip| match ip {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            }),
+            Some(HashOn::Uri) => req
+                .uri
+                .path_and_query()
+                .map_or(b"/".to_vec(), |pq| pq.as_str().as_bytes().to_vec()),
+            Some(HashOn::Header(name)) => req
+                .headers
+                .get(name)
+                .map_or_else(Vec::new, |v| v.as_bytes().to_vec()),
+        }
+    }
+
+    /// Pick the back end for one attempt, avoiding addresses that already failed when another
+    /// healthy one exists.
+    pub async fn choose(&self, key: &[u8], avoid: &[SocketAddr]) -> Result<Chosen> {
+        match &self.targets {
+            TargetSet::Single(t) => Ok(Chosen {
+                addr: t.resolver.resolve().await?,
+                target: 0,
+            }),
+            TargetSet::Balanced { balancer, .. } => balancer.select(key, avoid),
+        }
+    }
+
+    /// The Pingora peer for a chosen target.
+    pub fn peer(&self, chosen: &Chosen) -> Result<Box<HttpPeer>> {
+        let target = self.target(chosen).ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "chosen target does not exist")
+        })?;
+        Ok(self.peer_at(
+            chosen.addr,
+            target.tls,
+            &target.hostname,
+            self.connect.group_key,
+        ))
+    }
+
+    /// A peer with the pool's timeouts and TLS checks at any address (redirect hops to other
+    /// hosts use their own `group_key`).
+    pub fn peer_at(
+        &self,
+        addr: SocketAddr,
+        tls: bool,
+        host: &str,
+        group_key: u64,
+    ) -> Box<HttpPeer> {
+        let sni = if tls { host.to_string() } else { String::new() };
+        let mut peer = HttpPeer::new(addr, tls, sni);
+        peer.group_key = group_key;
         let o = &mut peer.options;
-        o.connection_timeout = self.ttfb_timeout;
-        o.total_connection_timeout = self.ttfb_timeout;
-        o.read_timeout = self.ttfb_timeout;
-        o.verify_cert = self.target.verify_tls;
-        o.verify_hostname = self.target.verify_tls;
+        o.connection_timeout = self.connect.ttfb_timeout;
+        o.total_connection_timeout = self.connect.ttfb_timeout;
+        o.read_timeout = self.connect.ttfb_timeout;
+        o.write_timeout = self.connect.ttfb_timeout;
+        o.verify_cert = self.connect.verify_tls;
+        o.verify_hostname = self.connect.verify_tls;
         // With `use_keep_alives: false` the request carries `Connection: close` (see headers.rs),
         // so Pingora never returns that connection to its pool.
         o.idle_timeout = Some(BACKEND_IDLE_TIMEOUT);
-        Ok(Box::new(peer))
+        Box::new(peer)
+    }
+
+    /// Apply the pool's request rules for `target`, plus the degraded hint when it is due.
+    pub fn rewrite_request(
+        &self,
+        req: &mut RequestHeader,
+        client: ClientFacts,
+        target: Option<&Target>,
+    ) -> Result<()> {
+        let host = target.and_then(|t| t.host_header.as_ref());
+        self.request_rules.apply(req, client, host)?;
+        if self.is_degraded() {
+            req.insert_header("X-Degraded", "true")?;
+        }
+        Ok(())
+    }
+
+    fn is_degraded(&self) -> bool {
+        self.degraded
+            .as_ref()
+            .is_some_and(|m| m.is_degraded(&self.activity.previous_second(), clock::uptime()))
     }
 }
 
@@ -81,6 +193,7 @@ impl Pool {
 pub(crate) mod tests {
     use super::*;
     use crate::headers::ScrubRule;
+    use crate::retry::RetryDelay;
     use regex::Regex;
 
     /// A pool with the given criteria and no header rules, for routing tests.
@@ -97,20 +210,13 @@ pub(crate) mod tests {
             host: re(host),
             uri: re(uri),
         };
-        let target = Target {
-            tls: false,
-            hostname: "127.0.0.1".into(),
-            port: 80,
-            resolver: TargetResolver::new("127.0.0.1", 80, 0),
-            verify_tls: true,
-        };
         let request_rules = RequestRules {
             scrub: ScrubRule::new("").unwrap(),
             insert: vec![],
             user_agent: None,
             authorization: None,
             append_x_forwarded_for: false,
-            host_override: None,
+            preserve_host: true,
             close_connection: false,
         };
         let response_rules = ResponseRules {
@@ -121,12 +227,25 @@ pub(crate) mod tests {
             id: Arc::from(id),
             criteria,
             x_proxy_only: x_only,
-            target,
+            targets: TargetSet::Single(Target::new(false, "127.0.0.1", 80, 0)),
             request_rules,
             response_rules,
             use_keep_alives: true,
-            ttfb_timeout: None,
-            group_key: Pool::group_key_of(id),
+            connect: PeerSettings {
+                ttfb_timeout: None,
+                verify_tls: true,
+                group_key: Pool::group_key_of(id),
+            },
+            limits: PoolLimits::default(),
+            retry: RetryPolicy {
+                retries: 0,
+                success: Regex::new(crate::config::model::DEFAULT_SUCCESS_MATCH).unwrap(),
+                delay: RetryDelay::default(),
+                max_body_bytes: 0,
+            },
+            redirect_hops: 0,
+            degraded: None,
+            activity: PoolActivity::default(),
         })
     }
 }

@@ -1,28 +1,41 @@
 //! The `ProxyHttp` implementation: one impl for all pools. Each hook is a few lines that hand
-//! the work to the module named after the concept (routing, pool, headers, failure, reply).
+//! the work to the module named after the concept (routing, limits, pool, exchange, failure,
+//! reply).
 
+use crate::exchange::Exchange;
 use crate::failure;
 use crate::front_end::FrontEnd;
 use crate::headers::ClientFacts;
+use crate::limits::ConcurrencySlot;
 use crate::pool::Pool;
 use crate::reply;
 use crate::routing::{RouteRequest, RouteTable};
+use crate::targets::Chosen;
 use async_trait::async_trait;
+use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Shared, read-only state built once at start.
 pub struct PoolProxy {
     front: Arc<FrontEnd>,
     routes: Arc<RouteTable>,
+    /// Pingora's HTTP client for the buffered exchange (its own keep-alive pool).
+    connector: Arc<Connector>,
 }
 
 impl PoolProxy {
-    pub fn new(front: Arc<FrontEnd>, routes: Arc<RouteTable>) -> Self {
-        PoolProxy { front, routes }
+    pub fn new(front: Arc<FrontEnd>, routes: Arc<RouteTable>, connector: Arc<Connector>) -> Self {
+        PoolProxy {
+            front,
+            routes,
+            connector,
+        }
     }
 }
 
@@ -31,6 +44,20 @@ impl PoolProxy {
 pub struct RequestCtx {
     /// The pool chosen by routing; `None` until `request_filter` ran or when nothing matched.
     pool: Option<Arc<Pool>>,
+    /// The pool's concurrency slot, released when the context is dropped (every path).
+    _slot: Option<ConcurrencySlot>,
+    /// When the request was admitted to its pool.
+    started: Option<Instant>,
+    /// Back-end addresses that failed, so a retry picks another target.
+    tried: Vec<SocketAddr>,
+    /// The target of the current streaming attempt.
+    chosen: Option<Chosen>,
+    /// Retries left on the streaming path (connect failures only).
+    retries_left: u32,
+    /// The final failure was already counted in the pool's per-second errors.
+    final_error_counted: bool,
+    /// The request went through the buffered exchange (which counts its own errors).
+    via_exchange: bool,
 }
 
 impl RequestCtx {
@@ -38,6 +65,16 @@ impl RequestCtx {
         self.pool
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool chosen for request"))
+    }
+}
+
+fn client_facts(session: &Session) -> ClientFacts {
+    ClientFacts {
+        ip: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
+        tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
     }
 }
 
@@ -59,24 +96,77 @@ impl ProxyHttp for PoolProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let pool = self
-            .routes
-            .route(&RouteRequest::of(session.req_header()))
-            .cloned();
-        if pool.is_none() {
+        let route = RouteRequest::of(session.req_header());
+        let Some(pool) = self.routes.route(&route).cloned() else {
             reply::text(session, &self.front, 404, failure::body_for(404)).await?;
             return Ok(true);
+        };
+        ctx.pool = Some(pool.clone());
+        let client = client_facts(session);
+        match pool.limits.admit(client.ip) {
+            Ok(slot) => ctx._slot = slot,
+            Err(refusal) => {
+                log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
+                reply::too_many(session, &self.front, &refusal, &pool.id).await?;
+                return Ok(true);
+            }
         }
-        ctx.pool = pool;
+        ctx.started = Some(Instant::now());
+        ctx.retries_left = pool.retry.retries;
+        if pool.uses_exchange() && !session.is_upgrade_req() {
+            ctx.via_exchange = true;
+            let exchange = Exchange {
+                pool: &pool,
+                front: &self.front,
+                connector: &self.connector,
+                client,
+            };
+            exchange.run(session, &mut ctx.tried).await?;
+            return Ok(true);
+        }
         Ok(false)
     }
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        ctx.pool()?.peer().await
+        let pool = ctx.pool()?.clone();
+        if !ctx.tried.is_empty() {
+            let errors = pool.activity.previous_second().errors;
+            let delay = pool.retry.delay.for_errors(errors);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        let key = pool.selection_key(session.req_header(), client_facts(session).ip);
+        let chosen = pool.choose(&key, &ctx.tried).await?;
+        ctx.chosen = Some(chosen);
+        pool.peer(&chosen)
+    }
+
+    /// Nothing was sent when a connect fails, so it is retried (with back-off, on another
+    /// target when there is one) while the pool's `retries` last, whatever the body.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(pool) = &ctx.pool {
+            pool.activity.record_error();
+            ctx.tried.extend(ctx.chosen.map(|c| c.addr));
+            if ctx.retries_left > 0 {
+                ctx.retries_left -= 1;
+                e.set_retry(true);
+                log::warn!("[{}] connect failed ({e}); retrying", pool.id);
+            } else {
+                ctx.final_error_counted = true;
+            }
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -85,14 +175,9 @@ impl ProxyHttp for PoolProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client = ClientFacts {
-            ip: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
-            tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
-        };
-        ctx.pool()?.request_rules.apply(upstream_request, client)
+        let pool = ctx.pool()?;
+        let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
+        pool.rewrite_request(upstream_request, client_facts(session), target)
     }
 
     async fn response_filter(
@@ -131,32 +216,20 @@ impl ProxyHttp for PoolProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let level = if e.is_some() {
-            log::Level::Error
-        } else {
-            log::Level::Debug
-        };
-        if !log::log_enabled!(level) {
-            return;
-        }
-        let pool = ctx.pool.as_ref().map_or("-", |p| p.id.as_ref());
-        let target = ctx
-            .pool
-            .as_ref()
-            .map(|p| p.target.base_url())
-            .unwrap_or_default();
-        let req = session.req_header();
-        let uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        match e {
-            Some(e) => log::error!(
-                "[{pool}] Proxy Request Error: {} {target}{uri} -> HTTP {status}: {e}",
-                req.method
-            ),
-            None => log::debug!(
-                "[{pool}] Proxy Request Completed: {} {target}{uri} -> HTTP {status}",
-                req.method
-            ),
-        }
+        record_activity(ctx, e.is_some(), status);
+        crate::request_log::log_request(session, e, ctx.pool.as_deref(), status);
+    }
+}
+
+/// Feed the pool's per-second activity (retry back-off and degraded hints read it).
+fn record_activity(ctx: &RequestCtx, failed: bool, status: u16) {
+    let (Some(pool), Some(started)) = (&ctx.pool, ctx.started) else {
+        return;
+    };
+    pool.activity.record_completion(started.elapsed());
+    let failed = failed || !pool.retry.is_success(status);
+    if failed && !ctx.via_exchange && !ctx.final_error_counted {
+        pool.activity.record_error();
     }
 }

@@ -1,7 +1,8 @@
-//! Responses poolgate writes itself (404 for unrouted requests, 502/504 for failed back ends).
-//! They carry the same global headers as proxied responses.
+//! Responses poolgate writes itself (404 for unrouted requests, 429 for throttled ones, 502/504
+//! for failed back ends). They carry the same global headers as proxied responses.
 
 use crate::front_end::FrontEnd;
+use crate::limits::Refusal;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -15,12 +16,43 @@ pub async fn text(
     status: u16,
     body: &'static str,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    send(
+        session,
+        front,
+        status,
+        Bytes::from_static(body.as_bytes()),
+        None,
+    )
+    .await
+}
+
+/// `429 Too Many Requests` naming the pool and the limit, with `Retry-After` for per-client
+/// limits.
+pub async fn too_many(
+    session: &mut Session,
+    front: &FrontEnd,
+    refusal: &Refusal,
+    pool: &str,
+) -> Result<()> {
+    let body = Bytes::from(refusal.message(pool));
+    let retry_after = refusal.retry_after_sec().map(|s| s.to_string());
+    send(session, front, 429, body, retry_after).await
+}
+
+async fn send(
+    session: &mut Session,
+    front: &FrontEnd,
+    status: u16,
+    body: Bytes,
+    retry_after: Option<String>,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(5))?;
     resp.insert_header("Content-Type", "text/plain; charset=utf-8")?;
     resp.insert_header("Content-Length", body.len().to_string())?;
+    if let Some(seconds) = retry_after {
+        resp.insert_header("Retry-After", seconds)?;
+    }
     front.response_headers.apply(&mut resp)?;
     session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
-        .await
+    session.write_response_body(Some(body), true).await
 }

@@ -1,10 +1,18 @@
 //! Assembling and running the Pingora server from a compiled config.
 
 use crate::config::RuntimeConfig;
+use crate::connection_limit::{ConnectionLimit, LimitedApp};
 use crate::demo_origin;
+use crate::front_end::FrontEnd;
+use crate::pool::TargetSet;
 use crate::proxy::PoolProxy;
+use crate::routing::RouteTable;
+use pingora::apps::ServerApp;
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
+use pingora::services::listening::Service;
 use std::sync::Arc;
 
 /// Why the server could not start.
@@ -27,10 +35,20 @@ fn worker_threads(configured: usize) -> usize {
 fn server_conf(rt: &RuntimeConfig) -> ServerConf {
     // Pingora sleeps the whole grace period on SIGTERM while in-flight requests finish, then
     // gives runtimes one more second; its own default grace is 300 s.
+    // Pingora caps attempts per request at `max_retries`; poolgate counts retries itself, so
+    // the cap only has to stay out of the way.
+    let most_retries = rt
+        .routes
+        .pools()
+        .iter()
+        .map(|p| p.retry.retries)
+        .max()
+        .unwrap_or(0);
     ServerConf {
         threads: worker_threads(rt.threads),
         grace_period_seconds: Some(rt.shutdown_timeout_sec),
         graceful_shutdown_timeout_seconds: Some(1),
+        max_retries: (most_retries as usize + 2).max(16),
         ..Default::default()
     }
 }
@@ -50,24 +68,70 @@ fn probe_listeners(rt: &RuntimeConfig) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Build the server. On success the caller runs it with `run_forever`.
-pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
-    probe_listeners(&rt)?;
-    let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), server_conf(&rt));
-    server.bootstrap();
-    let front = Arc::new(rt.front);
-    let app = PoolProxy::new(front.clone(), Arc::new(rt.routes));
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, app, "poolgate");
-    proxy.add_tcp(&front.http_addr);
+/// The proxy service with its listeners.
+fn listen<A: ServerApp + Send + Sync + 'static>(
+    app: A,
+    front: &FrontEnd,
+) -> Result<Service<A>, StartError> {
+    let mut service = Service::new("poolgate".to_string(), app);
+    service.add_tcp(&front.http_addr);
     if let Some(tls) = &front.https {
-        proxy
+        service
             .add_tls(&tls.addr, &tls.cert_file, &tls.key_file)
             .map_err(|e| {
                 StartError::Config(format!("WebServer.https_cert_file / https_key_file: {e}"))
             })?;
     }
-    server.add_service(proxy);
+    Ok(service)
+}
+
+/// Resolve balanced targets once before serving, then keep them resolved and health-checked
+/// in Pingora background services.
+fn start_balancers(routes: &RouteTable, server: &mut Server) -> Result<(), StartError> {
+    let balancers: Vec<_> = routes
+        .pools()
+        .iter()
+        .filter_map(|p| match &p.targets {
+            TargetSet::Balanced { balancer, .. } => Some(balancer),
+            TargetSet::Single(_) => None,
+        })
+        .collect();
+    if balancers.is_empty() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Environment(format!("cannot start a runtime: {e}")))?;
+    for balancer in balancers {
+        // A failed first resolution is not fatal: the background service retries it.
+        if let Err(e) = runtime.block_on(balancer.prime()) {
+            log::warn!("resolving targets: {e}");
+        }
+        balancer.add_background_service(server);
+    }
+    Ok(())
+}
+
+/// Build the server. On success the caller runs it with `run_forever`.
+pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
+    probe_listeners(&rt)?;
+    let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), server_conf(&rt));
+    server.bootstrap();
+    start_balancers(&rt.routes, &mut server)?;
+    let front = Arc::new(rt.front);
+    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
+        &server.configuration,
+    )));
+    let app = PoolProxy::new(front.clone(), Arc::new(rt.routes), Arc::new(connector));
+    let proxy = pingora::proxy::http_proxy(&server.configuration, app);
+    if front.max_connections > 0 {
+        let limit = ConnectionLimit::new(front.max_connections);
+        let service = listen(LimitedApp::new(proxy, limit), &front)?;
+        server.add_service(service);
+    } else {
+        server.add_service(listen(proxy, &front)?);
+    }
     if rt.demo_origin_port != 0 {
         server.add_service(demo_origin::service(rt.demo_origin_port));
     }

@@ -59,7 +59,6 @@ const IGNORED_WEB: &[&str] = &[
     "http_perf_threshold_ms",
     "http_perf_report",
     "http_recent_requests",
-    "http_max_connections",
     "http_max_concurrent_requests",
     "http_max_queue_length",
     "http_max_queue_active",
@@ -85,23 +84,11 @@ const IGNORED_PROXY: &[&str] = &["serve_static_files", "stats_uri_match", "nice"
 
 /// Pool keys of PixlProxy that poolgate accepts and ignores (for now).
 const IGNORED_POOL: &[&str] = &[
-    "max_concurrent_requests",
-    "max_requests_per_sec",
     "use_queue",
     "max_queue_length",
-    "follow_redirects",
-    "resp_code_success_match",
-    "retries",
-    "error_retry_delay_base_ms",
-    "error_retry_delay_mult_ms",
-    "error_retry_delay_max_ms",
     "log_perf_ms",
     "log_transactions",
     "log_errors",
-    "degraded_perf_monitor",
-    "degraded_min_avg_ms",
-    "degraded_min_req_sec",
-    "degraded_min_uptime_sec",
     "min_stream_size",
     "throttle_requeue_delay_ms",
 ];
@@ -224,7 +211,7 @@ mod tests {
     #[test]
     fn framework_keys_are_ignored_with_a_warning() {
         let found = audit_str(
-            "echo: true\nWebServer: {http_gzip_text: true}\nPixlProxy: {pools: {a: {retries: 3}}}",
+            "echo: true\nWebServer: {http_gzip_text: true}\nPixlProxy: {pools: {a: {use_queue: true}}}",
         );
         let paths: Vec<_> = found
             .iter()
@@ -236,7 +223,7 @@ mod tests {
             vec![
                 ("echo", w),
                 ("WebServer.http_gzip_text", w),
-                ("PixlProxy.pools.a.retries", w)
+                ("PixlProxy.pools.a.use_queue", w)
             ]
         );
     }

@@ -7,7 +7,10 @@ pub mod compile;
 pub mod keys;
 pub mod load;
 pub mod model;
+mod pools;
 pub mod problem;
+mod targets;
+mod traffic;
 
 pub use compile::RuntimeConfig;
 pub use problem::{Located, Problem, Severity};
@@ -102,7 +105,7 @@ mod tests {
     #[test]
     fn missing_target_is_an_error() {
         let errs = errors("PixlProxy: {pools: {P: {uri_match: '^/x'}}}");
-        assert_eq!(errs, ["PixlProxy.pools.P.target_hostname: required: the back end's host name or IP address"]);
+        assert_eq!(errs, ["PixlProxy.pools.P.target_hostname: required: the back end's host name or IP address (or `targets`)"]);
     }
 
     #[test]
@@ -134,7 +137,13 @@ mod tests {
     #[test]
     fn default_port_follows_protocol() {
         let rt = load_str("PixlProxy: {pools: {A: {target_hostname: h, target_protocol: https}, B: {target_hostname: h}}}").runtime.unwrap();
-        let ports: Vec<_> = rt.routes.pools().iter().map(|p| p.target.port).collect();
+        let ports: Vec<_> = rt
+            .routes
+            .pools()
+            .iter()
+            .filter_map(|p| p.primary_target())
+            .map(|t| t.port)
+            .collect();
         assert_eq!(ports, [443, 80]);
     }
 }

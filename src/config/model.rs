@@ -71,6 +71,8 @@ pub struct WebServerConfig {
     pub https_bind_address: String,
     pub https_cert_file: String,
     pub https_key_file: String,
+    /// Most client connections open at once; the one beyond is hard-closed. 0 = no limit.
+    pub http_max_connections: usize,
 }
 
 impl Default for WebServerConfig {
@@ -87,6 +89,7 @@ impl Default for WebServerConfig {
             https_bind_address: String::new(),
             https_cert_file: String::new(),
             https_key_file: String::new(),
+            http_max_connections: 0,
         }
     }
 }
@@ -133,11 +136,101 @@ pub struct PoolConfig {
     pub insert_response_headers: BTreeMap<String, String>,
     pub scrub_request_headers: String,
     pub scrub_response_headers: String,
+    /// Requests in flight to the back end at once; the one beyond gets 429. 0 = no limit.
+    pub max_concurrent_requests: usize,
+    /// Requests admitted per wall-clock second; the one beyond gets 429. 0 = no limit.
+    pub max_requests_per_sec: u32,
+    /// poolgate: requests per second admitted from one client IP. 0 = no limit.
+    pub max_requests_per_sec_per_ip: u32,
+    /// poolgate: requests per minute admitted from one client IP. 0 = no limit.
+    pub max_requests_per_min_per_ip: u32,
+    /// Redirect hops the proxy follows itself: a number, `true` (10) or `false` (0).
+    #[serde(deserialize_with = "redirect_hops")]
+    pub follow_redirects: u32,
+    /// Regex over the status code; a match is a success, anything else an error.
+    pub resp_code_success_match: String,
+    /// Extra attempts after a failed one (connect error, reset, timeout, error status).
+    pub retries: u32,
+    pub error_retry_delay_base_ms: u64,
+    pub error_retry_delay_mult_ms: u64,
+    /// Upper bound of the retry delay; 0 = no bound.
+    pub error_retry_delay_max_ms: u64,
+    /// poolgate: request bodies up to this size are kept for retries and redirects.
+    pub retry_max_body_bytes: u64,
+    pub degraded_perf_monitor: bool,
+    pub degraded_min_avg_ms: f64,
+    pub degraded_min_req_sec: f64,
+    pub degraded_min_uptime_sec: u64,
+    /// poolgate: several back ends as `host:port` (instead of target_hostname/target_port).
+    pub targets: Vec<String>,
+    /// poolgate: `round_robin`, `random`, `ip_hash`, `uri_hash` or `header_hash`.
+    pub load_balancing: String,
+    /// poolgate: the request header hashed by `load_balancing: header_hash`.
+    pub load_balancing_header: String,
+    /// poolgate: active health checks of the pool's targets.
+    pub health_check: HealthCheckConfig,
+}
+
+/// `follow_redirects` as PixlProxy writes it: `false`, `true` or a hop count.
+fn redirect_hops<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Hops {
+        Flag(bool),
+        Count(u32),
+    }
+    Ok(match Hops::deserialize(deserializer) {
+        Ok(Hops::Flag(false)) => 0,
+        Ok(Hops::Flag(true)) => DEFAULT_REDIRECT_HOPS,
+        Ok(Hops::Count(n)) => n,
+        Err(_) => {
+            return Err(serde::de::Error::custom(
+                "expected `true`, `false` or a number of hops",
+            ))
+        }
+    })
+}
+
+/// Hops followed for `follow_redirects: true`.
+pub const DEFAULT_REDIRECT_HOPS: u32 = 10;
+
+/// poolgate: how a pool checks its targets in the background.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// `none`, `tcp` (connect) or `http` (GET `path`, success per `status_match`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: String,
+    /// Regex over the status code of an `http` check.
+    pub status_match: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive passes that bring an unhealthy target back.
+    pub healthy_threshold: usize,
+    /// Consecutive failures that take a healthy target out.
+    pub unhealthy_threshold: usize,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            kind: "none".into(),
+            path: "/".into(),
+            status_match: r"^2\d\d$".into(),
+            interval_ms: 5000,
+            timeout_ms: 1000,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        }
+    }
 }
 
 /// PixlProxy's default for `scrub_request_headers`.
 pub const DEFAULT_SCRUB_REQUEST: &str =
     r"^(host|x\-proxy|x\-proxy\-\w+|expect|content\-length|connection)$";
+/// PixlProxy's success range, 200-399.
+pub const DEFAULT_SUCCESS_MATCH: &str = r"^(2\d\d|3\d\d)$";
 /// PixlProxy's default for `scrub_response_headers`.
 pub const DEFAULT_SCRUB_RESPONSE: &str = r"^(transfer\-encoding)$";
 
@@ -162,6 +255,25 @@ impl Default for PoolConfig {
             insert_response_headers: BTreeMap::new(),
             scrub_request_headers: DEFAULT_SCRUB_REQUEST.into(),
             scrub_response_headers: DEFAULT_SCRUB_RESPONSE.into(),
+            max_concurrent_requests: 0,
+            max_requests_per_sec: 0,
+            max_requests_per_sec_per_ip: 0,
+            max_requests_per_min_per_ip: 0,
+            follow_redirects: 0,
+            resp_code_success_match: DEFAULT_SUCCESS_MATCH.into(),
+            retries: 0,
+            error_retry_delay_base_ms: 0,
+            error_retry_delay_mult_ms: 0,
+            error_retry_delay_max_ms: 0,
+            retry_max_body_bytes: 1024 * 1024,
+            degraded_perf_monitor: false,
+            degraded_min_avg_ms: 0.0,
+            degraded_min_req_sec: 0.0,
+            degraded_min_uptime_sec: 0,
+            targets: Vec::new(),
+            load_balancing: "round_robin".into(),
+            load_balancing_header: String::new(),
+            health_check: HealthCheckConfig::default(),
         }
     }
 }

@@ -30,11 +30,14 @@ fn check_accepts_a_pixlproxy_config_json_unchanged() {
     let (code, out) = run_cli(&["check", "--config", &path], &[], None);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("warning: PixlProxy.pools.MyPool1.retries"),
+        out.contains("warning: PixlProxy.pools.MyPool1.log_perf_ms"),
         "{out}"
     );
     assert!(out.contains("warning: WebServer.http_gzip_text"), "{out}");
     assert!(out.contains("config OK"), "{out}");
+    for used in ["retries", "follow_redirects", "max_concurrent_requests", "http_max_connections"] {
+        assert!(!out.contains(&format!(".{used}:")), "{used} is used now: {out}");
+    }
 }
 
 #[test]

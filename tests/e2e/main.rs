@@ -1,11 +1,14 @@
 //! End-to-end tests: the real poolgate binary, real origins on loopback, real HTTP clients.
 
+mod balancing;
 mod cli;
 mod forwarding;
 mod front_end;
 mod harness;
 mod origin;
+mod retries;
 mod routing;
+mod throttling;
 mod tls;
 
 use std::io::{Read, Write};

@@ -7,6 +7,8 @@
 //! - `/large/N`: streams N bytes (chunked, no Content-Length).
 //! - `/fail/N`: answers 500 to the first N requests, then 200 (status-N-times).
 //! - `/redirect/N`: answers 302 to `/redirect/N-1`, down to `/redirect/0` which answers 200.
+//! - `/flaky/N`: like `/fail/N`, but once recovered it describes the request (see below).
+//! - `/goto/CODE`: answers status CODE with `Location` set to the request's `X-Location` header.
 //! - `/server-header`: answers with its own `Server` header.
 //! - anything else: 200 with a JSON description of the request (method, uri, headers, body
 //!   length and checksum).
@@ -82,9 +84,25 @@ fn bind() -> (std::net::TcpListener, SocketAddr) {
 
 /// Start the HTTP origin (plain, or TLS with the given acceptor).
 pub fn start(tls: Option<TlsAcceptor>) -> Origin {
+    let (std_listener, addr) = bind();
+    serve(std_listener, addr, tls)
+}
+
+/// A plain HTTP origin on a given loopback port (to bring a stopped origin back).
+pub fn http_on(port: u16) -> Origin {
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind origin port");
+    l.set_nonblocking(true).expect("nonblocking");
+    let addr = l.local_addr().expect("origin addr");
+    serve(l, addr, None)
+}
+
+fn serve(
+    std_listener: std::net::TcpListener,
+    addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+) -> Origin {
     let rt = runtime();
     let counters = Arc::new(Counters::default());
-    let (std_listener, addr) = bind();
     let c = counters.clone();
     rt.spawn(async move {
         let listener = TcpListener::from_std(std_listener).expect("origin listener");
@@ -185,6 +203,27 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
         } else {
             full(200, "recovered")
         });
+    }
+    if let Some(n) = arg("/flaky/") {
+        let _ =
+            c.failures_left
+                .compare_exchange(0, n as usize + 1, Ordering::SeqCst, Ordering::SeqCst);
+        if c.failures_left.fetch_sub(1, Ordering::SeqCst) > 1 {
+            return Ok(full(500, "failing"));
+        }
+        return Ok(describe(req).await);
+    }
+    if let Some(code) = arg("/goto/") {
+        let loc = req
+            .headers()
+            .get("x-location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("/")
+            .to_string();
+        let mut resp = full(code as u16, format!("go to {loc}"));
+        resp.headers_mut()
+            .insert("location", loc.parse().expect("location"));
+        return Ok(resp);
     }
     if let Some(n) = arg("/redirect/") {
         if n > 0 {

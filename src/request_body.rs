@@ -1,0 +1,62 @@
+//! Reading a client's request body for the buffered exchange: kept whole in memory up to a
+//! limit, so retries and redirects can send it again byte-exact; beyond the limit only the
+//! part already read is kept and the rest is streamed once.
+
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+use pingora::Result;
+
+#[derive(Debug)]
+pub struct RequestBody {
+    /// The whole body when `complete`, else the part read before the limit was passed.
+    pub head: Bytes,
+    /// The body ended within the limit: it can be sent any number of times.
+    pub complete: bool,
+    /// Whether the client's request had body framing (`Content-Length` or chunked).
+    pub framed: bool,
+    /// The client's `Content-Length`, if any.
+    pub declared_len: Option<u64>,
+}
+
+impl RequestBody {
+    /// Read up to `limit` bytes of the body. A declared `Content-Length` above the limit is
+    /// not read at all (it will be streamed on the first attempt).
+    pub async fn read(session: &mut Session, limit: u64) -> Result<Self> {
+        let req = session.req_header();
+        let declared_len = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let framed =
+            declared_len.is_some() || req.headers.contains_key(http::header::TRANSFER_ENCODING);
+        let mut body = RequestBody {
+            head: Bytes::new(),
+            complete: true,
+            framed,
+            declared_len,
+        };
+        if session.as_mut().is_body_empty() {
+            return Ok(body);
+        }
+        if declared_len.is_some_and(|n| n > limit) {
+            body.complete = false;
+            return Ok(body);
+        }
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            buf.extend_from_slice(&chunk);
+            if buf.len() as u64 > limit {
+                body.complete = false;
+                break;
+            }
+        }
+        body.head = buf.freeze();
+        Ok(body)
+    }
+
+    /// Whether every attempt can send the whole body again.
+    pub fn is_replayable(&self) -> bool {
+        self.complete
+    }
+}
