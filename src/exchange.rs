@@ -51,6 +51,8 @@ struct Answer {
     peer: Box<HttpPeer>,
     status: u16,
     addr: SocketAddr,
+    /// The whole request went out, so the connection may go back to the pool afterwards.
+    reusable: bool,
 }
 
 enum Failure {
@@ -311,9 +313,15 @@ impl Exchange<'_> {
         up.write_request_header(Box::new(req))
             .await
             .map_err(stale)?;
-        self.send_body(session, &mut up, hop, body, addr).await?;
-        for _ in 0..MAX_INFORMATIONAL {
-            up.read_response_header()
+        let mut reusable = true;
+        if let Err(failure) = self.send_body(session, &mut up, hop, body, addr).await {
+            // A back end may answer early (413, 500...) and stop reading: its answer wins.
+            if matches!(failure, Failure::Client(_)) || read_answer_header(&mut up).await.is_err() {
+                return Err(failure);
+            }
+            reusable = false;
+        } else {
+            read_answer_header(&mut up)
                 .await
                 .map_err(|e| Failure::Upstream {
                     error: e.into_up(),
@@ -321,21 +329,15 @@ impl Exchange<'_> {
                     stale: reused && body.is_replayable(),
                     addr: Some(addr),
                 })?;
-            let status = up.response_header().map_or(0, |r| r.status.as_u16());
-            if status >= 200 || status == 101 {
-                return Ok(Answer {
-                    session: up,
-                    peer,
-                    status,
-                    addr,
-                });
-            }
         }
-        let e = Error::explain(
-            ErrorType::InvalidHTTPHeader,
-            "too many informational responses",
-        );
-        Err(upstream(e, body.is_replayable(), Some(addr)))
+        let status = up.response_header().map_or(0, |r| r.status.as_u16());
+        Ok(Answer {
+            session: up,
+            peer,
+            status,
+            addr,
+            reusable,
+        })
     }
 
     /// Send the body of one attempt: the kept copy, then (first attempt of an over-limit body
@@ -383,6 +385,7 @@ impl Exchange<'_> {
         let Answer {
             session: mut up,
             peer,
+            reusable,
             ..
         } = answer;
         let mut resp =
@@ -412,13 +415,28 @@ impl Exchange<'_> {
             .write_response_body(None, true)
             .await
             .map_err(|e| e.into_down())?;
-        if self.pool.use_keep_alives {
+        if reusable && self.pool.use_keep_alives {
             self.connector
                 .release_http_session(up, &*peer, Some(BACKEND_IDLE_TIMEOUT))
                 .await;
         }
         Ok(())
     }
+}
+
+/// Read the response header, skipping informational (1xx) ones.
+async fn read_answer_header(up: &mut ClientSession) -> Result<()> {
+    for _ in 0..MAX_INFORMATIONAL {
+        up.read_response_header().await?;
+        let status = up.response_header().map_or(0, |r| r.status.as_u16());
+        if status >= 200 || status == 101 {
+            return Ok(());
+        }
+    }
+    Err(Error::explain(
+        ErrorType::InvalidHTTPHeader,
+        "too many informational responses",
+    ))
 }
 
 fn has_body(status: u16, method: &Method) -> bool {

@@ -146,4 +146,58 @@ mod tests {
             .collect();
         assert_eq!(ports, [443, 80]);
     }
+
+    #[test]
+    fn traffic_settings_compile_into_the_pool() {
+        let rt = load_str("PixlProxy: {pools: {A: {target_hostname: h, retries: 3, follow_redirects: true, max_concurrent_requests: 4, degraded_perf_monitor: true}}}").runtime.unwrap();
+        let pool = &rt.routes.pools()[0];
+        assert_eq!(pool.retry.retries, 3);
+        assert_eq!(pool.redirect_hops, model::DEFAULT_REDIRECT_HOPS);
+        assert!(pool.limits.concurrency.is_some() && pool.limits.rate.is_none());
+        assert!(pool.degraded.is_some());
+        assert!(pool.uses_exchange());
+    }
+
+    #[test]
+    fn target_and_balancing_mistakes_are_reported() {
+        let errs = errors("PixlProxy: {pools: {A: {target_hostname: h, targets: ['a:1']}, B: {targets: ['a:1', 'b/x']}, C: {targets: ['a:1'], load_balancing: fastest}, D: {targets: ['a:1'], load_balancing: header_hash}}}");
+        let paths: Vec<_> = errs
+            .iter()
+            .map(|e| e.split(':').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "PixlProxy.pools.A.targets",
+                "PixlProxy.pools.B.targets[1]",
+                "PixlProxy.pools.C.load_balancing",
+                "PixlProxy.pools.D.load_balancing_header"
+            ],
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn health_check_keys_are_checked() {
+        let errs = errors("PixlProxy: {pools: {A: {targets: ['a:1'], health_check: {type: http, intervall_ms: 5}}}}");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("intervall_ms"), "{errs:?}");
+        let errs = errors("PixlProxy: {pools: {A: {targets: ['a:1'], health_check: {type: udp}}, B: {targets: ['a:1'], health_check: {type: http, path: x, interval_ms: 0}}}}");
+        assert_eq!(errs.len(), 3, "{errs:?}");
+    }
+
+    #[test]
+    fn follow_redirects_takes_a_flag_or_a_count() {
+        let hops = |v: &str| {
+            let text = format!(
+                "PixlProxy: {{pools: {{A: {{target_hostname: h, follow_redirects: {v}}}}}}}"
+            );
+            load_str(&text)
+                .runtime
+                .map(|rt| rt.routes.pools()[0].redirect_hops)
+        };
+        assert_eq!(hops("false"), Some(0));
+        assert_eq!(hops("7"), Some(7));
+        assert_eq!(hops("'many'"), None);
+    }
 }

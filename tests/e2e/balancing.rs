@@ -66,9 +66,9 @@ async fn a_retry_goes_to_another_target() {
     assert_eq!(live.requests(), 4);
 }
 
-fn health(extra: &str) -> String {
+fn health(kind: &str) -> String {
     format!(
-        "health_check: {{type: http, path: /, interval_ms: 100, timeout_ms: 500, healthy_threshold: 1, unhealthy_threshold: 1}}, {extra}"
+        "health_check: {{type: {kind}, path: /, interval_ms: 100, timeout_ms: 500, healthy_threshold: 1, unhealthy_threshold: 1}}"
     )
 }
 
@@ -77,7 +77,7 @@ async fn health_checks_take_a_dead_target_out_and_bring_it_back() {
     let a = origin::http();
     let b = origin::http();
     let b_port = b.port();
-    let pg = Poolgate::start(&targets(&[a.port(), b_port], &health("")));
+    let pg = Poolgate::start(&targets(&[a.port(), b_port], &health("http")));
     drop(b);
     assert!(
         pg.wait_for_log(&format!("127.0.0.1:{b_port}) is unhealthy")),
@@ -111,7 +111,7 @@ async fn health_checks_take_a_dead_target_out_and_bring_it_back() {
 
 #[tokio::test]
 async fn all_targets_down_is_a_502() {
-    let pg = Poolgate::start(&targets(&[free_port(), free_port()], &health("")));
+    let pg = Poolgate::start(&targets(&[free_port(), free_port()], &health("tcp")));
     assert!(pg.wait_for_log("is unhealthy"));
     let resp = client().get(pg.url("/x")).send().await.expect("send");
     assert_eq!(resp.status(), 502);
@@ -165,4 +165,17 @@ async fn degraded_hint_follows_the_previous_seconds_average() {
         cleared = seen(&desc, "x-degraded").is_none();
     }
     assert!(cleared, "no X-Degraded once the back end is fast again");
+}
+
+#[tokio::test]
+async fn targets_may_be_host_names() {
+    let o = origin::http();
+    let cfg = config(&format!(
+        "{{default: {{targets: [\"localhost:{}\"], cache_dns_sec: 30}}}}",
+        o.port()
+    ));
+    let pg = Poolgate::start(&cfg);
+    let resp = client().get(pg.url("/x")).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(o.requests(), 1);
 }

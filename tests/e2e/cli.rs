@@ -35,8 +35,16 @@ fn check_accepts_a_pixlproxy_config_json_unchanged() {
     );
     assert!(out.contains("warning: WebServer.http_gzip_text"), "{out}");
     assert!(out.contains("config OK"), "{out}");
-    for used in ["retries", "follow_redirects", "max_concurrent_requests", "http_max_connections"] {
-        assert!(!out.contains(&format!(".{used}:")), "{used} is used now: {out}");
+    for used in [
+        "retries",
+        "follow_redirects",
+        "max_concurrent_requests",
+        "http_max_connections",
+    ] {
+        assert!(
+            !out.contains(&format!(".{used}:")),
+            "{used} is used now: {out}"
+        );
     }
 }
 

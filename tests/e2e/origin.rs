@@ -209,6 +209,8 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
             c.failures_left
                 .compare_exchange(0, n as usize + 1, Ordering::SeqCst, Ordering::SeqCst);
         if c.failures_left.fetch_sub(1, Ordering::SeqCst) > 1 {
+            // Read the whole request first, as a back end that failed while handling it would.
+            let _ = req.into_body().collect().await;
             return Ok(full(500, "failing"));
         }
         return Ok(describe(req).await);

@@ -50,7 +50,7 @@ async fn concurrency_limit_answers_429_and_frees_slots_on_every_path() {
     let pg = Poolgate::start(&pool(o.port(), "max_concurrent_requests: 2"));
     let c = client();
     let slow: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(c.get(pg.url("/slow/1500")).send()))
+        .map(|_| tokio::spawn(c.get(pg.url("/slow/3000")).send()))
         .collect();
     assert!(
         eventually(|| async { o.requests() == 2 }).await,
