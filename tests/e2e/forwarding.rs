@@ -40,11 +40,16 @@ async fn every_method_is_forwarded_with_its_body() {
 
 #[tokio::test]
 async fn large_bodies_stream_byte_exact_in_both_directions_with_bounded_memory() {
-    const UP: usize = 48 * 1024 * 1024;
+    const UP: usize = 32 * 1024 * 1024;
     const DOWN: u64 = 96 * 1024 * 1024;
     let o = origin::http();
     let pg = Poolgate::start(&pool(o.port(), ""));
-    let c = client();
+    // Moving ~160 MiB through a debug build on a loaded 2-core machine can take a while; the
+    // client only gives up if nothing is left to wait for.
+    let c = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .expect("client");
 
     // Upload with Content-Length, echoed back (chunked) byte for byte.
     let up: Vec<u8> = (0..UP as u64).map(pattern_byte).collect();
@@ -105,7 +110,7 @@ async fn large_bodies_stream_byte_exact_in_both_directions_with_bounded_memory()
         .expect("VmHWM");
     assert!(
         peak_kb < 64 * 1024,
-        "poolgate peak RSS {peak_kb} kB after moving ~190 MiB"
+        "poolgate peak RSS {peak_kb} kB after moving ~160 MiB"
     );
 }
 

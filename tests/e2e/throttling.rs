@@ -168,17 +168,29 @@ async fn per_client_limit_answers_429_with_retry_after() {
     assert!((1..=60).contains(&seconds), "{seconds}");
 }
 
-/// Open a keep-alive connection and complete one request on it.
-fn open_connection(addr: std::net::SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
-        .expect("write");
+/// Open a keep-alive connection and complete one request on it; `None` if it was closed.
+fn try_open(addr: std::net::SocketAddr) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n").ok()?;
     let mut buf = [0u8; 4096];
-    let n = s.read(&mut buf).expect("read");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    s
+    let n = s.read(&mut buf).ok()?;
+    String::from_utf8_lossy(&buf[..n])
+        .starts_with("HTTP/1.1 200")
+        .then_some(s)
+}
+
+/// Open a connection, retrying (bounded) while the slot of an earlier, just-closed connection
+/// (such as the harness's readiness probe) is still being released.
+fn open_connection(addr: std::net::SocketAddr) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(s) = try_open(addr) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no connection slot came free");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Whether a new connection is served (true) or closed without an answer (false).

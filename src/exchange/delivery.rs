@@ -1,0 +1,56 @@
+//! Handing the chosen answer to the client: the pool's and the global response rules, framing,
+//! and the body streamed chunk by chunk; the back-end connection goes back to its pool.
+
+use super::{Answer, Exchange};
+use crate::pool::BACKEND_IDLE_TIMEOUT;
+use http::Method;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+impl Exchange<'_> {
+    pub(super) async fn deliver(&self, session: &mut Session, answer: Answer) -> Result<()> {
+        let Answer {
+            session: mut up,
+            peer,
+            reusable,
+            ..
+        } = answer;
+        let mut resp =
+            Box::new(up.response_header().cloned().ok_or_else(|| {
+                Error::explain(ErrorType::InternalError, "answer without a header")
+            })?);
+        self.pool.response_rules.apply(&mut resp)?;
+        self.front.response_headers.apply(&mut resp)?;
+        if !resp.headers.contains_key(http::header::CONTENT_LENGTH)
+            && !resp.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && has_body(resp.status.as_u16(), &session.req_header().method)
+        {
+            // A close-delimited answer is re-framed so the client connection can be kept.
+            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        session
+            .write_response_header(resp, false)
+            .await
+            .map_err(|e| e.into_down())?;
+        while let Some(chunk) = up.read_response_body().await.map_err(|e| e.into_up())? {
+            session
+                .write_response_body(Some(chunk), false)
+                .await
+                .map_err(|e| e.into_down())?;
+        }
+        session
+            .write_response_body(None, true)
+            .await
+            .map_err(|e| e.into_down())?;
+        if reusable && self.pool.use_keep_alives {
+            self.connector
+                .release_http_session(up, &*peer, Some(BACKEND_IDLE_TIMEOUT))
+                .await;
+        }
+        Ok(())
+    }
+}
+
+fn has_body(status: u16, method: &Method) -> bool {
+    *method != Method::HEAD && !(100..200).contains(&status) && status != 204 && status != 304
+}
