@@ -44,8 +44,9 @@ impl PoolProxy {
 pub struct RequestCtx {
     /// The pool chosen by routing; `None` until `request_filter` ran or when nothing matched.
     pool: Option<Arc<Pool>>,
-    /// The pool's concurrency slot, released when the context is dropped (every path).
-    _slot: Option<ConcurrencySlot>,
+    /// The pool's concurrency slot: freed once the back end has answered in full, on failure,
+    /// and in any case when the context is dropped.
+    slot: Option<ConcurrencySlot>,
     /// When the request was admitted to its pool.
     started: Option<Instant>,
     /// Back-end addresses that failed, so a retry picks another target.
@@ -104,7 +105,7 @@ impl ProxyHttp for PoolProxy {
         ctx.pool = Some(pool.clone());
         let client = client_facts(session);
         match pool.limits.admit(client.ip) {
-            Ok(slot) => ctx._slot = slot,
+            Ok(slot) => ctx.slot = slot,
             Err(refusal) => {
                 log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
                 reply::too_many(session, &self.front, &refusal, &pool.id).await?;
@@ -121,7 +122,7 @@ impl ProxyHttp for PoolProxy {
                 connector: &self.connector,
                 client,
             };
-            exchange.run(session, &mut ctx.tried).await?;
+            exchange.run(session, &mut ctx.tried, &mut ctx.slot).await?;
             return Ok(true);
         }
         Ok(false)
@@ -180,6 +181,35 @@ impl ProxyHttp for PoolProxy {
         pool.rewrite_request(upstream_request, client_facts(session), target)
     }
 
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        let bodiless =
+            session.req_header().method == http::Method::HEAD || status == 204 || status == 304;
+        if bodiless {
+            ctx.slot = None;
+        }
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        // The back end is done: free the slot before the client sees the end of the body.
+        if end_of_stream {
+            ctx.slot = None;
+        }
+        Ok(None)
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -194,8 +224,9 @@ impl ProxyHttp for PoolProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        ctx.slot = None;
         let status = failure::status_for(e);
         // The connection is not reused after a failure (the request body may be half read), so
         // the reply must say `Connection: close` or keep-alive clients would reuse a dead socket.

@@ -2,13 +2,19 @@
 //! and the body streamed chunk by chunk; the back-end connection goes back to its pool.
 
 use super::{Answer, Exchange};
+use crate::limits::ConcurrencySlot;
 use crate::pool::BACKEND_IDLE_TIMEOUT;
 use http::Method;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
 impl Exchange<'_> {
-    pub(super) async fn deliver(&self, session: &mut Session, answer: Answer) -> Result<()> {
+    pub(super) async fn deliver(
+        &self,
+        session: &mut Session,
+        answer: Answer,
+        slot: &mut Option<ConcurrencySlot>,
+    ) -> Result<()> {
         let Answer {
             session: mut up,
             peer,
@@ -33,11 +39,16 @@ impl Exchange<'_> {
             .await
             .map_err(|e| e.into_down())?;
         while let Some(chunk) = up.read_response_body().await.map_err(|e| e.into_up())? {
+            if up.response_done() {
+                // The back end is done: free the slot before the client sees the end.
+                slot.take();
+            }
             session
                 .write_response_body(Some(chunk), false)
                 .await
                 .map_err(|e| e.into_down())?;
         }
+        slot.take();
         session
             .write_response_body(None, true)
             .await

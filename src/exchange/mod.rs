@@ -11,6 +11,7 @@
 
 use crate::front_end::FrontEnd;
 use crate::headers::ClientFacts;
+use crate::limits::ConcurrencySlot;
 use crate::pool::Pool;
 use crate::redirect::{next_method, HopUrl};
 use crate::request_body::RequestBody;
@@ -67,8 +68,14 @@ pub(super) enum Failure {
 }
 
 impl Exchange<'_> {
-    /// Run the exchange and answer the client. Errors are returned for `fail_to_proxy`.
-    pub async fn run(&self, session: &mut Session, tried: &mut Vec<SocketAddr>) -> Result<()> {
+    /// Run the exchange and answer the client. `slot` (the pool's concurrency slot) is freed as
+    /// soon as the back end has sent its last byte. Errors are returned for `fail_to_proxy`.
+    pub async fn run(
+        &self,
+        session: &mut Session,
+        tried: &mut Vec<SocketAddr>,
+        slot: &mut Option<ConcurrencySlot>,
+    ) -> Result<()> {
         let mut body = RequestBody::read(session, self.pool.retry.max_body_bytes)
             .await
             .map_err(|e| e.into_down())?;
@@ -132,7 +139,7 @@ impl Exchange<'_> {
                     continue;
                 }
             }
-            return self.deliver(session, answer).await;
+            return self.deliver(session, answer, slot).await;
         }
     }
 

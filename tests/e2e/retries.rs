@@ -214,7 +214,7 @@ async fn absolute_redirects_to_another_host_are_followed() {
             )
             .send()
             .await
-            .expect("send"),
+            .unwrap_or_else(|e| panic!("{e:?}\n{}", pg.log())),
     )
     .await;
     assert_eq!(desc["uri"], "/elsewhere");
