@@ -81,7 +81,7 @@ pub struct RequestRules {
 }
 
 /// Facts about the client connection that request rules need.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ClientFacts {
     pub ip: Option<IpAddr>,
     pub tls: bool,

@@ -167,6 +167,12 @@ impl Pool {
         Box::new(peer)
     }
 
+    /// How long to wait before a retry, from the pool's errors in the previous full second.
+    pub fn retry_delay(&self) -> Duration {
+        let errors = self.activity.previous_second().errors;
+        self.retry.delay.for_errors(errors)
+    }
+
     /// Apply the pool's request rules for `target`, plus the degraded hint when it is due.
     pub fn rewrite_request(
         &self,

@@ -47,6 +47,8 @@ pub struct RequestCtx {
     /// The pool's concurrency slot: freed once the back end has answered in full, on failure,
     /// and in any case when the context is dropped.
     slot: Option<ConcurrencySlot>,
+    /// The client's address and protocol, read once in `request_filter`.
+    client: ClientFacts,
     /// When the request was admitted to its pool.
     started: Option<Instant>,
     /// Back-end addresses that failed, so a retry picks another target.
@@ -104,6 +106,7 @@ impl ProxyHttp for PoolProxy {
         };
         ctx.pool = Some(pool.clone());
         let client = client_facts(session);
+        ctx.client = client;
         match pool.limits.admit(client.ip) {
             Ok(slot) => ctx.slot = slot,
             Err(refusal) => {
@@ -135,13 +138,12 @@ impl ProxyHttp for PoolProxy {
     ) -> Result<Box<HttpPeer>> {
         let pool = ctx.pool()?.clone();
         if !ctx.tried.is_empty() {
-            let errors = pool.activity.previous_second().errors;
-            let delay = pool.retry.delay.for_errors(errors);
+            let delay = pool.retry_delay();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
         }
-        let key = pool.selection_key(session.req_header(), client_facts(session).ip);
+        let key = pool.selection_key(session.req_header(), ctx.client.ip);
         let chosen = pool.choose(&key, &ctx.tried).await?;
         ctx.chosen = Some(chosen);
         pool.peer(&chosen)
@@ -172,13 +174,13 @@ impl ProxyHttp for PoolProxy {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let pool = ctx.pool()?;
         let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
-        pool.rewrite_request(upstream_request, client_facts(session), target)
+        pool.rewrite_request(upstream_request, ctx.client, target)
     }
 
     async fn upstream_response_filter(

@@ -5,6 +5,7 @@
 //! body (HEAD stays HEAD); 301 and 302 turn a POST into a GET without a body, as browsers and
 //! the Fetch standard do, and keep every other method; 307 and 308 keep method and body.
 
+use crate::targets::default_port;
 use http::Method;
 
 /// An absolute URL of one hop, split the way the proxy needs it.
@@ -79,14 +80,6 @@ impl HopUrl {
             path: remove_dot_segments(&path),
             ..self.clone()
         })
-    }
-}
-
-fn default_port(tls: bool) -> u16 {
-    if tls {
-        443
-    } else {
-        80
     }
 }
 

@@ -22,6 +22,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The port of a scheme when none is given: 443 for HTTPS, 80 for HTTP.
+pub fn default_port(tls: bool) -> u16 {
+    if tls {
+        443
+    } else {
+        80
+    }
+}
+
 /// One configured back end.
 #[derive(Debug)]
 pub struct Target {
@@ -35,8 +44,7 @@ pub struct Target {
 
 impl Target {
     pub fn new(tls: bool, hostname: &str, port: u16, cache_dns_sec: u64) -> Self {
-        let default_port = if tls { 443 } else { 80 };
-        let host = if port == default_port {
+        let host = if port == default_port(tls) {
             hostname.to_string()
         } else {
             format!("{hostname}:{port}")

@@ -7,7 +7,9 @@ use super::pools::PoolPath;
 use crate::health::{CheckKind, TargetHealthCheck};
 use crate::pool::TargetSet;
 use crate::redirect::split_authority;
-use crate::targets::{BalancedTargets, BalancerSpec, Balancing, HashOn, HealthSettings, Target};
+use crate::targets::{
+    default_port, BalancedTargets, BalancerSpec, Balancing, HashOn, HealthSettings, Target,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,14 +68,6 @@ pub(super) fn target_set(
         health,
     });
     Some(TargetSet::Balanced { targets, balancer })
-}
-
-fn default_port(tls: bool) -> u16 {
-    if tls {
-        443
-    } else {
-        80
-    }
 }
 
 fn listed_targets(

@@ -211,8 +211,7 @@ impl Exchange<'_> {
     }
 
     async fn back_off(&self, hop: &Hop, what: &str, failures_left: u32) {
-        let errors = self.pool.activity.previous_second().errors;
-        let delay = self.pool.retry.delay.for_errors(errors);
+        let delay = self.pool.retry_delay();
         log::warn!(
             "[{}] {} {}{} failed ({what}); retrying in {} ms, {failures_left} retries left after this",
             self.pool.id,
