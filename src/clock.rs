@@ -30,3 +30,10 @@ pub fn mark_start() {
 pub fn uptime() -> Duration {
     STARTED.elapsed()
 }
+
+/// The current Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

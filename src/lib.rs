@@ -11,6 +11,8 @@
 //! - `retry`, `redirect`: retry and redirect policy; `exchange`: the buffered exchange that
 //!   applies them; `request_body`: keeping request bodies for it.
 //! - `activity`: per-second pool activity; `degraded`: the `X-Degraded` hint; `clock`.
+//! - `queue`: the blind queue (`use_queue`), its durable journal and its background sender;
+//!   `request_id`: the ids it answers with.
 //! - `front_end`: listeners and client keep-alive policy.
 //! - `proxy`: the Pingora `ProxyHttp` hooks, delegating to the modules above.
 //! - `failure`, `reply` and `request_log`: what the client and the log get.
@@ -32,9 +34,11 @@ pub mod health;
 pub mod limits;
 pub mod pool;
 pub mod proxy;
+pub mod queue;
 pub mod redirect;
 pub mod reply;
 pub mod request_body;
+pub mod request_id;
 pub mod request_log;
 pub mod retry;
 pub mod routing;

@@ -146,6 +146,24 @@ impl PoolLimits {
         self.admit_at(client, clock::now_sec())
     }
 
+    /// The per-client limits alone (the blind queue's intake: the pool-wide ones apply to
+    /// its sends).
+    pub fn admit_client(&self, client: Option<IpAddr>) -> Result<(), Refusal> {
+        let Some(ip) = client else { return Ok(()) };
+        let sec = clock::now_sec();
+        self.per_client
+            .iter()
+            .try_for_each(|limit| limit.try_admit(ip, sec))
+    }
+
+    /// The pool-wide limits alone (the blind queue's sends).
+    pub fn admit_pool(&self) -> Result<Option<ConcurrencySlot>, Refusal> {
+        if self.concurrency.is_none() && self.rate.is_none() {
+            return Ok(None);
+        }
+        self.admit_at(None, clock::now_sec())
+    }
+
     fn admit_at(
         &self,
         client: Option<IpAddr>,

@@ -6,6 +6,7 @@ use crate::clock;
 use crate::degraded::DegradedMonitor;
 use crate::headers::{ClientFacts, RequestRules, ResponseRules};
 use crate::limits::PoolLimits;
+use crate::queue::BlindQueue;
 use crate::retry::RetryPolicy;
 use crate::routing::RouteCriteria;
 use crate::targets::{BalancedTargets, Chosen, HashOn, Target};
@@ -59,6 +60,8 @@ pub struct Pool {
     pub redirect_hops: u32,
     pub degraded: Option<DegradedMonitor>,
     pub activity: PoolActivity,
+    /// `use_queue`: requests are answered at once and sent by the queue's background service.
+    pub queue: Option<Arc<BlindQueue>>,
 }
 
 impl Pool {
@@ -252,6 +255,7 @@ pub(crate) mod tests {
             redirect_hops: 0,
             degraded: None,
             activity: PoolActivity::default(),
+            queue: None,
         })
     }
 }

@@ -8,6 +8,7 @@ use crate::front_end::FrontEnd;
 use crate::headers::ClientFacts;
 use crate::limits::ConcurrencySlot;
 use crate::pool::Pool;
+use crate::queue::BlindQueue;
 use crate::reply;
 use crate::routing::{RouteRequest, RouteTable};
 use crate::targets::Chosen;
@@ -61,6 +62,8 @@ pub struct RequestCtx {
     final_error_counted: bool,
     /// The request went through the buffered exchange (which counts its own errors).
     via_exchange: bool,
+    /// The request was queued (`use_queue`): its send is counted by the queue's sender.
+    queued: bool,
 }
 
 impl RequestCtx {
@@ -68,6 +71,25 @@ impl RequestCtx {
         self.pool
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool chosen for request"))
+    }
+}
+
+impl PoolProxy {
+    /// A pool with `use_queue`: per-client limits here, the pool-wide ones on each send.
+    async fn enqueue(
+        &self,
+        session: &mut Session,
+        pool: &Pool,
+        queue: &BlindQueue,
+        client: ClientFacts,
+    ) -> Result<bool> {
+        if let Err(refusal) = pool.limits.admit_client(client.ip) {
+            log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
+            reply::too_many(session, &self.front, &refusal, &pool.id).await?;
+            return Ok(true);
+        }
+        crate::queue::intake::enqueue(session, pool, queue, &self.front, client).await?;
+        Ok(true)
     }
 }
 
@@ -107,6 +129,10 @@ impl ProxyHttp for PoolProxy {
         ctx.pool = Some(pool.clone());
         let client = client_facts(session);
         ctx.client = client;
+        if let Some(queue) = &pool.queue {
+            ctx.queued = true;
+            return self.enqueue(session, &pool, queue, client).await;
+        }
         match pool.limits.admit(client.ip) {
             Ok(slot) => ctx.slot = slot,
             Err(refusal) => {
@@ -257,7 +283,7 @@ impl ProxyHttp for PoolProxy {
 
 /// Feed the pool's per-second activity (retry back-off and degraded hints read it).
 fn record_activity(ctx: &RequestCtx, failed: bool, status: u16) {
-    let (Some(pool), Some(started)) = (&ctx.pool, ctx.started) else {
+    let (Some(pool), Some(started), false) = (&ctx.pool, ctx.started, ctx.queued) else {
         return;
     };
     pool.activity.record_completion(started.elapsed());

@@ -1,5 +1,6 @@
 //! Responses poolgate writes itself (404 for unrouted requests, 429 for throttled ones, 502/504
-//! for failed back ends). They carry the same global headers as proxied responses.
+//! for failed back ends, the blind queue's JSON answers). They carry the same global headers as
+//! proxied responses.
 
 use crate::front_end::FrontEnd;
 use crate::limits::Refusal;
@@ -16,15 +17,22 @@ pub async fn text(
     status: u16,
     body: &'static str,
 ) -> Result<()> {
-    send(
-        session,
-        front,
-        status,
-        Bytes::from_static(body.as_bytes()),
-        None,
-    )
-    .await
+    let body = Bytes::from_static(body.as_bytes());
+    send(session, front, status, TEXT, body, None).await
 }
+
+/// Send `status` with a JSON body (the blind queue's answers).
+pub async fn json(
+    session: &mut Session,
+    front: &FrontEnd,
+    status: u16,
+    body: serde_json::Value,
+) -> Result<()> {
+    let body = Bytes::from(body.to_string());
+    send(session, front, status, "application/json", body, None).await
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
 
 /// `429 Too Many Requests` naming the pool and the limit, with `Retry-After` for per-client
 /// limits.
@@ -36,18 +44,19 @@ pub async fn too_many(
 ) -> Result<()> {
     let body = Bytes::from(refusal.message(pool));
     let retry_after = refusal.retry_after_sec().map(|s| s.to_string());
-    send(session, front, 429, body, retry_after).await
+    send(session, front, 429, TEXT, body, retry_after).await
 }
 
 async fn send(
     session: &mut Session,
     front: &FrontEnd,
     status: u16,
+    content_type: &str,
     body: Bytes,
     retry_after: Option<String>,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(5))?;
-    resp.insert_header("Content-Type", "text/plain; charset=utf-8")?;
+    resp.insert_header("Content-Type", content_type)?;
     resp.insert_header("Content-Length", body.len().to_string())?;
     if let Some(seconds) = retry_after {
         resp.insert_header("Retry-After", seconds)?;

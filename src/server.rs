@@ -6,12 +6,14 @@ use crate::demo_origin;
 use crate::front_end::FrontEnd;
 use crate::pool::TargetSet;
 use crate::proxy::PoolProxy;
+use crate::queue::QueueSender;
 use crate::routing::RouteTable;
 use pingora::apps::ServerApp;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 
@@ -113,6 +115,44 @@ fn start_balancers(routes: &RouteTable, server: &mut Server) -> Result<(), Start
     Ok(())
 }
 
+/// The blind queues' background service, after checking that every journal directory can be
+/// written (so a bad `queue_dir` stops the start instead of failing requests later).
+fn queue_sender(
+    routes: &RouteTable,
+    server: &Server,
+    shutdown_timeout_sec: u64,
+) -> Result<Option<QueueSender>, StartError> {
+    for pool in routes.pools() {
+        let Some(queue) = &pool.queue else { continue };
+        for dir in queue
+            .settings
+            .journal_dir
+            .iter()
+            .chain([&queue.settings.spool_dir])
+        {
+            check_writable(dir).map_err(|e| {
+                StartError::Environment(format!(
+                    "pool {}: queue directory {}: {e}",
+                    pool.id,
+                    dir.display()
+                ))
+            })?;
+        }
+    }
+    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
+        &server.configuration,
+    )));
+    let drain = std::time::Duration::from_secs(shutdown_timeout_sec);
+    Ok(QueueSender::new(routes.pools(), connector, drain))
+}
+
+fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".poolgate-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
+
 /// Build the server. On success the caller runs it with `run_forever`.
 pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
     probe_listeners(&rt)?;
@@ -123,14 +163,20 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
     let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
         &server.configuration,
     )));
+    let queues = queue_sender(&rt.routes, &server, rt.shutdown_timeout_sec)?;
     let app = PoolProxy::new(front.clone(), Arc::new(rt.routes), Arc::new(connector));
     let proxy = pingora::proxy::http_proxy(&server.configuration, app);
-    if front.max_connections > 0 {
+    let proxy_handle = if front.max_connections > 0 {
         let limit = ConnectionLimit::new(front.max_connections);
         let service = listen(LimitedApp::new(proxy, limit), &front)?;
-        server.add_service(service);
+        server.add_service(service)
     } else {
-        server.add_service(listen(proxy, &front)?);
+        server.add_service(listen(proxy, &front)?)
+    };
+    if let Some(sender) = queues {
+        // Journals are open and replayed before the first request is accepted.
+        let handle = server.add_service(background_service("blind queue", sender));
+        proxy_handle.add_dependency(&handle);
     }
     if rt.demo_origin_port != 0 {
         server.add_service(demo_origin::service(rt.demo_origin_port));

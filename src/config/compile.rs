@@ -73,9 +73,7 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
     let front = front_end(&cfg.web_server, &mut problems);
     let mut pools = Vec::new();
     for (id, pool) in &cfg.proxy.pools.0 {
-        if let Some(p) =
-            super::pools::compile_pool(id, pool, cfg.proxy.validate_ssl_certs, &mut problems)
-        {
+        if let Some(p) = super::pools::compile_pool(id, pool, cfg, &mut problems) {
             pools.push(Arc::new(p));
         }
     }

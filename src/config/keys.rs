@@ -34,8 +34,6 @@ const IGNORED_TOP: &[&str] = &[
 const IGNORED_WEB: &[&str] = &[
     "http_alt_ports",
     "http_htdocs_dir",
-    "http_max_upload_size",
-    "http_temp_dir",
     "http_static_ttl",
     "http_static_index",
     "http_gzip_text",
@@ -84,13 +82,10 @@ const IGNORED_PROXY: &[&str] = &["serve_static_files", "stats_uri_match", "nice"
 
 /// Pool keys of PixlProxy that poolgate accepts and ignores (for now).
 const IGNORED_POOL: &[&str] = &[
-    "use_queue",
-    "max_queue_length",
     "log_perf_ms",
     "log_transactions",
     "log_errors",
     "min_stream_size",
-    "throttle_requeue_delay_ms",
 ];
 
 /// Warnings for every key that is not used: known-but-ignored ones and probable typos.
@@ -211,7 +206,7 @@ mod tests {
     #[test]
     fn framework_keys_are_ignored_with_a_warning() {
         let found = audit_str(
-            "echo: true\nWebServer: {http_gzip_text: true}\nPixlProxy: {pools: {a: {use_queue: true}}}",
+            "echo: true\nWebServer: {http_gzip_text: true}\nPixlProxy: {pools: {a: {log_errors: true}}}",
         );
         let paths: Vec<_> = found
             .iter()
@@ -223,7 +218,7 @@ mod tests {
             vec![
                 ("echo", w),
                 ("WebServer.http_gzip_text", w),
-                ("PixlProxy.pools.a.use_queue", w)
+                ("PixlProxy.pools.a.log_errors", w)
             ]
         );
     }

@@ -9,6 +9,7 @@ pub mod load;
 pub mod model;
 mod pools;
 pub mod problem;
+mod queue;
 mod targets;
 mod traffic;
 
@@ -156,6 +157,38 @@ mod tests {
         assert!(pool.limits.concurrency.is_some() && pool.limits.rate.is_none());
         assert!(pool.degraded.is_some());
         assert!(pool.uses_exchange());
+    }
+
+    #[test]
+    fn queue_settings_resolve_against_the_globals() {
+        let text = "WebServer: {http_temp_dir: /t, http_max_upload_size: 99}\nPixlProxy: {queue_dir: /q, pools: {A: {target_hostname: h, use_queue: true, max_queue_length: 5, max_concurrent_requests: 3}, B: {target_hostname: h, use_queue: true, queue_dir: /own}, C: {target_hostname: h}}}";
+        let rt = load_str(text).runtime.unwrap();
+        let pools = rt.routes.pools();
+        let a = &pools[0].queue.as_ref().unwrap().settings;
+        assert_eq!((a.max_length, a.workers, a.max_body_bytes), (5, 3, 99));
+        assert_eq!(a.requeue_delay, std::time::Duration::from_millis(100));
+        assert_eq!(a.journal_dir.as_deref(), Some(Path::new("/q")));
+        assert_eq!(a.spool_dir, Path::new("/q/spool"));
+        assert!(a.fsync);
+        let b = &pools[1].queue.as_ref().unwrap().settings;
+        assert_eq!(b.journal_dir.as_deref(), Some(Path::new("/own")));
+        assert_eq!(b.workers, crate::queue::DEFAULT_WORKERS);
+        assert!(pools[2].queue.is_none());
+        let memory = load_str("WebServer: {http_temp_dir: /t}\nPixlProxy: {pools: {A: {target_hostname: h, use_queue: true}}}");
+        let memory = memory.runtime.unwrap();
+        let settings = &memory.routes.pools()[0].queue.as_ref().unwrap().settings;
+        assert!(settings.journal_dir.is_none());
+        assert_eq!(settings.spool_dir, Path::new("/t"));
+    }
+
+    #[test]
+    fn a_queue_cannot_follow_redirects() {
+        let errs = errors("PixlProxy: {pools: {A: {target_hostname: h, use_queue: true, follow_redirects: true}}}");
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].starts_with("PixlProxy.pools.A.follow_redirects"),
+            "{errs:?}"
+        );
     }
 
     #[test]

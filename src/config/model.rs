@@ -71,6 +71,10 @@ pub struct WebServerConfig {
     pub https_bind_address: String,
     pub https_cert_file: String,
     pub https_key_file: String,
+    /// Where request bodies of in-memory blind queues are spooled; empty = the system's temp dir.
+    pub http_temp_dir: String,
+    /// Largest request body accepted for a blind queue, in bytes (pixl-server-web: 32 MB).
+    pub http_max_upload_size: u64,
     /// Most client connections open at once; the one beyond is hard-closed. 0 = no limit.
     pub http_max_connections: usize,
 }
@@ -89,6 +93,8 @@ impl Default for WebServerConfig {
             https_bind_address: String::new(),
             https_cert_file: String::new(),
             https_key_file: String::new(),
+            http_temp_dir: String::new(),
+            http_max_upload_size: 32 * 1024 * 1024,
             http_max_connections: 0,
         }
     }
@@ -100,6 +106,9 @@ impl Default for WebServerConfig {
 pub struct ProxyConfig {
     pub pools: PoolList,
     pub validate_ssl_certs: bool,
+    /// poolgate: directory of the blind-queue journals of every pool with `use_queue`
+    /// (a pool's own `queue_dir` wins); empty = queues are kept in memory only.
+    pub queue_dir: String,
 }
 
 impl Default for ProxyConfig {
@@ -107,6 +116,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             pools: PoolList::default(),
             validate_ssl_certs: true,
+            queue_dir: String::new(),
         }
     }
 }
@@ -169,6 +179,18 @@ pub struct PoolConfig {
     pub load_balancing_header: String,
     /// poolgate: active health checks of the pool's targets.
     pub health_check: HealthCheckConfig,
+    /// Answer every request at once and send it to the back end in the background.
+    pub use_queue: bool,
+    /// Requests waiting in the queue at most; the one beyond gets 429. 0 = no limit.
+    pub max_queue_length: usize,
+    /// How long a queued send refused by the pool's limits waits before trying again.
+    pub throttle_requeue_delay_ms: u64,
+    /// poolgate: directory of this pool's queue journal; empty = `PixlProxy.queue_dir`.
+    pub queue_dir: String,
+    /// poolgate: flush each journal write to the disk before answering (survives power loss).
+    pub queue_fsync: bool,
+    /// poolgate: queued request bodies larger than this are spooled to a file.
+    pub queue_spool_bytes: u64,
 }
 
 /// `follow_redirects` as PixlProxy writes it: `false`, `true` or a hop count.
@@ -274,6 +296,12 @@ impl Default for PoolConfig {
             load_balancing: "round_robin".into(),
             load_balancing_header: String::new(),
             health_check: HealthCheckConfig::default(),
+            use_queue: false,
+            max_queue_length: 0,
+            throttle_requeue_delay_ms: 100,
+            queue_dir: String::new(),
+            queue_fsync: true,
+            queue_spool_bytes: 64 * 1024,
         }
     }
 }

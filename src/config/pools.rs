@@ -2,7 +2,7 @@
 //! in `targets.rs`; limits, retries and degraded hints in `traffic.rs`.
 
 use super::compile::{one_line, Problems};
-use super::model::PoolConfig;
+use super::model::{FileConfig, PoolConfig};
 use crate::activity::PoolActivity;
 use crate::headers::{RequestRules, ResponseRules, ScrubRule};
 use crate::pool::{PeerSettings, Pool};
@@ -23,9 +23,10 @@ impl PoolPath<'_> {
 pub(super) fn compile_pool(
     id: &str,
     p: &PoolConfig,
-    validate_ssl_certs: bool,
+    cfg: &FileConfig,
     problems: &mut Problems,
 ) -> Option<Pool> {
+    let validate_ssl_certs = cfg.proxy.validate_ssl_certs;
     let path = PoolPath(id);
     let before = problems.0.len();
     let criteria = route_criteria(p, &path, problems);
@@ -45,6 +46,7 @@ pub(super) fn compile_pool(
     let limits = super::traffic::limits(p);
     let retry = super::traffic::retry_policy(p, &path, problems);
     let degraded = super::traffic::degraded_monitor(p, &path, problems);
+    let queue = super::queue::blind_queue(p, cfg, &path, problems);
     if problems.0.len() > before {
         return None;
     }
@@ -66,6 +68,7 @@ pub(super) fn compile_pool(
         redirect_hops: p.follow_redirects,
         degraded,
         activity: PoolActivity::default(),
+        queue,
     })
 }
 

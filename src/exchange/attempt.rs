@@ -178,7 +178,7 @@ impl Exchange<'_> {
 }
 
 /// Read the response header, skipping informational (1xx) ones.
-async fn read_answer_header(up: &mut ClientSession) -> Result<()> {
+pub(crate) async fn read_answer_header(up: &mut ClientSession) -> Result<()> {
     for _ in 0..MAX_INFORMATIONAL {
         up.read_response_header().await?;
         let status = up.response_header().map_or(0, |r| r.status.as_u16());

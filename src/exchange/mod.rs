@@ -25,6 +25,7 @@ use pingora::{Error, Result};
 use std::net::SocketAddr;
 
 mod attempt;
+pub(crate) use attempt::read_answer_header;
 mod delivery;
 
 pub struct Exchange<'a> {

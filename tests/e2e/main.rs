@@ -6,6 +6,7 @@ mod forwarding;
 mod front_end;
 mod harness;
 mod origin;
+mod queue;
 mod retries;
 mod routing;
 mod throttling;

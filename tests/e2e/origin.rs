@@ -13,7 +13,8 @@
 //! - anything else: 200 with a JSON description of the request (method, uri, headers, body
 //!   length and checksum).
 //!
-//! Every accepted connection is counted.
+//! Every accepted connection is counted; every request's arrival time and `X-Proxy-Request-Id`
+//! are recorded, and so is every description (for requests whose answer nobody reads).
 
 use bytes::Bytes;
 use futures_util::stream;
@@ -24,8 +25,8 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -36,6 +37,10 @@ pub struct Counters {
     pub connections: AtomicUsize,
     pub requests: AtomicUsize,
     failures_left: AtomicUsize,
+    /// Every request as (Unix ms of arrival, `X-Proxy-Request-Id` if any), in arrival order.
+    pub arrivals: Mutex<Vec<(u64, Option<String>)>>,
+    /// The JSON description of every request the describing route answered.
+    pub described: Mutex<Vec<serde_json::Value>>,
 }
 
 /// A running origin; it stops when dropped.
@@ -63,6 +68,25 @@ impl Origin {
     }
     pub fn requests(&self) -> usize {
         self.counters.requests.load(Ordering::SeqCst)
+    }
+    /// Arrivals so far: (Unix ms, request id header).
+    pub fn arrivals(&self) -> Vec<(u64, Option<String>)> {
+        self.counters.arrivals.lock().expect("arrivals").clone()
+    }
+    /// Descriptions of the requests answered by the describing route so far.
+    pub fn described(&self) -> Vec<serde_json::Value> {
+        self.counters.described.lock().expect("described").clone()
+    }
+    /// Wait (bounded) until `done` holds for the origin.
+    pub fn wait_until(&self, limit: Duration, done: impl Fn(&Origin) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if done(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        done(self)
     }
 }
 
@@ -174,6 +198,15 @@ fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Body>, Infallible> {
+    let id = req
+        .headers()
+        .get("x-proxy-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    c.arrivals.lock().expect("arrivals").push((now, id));
     c.requests.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
     let arg = |prefix: &str| {
@@ -213,7 +246,7 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
             let _ = req.into_body().collect().await;
             return Ok(full(500, "failing"));
         }
-        return Ok(describe(req).await);
+        return Ok(describe(req, &c).await);
     }
     if let Some(code) = arg("/goto/") {
         let loc = req
@@ -245,7 +278,7 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
             .insert("x-origin-secret", "s3cret".parse().expect("header"));
         return Ok(resp);
     }
-    Ok(describe(req).await)
+    Ok(describe(req, &c).await)
 }
 
 /// The byte at position `i` of every generated body: verifiable without storing the body.
@@ -269,7 +302,7 @@ fn pattern_stream(total: u64) -> Body {
     StreamBody::new(chunks).boxed_unsync()
 }
 
-async fn describe(req: Request<Incoming>) -> Response<Body> {
+async fn describe(req: Request<Incoming>, c: &Counters) -> Response<Body> {
     let (parts, mut body) = req.into_parts();
     let (mut len, mut sum) = (0u64, 0u64);
     while let Some(Ok(frame)) = body.frame().await {
@@ -298,6 +331,7 @@ async fn describe(req: Request<Incoming>) -> Response<Body> {
         "body_sum": sum,
     });
     let mut resp = full(200, json.to_string());
+    c.described.lock().expect("described").push(json);
     resp.headers_mut()
         .insert("content-type", "application/json".parse().expect("ct"));
     resp

@@ -1,0 +1,203 @@
+//! The request side of the blind queue: read the body (spooled to a file beyond
+//! `queue_spool_bytes`), write the journal record, queue the request and answer at once with
+//! PixlProxy's JSON (`{"code":0,"description":"Proxy request enqueued successfully.",
+//! "request_id":"..."}`). Refusals are JSON too: 429 when the queue is full, 413 for a body over
+//! `http_max_upload_size`, 503 while shutting down or when the journal cannot be written.
+
+use super::{BlindQueue, QueueSettings, QueuedBody, QueuedRequest};
+use crate::clock;
+use crate::front_end::FrontEnd;
+use crate::headers::ClientFacts;
+use crate::pool::Pool;
+use crate::reply;
+use crate::request_id::RequestId;
+use bytes::BytesMut;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+use serde_json::json;
+use std::path::PathBuf;
+use tokio::io::AsyncWriteExt;
+
+/// Queue the request for `pool` and answer the client.
+pub async fn enqueue(
+    session: &mut Session,
+    pool: &Pool,
+    queue: &BlindQueue,
+    front: &FrontEnd,
+    client: ClientFacts,
+) -> Result<()> {
+    if queue.is_closing() {
+        return refuse(session, front, 503, "Proxy queue is shutting down.".into()).await;
+    }
+    let journal = queue.journal();
+    if queue.is_durable() && journal.is_none() {
+        let why = "Proxy queue journal is not open.".to_string();
+        return refuse(session, front, 503, why).await;
+    }
+    let place = match queue.reserve() {
+        Ok(place) => place,
+        Err(pending) => {
+            let why = format!("Proxy queue is full: {pending} requests pending.");
+            log::error!("[{}] {why} ({})", pool.id, describe(session));
+            return refuse(session, front, 429, why).await;
+        }
+    };
+    let id = RequestId::new();
+    let Some((body, framed)) = read_body(session, &queue.settings, id).await? else {
+        let why = format!(
+            "Request body is larger than http_max_upload_size ({} bytes).",
+            queue.settings.max_body_bytes
+        );
+        session.set_keepalive(None);
+        return refuse(session, front, 413, why).await;
+    };
+    if queue.is_closing() {
+        // Shutdown began while the body was arriving.
+        return refuse(session, front, 503, "Proxy queue is shutting down.".into()).await;
+    }
+    let req = QueuedRequest {
+        id,
+        enqueued_ms: clock::unix_ms(),
+        client,
+        header: session.req_header().clone(),
+        framed,
+        body,
+    };
+    if let Some(journal) = journal {
+        if let Err(e) = journal.put(&req).await {
+            log::error!("[{}] queue journal write failed: {e}", pool.id);
+            remove_spool(&req.body).await;
+            let why = "Proxy queue journal write failed.".to_string();
+            return refuse(session, front, 503, why).await;
+        }
+    }
+    log::debug!("[{}] queued request {id} ({})", pool.id, describe(session));
+    queue.push(place, req);
+    let answer = json!({
+        "code": 0,
+        "description": "Proxy request enqueued successfully.",
+        "request_id": id.to_string(),
+    });
+    reply::json(session, front, 200, answer).await
+}
+
+async fn refuse(session: &mut Session, front: &FrontEnd, status: u16, why: String) -> Result<()> {
+    let body = json!({ "code": status, "description": why });
+    reply::json(session, front, status, body).await
+}
+
+fn describe(session: &Session) -> String {
+    let req = session.req_header();
+    format!("{} {}", req.method, req.uri)
+}
+
+async fn remove_spool(body: &QueuedBody) {
+    if let Some(path) = body.spool_file() {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+}
+
+/// A spool file being written; removed unless the request was queued.
+struct SpoolFile {
+    path: PathBuf,
+    file: tokio::fs::File,
+    keep: bool,
+}
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl SpoolFile {
+    async fn create(dir: &std::path::Path, id: RequestId) -> Result<SpoolFile> {
+        let path = dir.join(format!("{id}.body"));
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| spool_error(&path, e))?;
+        Ok(SpoolFile {
+            path,
+            file,
+            keep: false,
+        })
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<()> {
+        let path = &self.path;
+        self.file
+            .write_all(data)
+            .await
+            .map_err(|e| spool_error(path, e))
+    }
+}
+
+async fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+fn spool_error(path: &std::path::Path, e: std::io::Error) -> Box<Error> {
+    let why = format!("queue spool file {}: {e}", path.display());
+    log::error!("{why}");
+    Error::explain(ErrorType::InternalError, why)
+}
+
+/// The whole body, in memory or spooled, and whether the request had body framing; `None`
+/// when it is over `max_body_bytes`.
+async fn read_body(
+    session: &mut Session,
+    settings: &QueueSettings,
+    id: RequestId,
+) -> Result<Option<(QueuedBody, bool)>> {
+    let req = session.req_header();
+    let declared = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let framed = declared.is_some() || req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    if declared.is_some_and(|n| n > settings.max_body_bytes) {
+        return Ok(None);
+    }
+    let (mut buf, mut len, mut spool) = (BytesMut::new(), 0u64, None::<SpoolFile>);
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| e.into_down())?
+    {
+        len += chunk.len() as u64;
+        if len > settings.max_body_bytes {
+            return Ok(None);
+        }
+        if spool.is_none() && len > settings.spool_bytes {
+            let mut file = SpoolFile::create(&settings.spool_dir, id).await?;
+            file.write(&buf).await?;
+            buf.clear();
+            spool = Some(file);
+        }
+        match &mut spool {
+            Some(file) => file.write(&chunk).await?,
+            None => buf.extend_from_slice(&chunk),
+        }
+    }
+    let Some(mut file) = spool else {
+        return Ok(Some((QueuedBody::Inline(buf.freeze()), framed)));
+    };
+    let flushed = match settings.fsync {
+        // The file and its directory entry, so the journal never names a lost file.
+        true => match file.file.sync_data().await {
+            Ok(()) => sync_dir(&settings.spool_dir).await,
+            Err(e) => Err(e),
+        },
+        false => file.file.flush().await,
+    };
+    flushed.map_err(|e| spool_error(&file.path, e))?;
+    file.keep = true;
+    let body = QueuedBody::Spooled {
+        path: file.path.clone(),
+        len,
+    };
+    Ok(Some((body, framed)))
+}

@@ -1,0 +1,295 @@
+//! The blind queue (PixlProxy "Queue System"): a pool with `use_queue` answers every request at
+//! once with a `request_id`, and a Pingora background service sends it to the back end later,
+//! within the pool's limits and with its retries.
+//!
+//! - `intake`: the request path: body read (spooled to a file beyond `queue_spool_bytes`),
+//!   journal write, JSON answer.
+//! - `journal`: the durable form (`queue_dir`): an append-only, checksummed journal per pool and
+//!   process, written by its own thread, compacted, and adopted by the next process.
+//! - `record`: the journal's byte format.
+//! - `sender` / `send`: the background service and one queued send with its retries.
+//!
+//! The waiting requests sit in a per-pool deque behind a mutex held only to push or pop; the
+//! counters the stats read are atomics.
+
+use crate::headers::ClientFacts;
+use crate::request_id::RequestId;
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub mod intake;
+mod journal;
+mod record;
+mod send;
+pub mod sender;
+
+pub use journal::QueueJournal;
+pub use sender::QueueSender;
+
+/// A queue's settings, resolved at start.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// `max_queue_length`; 0 = no limit.
+    pub max_length: usize,
+    /// `throttle_requeue_delay_ms`.
+    pub requeue_delay: Duration,
+    /// Sends in flight at once: `max_concurrent_requests`, or `DEFAULT_WORKERS` without it.
+    pub workers: usize,
+    /// Bodies larger than this go to a spool file.
+    pub spool_bytes: u64,
+    /// `WebServer.http_max_upload_size`: larger bodies get 413.
+    pub max_body_bytes: u64,
+    /// Where spooled bodies go (`<queue_dir>/spool`, or `http_temp_dir` for memory queues).
+    pub spool_dir: PathBuf,
+    /// `queue_fsync`: flush journal and spool files to the disk before answering.
+    pub fsync: bool,
+    /// `queue_dir`: the journal's directory; `None` = in memory only.
+    pub journal_dir: Option<PathBuf>,
+}
+
+/// Concurrent sends of a queue whose pool has no `max_concurrent_requests`.
+pub const DEFAULT_WORKERS: usize = 64;
+
+/// A queued request body.
+#[derive(Debug)]
+pub enum QueuedBody {
+    Inline(Bytes),
+    /// Spooled to a file, removed once the request is done.
+    Spooled {
+        path: PathBuf,
+        len: u64,
+    },
+}
+
+impl QueuedBody {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            QueuedBody::Inline(b) => b.len() as u64,
+            QueuedBody::Spooled { len, .. } => *len,
+        }
+    }
+
+    fn inline_len(&self) -> usize {
+        match self {
+            QueuedBody::Inline(b) => b.len(),
+            QueuedBody::Spooled { .. } => 0,
+        }
+    }
+
+    fn spool_file(&self) -> Option<&PathBuf> {
+        match self {
+            QueuedBody::Spooled { path, .. } => Some(path),
+            QueuedBody::Inline(_) => None,
+        }
+    }
+}
+
+/// A request as the client sent it, before the pool's header rules (applied per send, for the
+/// target chosen then).
+#[derive(Debug)]
+pub struct QueuedRequest {
+    pub id: RequestId,
+    /// Unix time in milliseconds when it was accepted.
+    pub enqueued_ms: u64,
+    pub client: ClientFacts,
+    pub header: RequestHeader,
+    /// The client's request had body framing (`Content-Length` or chunked).
+    pub framed: bool,
+    pub body: QueuedBody,
+}
+
+/// The figures the stats layer reads (`pending` is PixlProxy's `cur_pending_reqs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueStats {
+    pub pending: usize,
+    pub in_flight: usize,
+    pub accepted: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub retries: u64,
+    pub rejected: u64,
+    pub dropped: u64,
+    pub journal_bytes: u64,
+}
+
+#[derive(Default)]
+struct QueueCounters {
+    waiting: AtomicUsize,
+    in_flight: AtomicUsize,
+    accepted: AtomicU64,
+    sent: AtomicU64,
+    failed: AtomicU64,
+    retries: AtomicU64,
+    rejected: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// One pool's queue: the waiting requests and what is known about them.
+pub struct BlindQueue {
+    pub settings: QueueSettings,
+    waiting: Mutex<VecDeque<QueuedRequest>>,
+    ready: Notify,
+    closing: AtomicBool,
+    journal: OnceLock<QueueJournal>,
+    counters: QueueCounters,
+}
+
+/// A place in the queue, taken before the body is read; given back when dropped unused.
+pub struct Reservation<'a>(Option<&'a BlindQueue>);
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(q) = self.0 {
+            q.counters.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl BlindQueue {
+    pub fn new(settings: QueueSettings) -> Arc<Self> {
+        Arc::new(BlindQueue {
+            settings,
+            waiting: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            closing: AtomicBool::new(false),
+            journal: OnceLock::new(),
+            counters: QueueCounters::default(),
+        })
+    }
+
+    fn deque(&self) -> MutexGuard<'_, VecDeque<QueuedRequest>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place in the queue, or the number waiting when it is full.
+    pub fn reserve(&self) -> Result<Reservation<'_>, usize> {
+        let max = self.settings.max_length;
+        self.counters
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .map(|_| Reservation(Some(self)))
+            .inspect_err(|_| {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            })
+    }
+
+    /// Queue an accepted request in the place reserved for it.
+    pub fn push(&self, mut place: Reservation<'_>, req: QueuedRequest) {
+        place.0 = None;
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        self.deque().push_back(req);
+        self.ready.notify_one();
+    }
+
+    /// Queue a request recovered from a journal (never refused: it was accepted before).
+    fn push_recovered(&self, req: QueuedRequest) {
+        self.counters.waiting.fetch_add(1, Ordering::AcqRel);
+        self.deque().push_back(req);
+        self.ready.notify_one();
+    }
+
+    /// The next request to send; it counts as in flight until `finished`.
+    async fn next(&self) -> QueuedRequest {
+        loop {
+            let (next, more) = {
+                let mut waiting = self.deque();
+                let next = waiting.pop_front();
+                (next, !waiting.is_empty())
+            };
+            if let Some(req) = next {
+                self.counters.in_flight.fetch_add(1, Ordering::AcqRel);
+                self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
+                if more {
+                    // Pass the wake-up on: one notification may stand for several pushes.
+                    self.ready.notify_one();
+                }
+                return req;
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    fn finished(&self, delivered: bool) {
+        self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let counter = if delivered {
+            &self.counters.sent
+        } else {
+            &self.counters.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_retry(&self) {
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Take every waiting request out (shutdown of a memory queue); they count as dropped.
+    fn drop_waiting(&self) -> Vec<QueuedRequest> {
+        let dropped: Vec<_> = self.deque().drain(..).collect();
+        self.counters
+            .waiting
+            .fetch_sub(dropped.len(), Ordering::AcqRel);
+        self.counters
+            .dropped
+            .fetch_add(dropped.len() as u64, Ordering::Relaxed);
+        dropped
+    }
+
+    /// Stop accepting requests (shutdown): new ones get 503.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// The journal, once the background service has opened it (`None` for memory queues).
+    pub fn journal(&self) -> Option<&QueueJournal> {
+        self.journal.get()
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.settings.journal_dir.is_some()
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        let c = &self.counters;
+        QueueStats {
+            pending: c.waiting.load(Ordering::Acquire),
+            in_flight: c.in_flight.load(Ordering::Acquire),
+            accepted: c.accepted.load(Ordering::Relaxed),
+            sent: c.sent.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            journal_bytes: self.journal().map_or(0, QueueJournal::size),
+        }
+    }
+}
+
+impl std::fmt::Debug for BlindQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlindQueue")
+            .field("settings", &self.settings)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The header that tells the back end which queued request it is receiving (the client got
+/// the same id), so it can recognise a request sent again after a crash.
+pub const REQUEST_ID_HEADER: &str = "X-Proxy-Request-Id";

@@ -1,0 +1,223 @@
+//! The blind queue's Pingora background service: it opens the journals (adopting what earlier
+//! processes left) before the proxy starts serving, runs the senders, keeps adopting segments
+//! that processes leave behind (an upgrade's old process), and drains the queues on shutdown.
+
+use super::send::{Delivery, Outcome};
+use super::{BlindQueue, QueueJournal, QueuedRequest};
+use crate::pool::Pool;
+use async_trait::async_trait;
+use pingora::connectors::http::Connector;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::services::ServiceReadyNotifier;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// How often segments left by other processes are looked for.
+const ADOPT_INTERVAL: Duration = Duration::from_secs(2);
+/// Time kept back from the shutdown timeout to write what is left before Pingora stops.
+const DRAIN_MARGIN: Duration = Duration::from_millis(500);
+
+pub struct QueueSender {
+    queues: Vec<(Arc<Pool>, Arc<BlindQueue>)>,
+    connector: Arc<Connector>,
+    /// `shutdown_timeout_sec`: how long queued requests are still sent after SIGTERM.
+    drain_time: Duration,
+}
+
+impl QueueSender {
+    /// The sender for every pool with `use_queue`; `None` when there is none.
+    pub fn new(pools: &[Arc<Pool>], connector: Connector, drain_time: Duration) -> Option<Self> {
+        let queues: Vec<_> = pools
+            .iter()
+            .filter_map(|p| Some((p.clone(), p.queue.clone()?)))
+            .collect();
+        (!queues.is_empty()).then(|| QueueSender {
+            queues,
+            connector: Arc::new(connector),
+            drain_time,
+        })
+    }
+
+    async fn open_journals(&self) {
+        for (pool, queue) in &self.queues {
+            let Some(dir) = queue.settings.journal_dir.clone() else {
+                continue;
+            };
+            let (id, spool, fsync) = (
+                pool.id.to_string(),
+                queue.settings.spool_dir.clone(),
+                queue.settings.fsync,
+            );
+            let opened =
+                tokio::task::spawn_blocking(move || QueueJournal::open(&dir, &id, &spool, fsync))
+                    .await;
+            match opened {
+                Ok(Ok((journal, recovered))) => {
+                    if !recovered.is_empty() {
+                        log::info!(
+                            "[{}] queue: {} unfinished requests recovered from the journal",
+                            pool.id,
+                            recovered.len()
+                        );
+                    }
+                    let _ = queue.journal.set(journal);
+                    recovered.into_iter().for_each(|r| queue.push_recovered(r));
+                }
+                Ok(Err(e)) => log::error!(
+                    "[{}] queue journal in {}: {e}; queued requests get 503",
+                    pool.id,
+                    queue
+                        .settings
+                        .journal_dir
+                        .as_deref()
+                        .unwrap_or(".".as_ref())
+                        .display()
+                ),
+                Err(e) => log::error!("[{}] queue journal: {e}", pool.id),
+            }
+        }
+    }
+
+    fn start_tasks(&self) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for (pool, queue) in &self.queues {
+            for _ in 0..queue.settings.workers {
+                let (pool, queue, connector) =
+                    (pool.clone(), queue.clone(), self.connector.clone());
+                tasks.push(tokio::spawn(worker(pool, queue, connector)));
+            }
+            if queue.journal().is_some() {
+                tasks.push(tokio::spawn(adopter(queue.clone())));
+            }
+        }
+        tasks
+    }
+
+    /// Stop accepting, keep sending until the queues are empty or the time is up, then leave
+    /// the rest in the journal (or count it dropped).
+    async fn drain(&self, tasks: Vec<JoinHandle<()>>) {
+        self.queues.iter().for_each(|(_, q)| q.close());
+        let deadline = Instant::now() + self.drain_time.saturating_sub(DRAIN_MARGIN);
+        let busy = |q: &BlindQueue| {
+            let s = q.stats();
+            s.pending + s.in_flight
+        };
+        let left: usize = self.queues.iter().map(|(_, q)| busy(q)).sum();
+        log::info!(
+            "queue: shutting down; new queued requests get 503; sending {left} queued requests for up to {} ms",
+            deadline.saturating_duration_since(Instant::now()).as_millis()
+        );
+        while Instant::now() < deadline && self.queues.iter().any(|(_, q)| busy(q) > 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tasks.iter().for_each(JoinHandle::abort);
+        for (pool, queue) in &self.queues {
+            let left = busy(queue);
+            match queue.journal() {
+                Some(journal) => {
+                    journal.close().await;
+                    if left > 0 {
+                        log::warn!(
+                            "[{}] queue: {left} requests left in the journal; the next start sends them",
+                            pool.id
+                        );
+                    }
+                }
+                None => {
+                    for req in queue.drop_waiting() {
+                        remove_spool(&req).await;
+                    }
+                    if left > 0 {
+                        let in_flight = queue.counters.in_flight.swap(0, Ordering::AcqRel);
+                        queue
+                            .counters
+                            .dropped
+                            .fetch_add(in_flight as u64, Ordering::Relaxed);
+                        log::error!(
+                            "[{}] queue: {left} queued requests dropped at shutdown (the queue is in memory; set queue_dir to keep them)",
+                            pool.id
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for QueueSender {
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        self.open_journals().await;
+        ready.notify_ready();
+        let tasks = self.start_tasks();
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        self.drain(tasks).await;
+    }
+}
+
+async fn worker(pool: Arc<Pool>, queue: Arc<BlindQueue>, connector: Arc<Connector>) {
+    loop {
+        let req = queue.next().await;
+        let delivery = Delivery {
+            pool: &pool,
+            queue: &queue,
+            connector: &connector,
+        };
+        let (outcome, took) = delivery.run(&req).await;
+        report(&pool, &req, &outcome, took);
+        match queue.journal() {
+            Some(journal) => journal.done(req.id, req.body.spool_file().cloned()),
+            None => remove_spool(&req).await,
+        }
+        queue.finished(matches!(outcome, Outcome::Delivered { .. }));
+    }
+}
+
+async fn adopter(queue: Arc<BlindQueue>) {
+    loop {
+        tokio::time::sleep(ADOPT_INTERVAL).await;
+        let Some(journal) = queue.journal() else {
+            return;
+        };
+        for req in journal.adopt().await {
+            queue.push_recovered(req);
+        }
+    }
+}
+
+async fn remove_spool(req: &QueuedRequest) {
+    if let Some(path) = req.body.spool_file() {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+}
+
+fn report(pool: &Pool, req: &QueuedRequest, outcome: &Outcome, took: Duration) {
+    let (id, method, uri) = (&req.id, &req.header.method, &req.header.uri);
+    let target = pool
+        .primary_target()
+        .map(|t| t.base_url())
+        .unwrap_or_default();
+    match outcome {
+        Outcome::Delivered { status, attempts } => log::debug!(
+            "[{}] Proxy Request Completed: HTTP {status}: queued request {id}: {method} {target}{uri} ({attempts} attempts, {} ms)",
+            pool.id,
+            took.as_millis()
+        ),
+        Outcome::Failed { what, attempts } => log::error!(
+            "[{}] Proxy Request Error: queued request {id}: {method} {target}{uri} failed after {attempts} attempts ({} ms): {what}",
+            pool.id,
+            took.as_millis()
+        ),
+    }
+}
