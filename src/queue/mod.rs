@@ -293,3 +293,68 @@ impl std::fmt::Debug for BlindQueue {
 /// The header that tells the back end which queued request it is receiving (the client got
 /// the same id), so it can recognise a request sent again after a crash.
 pub const REQUEST_ID_HEADER: &str = "X-Proxy-Request-Id";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(max_length: usize) -> Arc<BlindQueue> {
+        BlindQueue::new(QueueSettings {
+            max_length,
+            requeue_delay: Duration::from_millis(1),
+            workers: 1,
+            spool_bytes: 10,
+            max_body_bytes: 100,
+            spool_dir: PathBuf::from("/tmp"),
+            fsync: false,
+            journal_dir: None,
+        })
+    }
+
+    fn request() -> QueuedRequest {
+        QueuedRequest {
+            id: RequestId::new(),
+            enqueued_ms: 0,
+            client: ClientFacts::default(),
+            header: RequestHeader::build("GET", b"/", None).unwrap(),
+            framed: false,
+            body: QueuedBody::Inline(Bytes::new()),
+        }
+    }
+
+    #[test]
+    fn places_are_limited_and_given_back_when_unused() {
+        let q = queue(2);
+        let a = q.reserve().unwrap();
+        let _b = q.reserve().unwrap();
+        assert_eq!(q.reserve().err(), Some(2), "full: two waiting");
+        drop(a);
+        let c = q.reserve().unwrap();
+        q.push(c, request());
+        let s = q.stats();
+        assert_eq!((s.pending, s.accepted, s.rejected), (2, 1, 1));
+    }
+
+    #[test]
+    fn counters_follow_a_request_through_the_queue() {
+        let q = queue(0);
+        let first = request();
+        let id = first.id;
+        q.push(q.reserve().unwrap(), first);
+        q.push(q.reserve().unwrap(), request());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let next = rt.block_on(q.next());
+        assert_eq!(next.id, id, "first in, first out");
+        assert_eq!((q.stats().pending, q.stats().in_flight), (1, 1));
+        q.finished(true);
+        q.count_retry();
+        assert_eq!(q.drop_waiting().len(), 1);
+        let s = q.stats();
+        assert_eq!(
+            (s.pending, s.in_flight, s.sent, s.retries, s.dropped),
+            (0, 0, 1, 1, 1)
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! One HTTP origin serves every behaviour by path (like httpbin):
 //! - `/echo/body`: answers with the request body, byte for byte (streamed back).
 //! - `/status/N`: answers status N.
-//! - `/slow/MS`: waits MS milliseconds before answering.
+//! - `/slow/MS`: waits MS milliseconds before answering (the most at once is recorded).
 //! - `/large/N`: streams N bytes (chunked, no Content-Length).
 //! - `/fail/N`: answers 500 to the first N requests, then 200 (status-N-times).
 //! - `/redirect/N`: answers 302 to `/redirect/N-1`, down to `/redirect/0` which answers 200.
@@ -37,6 +37,9 @@ pub struct Counters {
     pub connections: AtomicUsize,
     pub requests: AtomicUsize,
     failures_left: AtomicUsize,
+    /// `/slow/MS` requests being answered now, and the most there ever were at once.
+    slow_now: AtomicUsize,
+    pub slow_max: AtomicUsize,
     /// Every request as (Unix ms of arrival, `X-Proxy-Request-Id` if any), in arrival order.
     pub arrivals: Mutex<Vec<(u64, Option<String>)>>,
     /// The JSON description of every request the describing route answered.
@@ -220,7 +223,10 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
         return Ok(full(code as u16, format!("status {code}")));
     }
     if let Some(ms) = arg("/slow/") {
+        let now = c.slow_now.fetch_add(1, Ordering::SeqCst) + 1;
+        c.slow_max.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(ms)).await;
+        c.slow_now.fetch_sub(1, Ordering::SeqCst);
         return Ok(full(200, "slow done"));
     }
     if let Some(n) = arg("/large/") {

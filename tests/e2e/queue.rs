@@ -133,6 +133,22 @@ async fn queued_sends_keep_to_the_rate_limit() {
 }
 
 #[tokio::test]
+async fn queued_sends_keep_to_the_concurrency_limit() {
+    let o = origin::http();
+    let pg = Poolgate::start(&queue_config(o.port(), "max_concurrent_requests: 2", ""));
+    let c = client();
+    for _ in 0..6 {
+        enqueue(&c, &pg, "/slow/300", vec![]).await;
+    }
+    assert!(o.wait_until(Duration::from_secs(20), |o| o.requests() == 6));
+    let most = o
+        .counters
+        .slow_max
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(most, 2, "sends at once");
+}
+
+#[tokio::test]
 async fn failed_sends_are_retried_and_logged_with_the_request_id() {
     let o = origin::http();
     let pg = Poolgate::start(&queue_config(o.port(), "retries: 2", ""));
