@@ -6,6 +6,7 @@
 //!   journal write, JSON answer.
 //! - `journal`: the durable form (`queue_dir`): an append-only, checksummed journal per pool and
 //!   process, written by its own thread, compacted, and adopted by the next process.
+//! - `adopt`: taking over the segments other processes left.
 //! - `record`: the journal's byte format.
 //! - `sender` / `send`: the background service and one queued send with its retries.
 //!
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+mod adopt;
 pub mod intake;
 mod journal;
 mod record;

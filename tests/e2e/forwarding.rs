@@ -46,8 +46,11 @@ async fn large_bodies_stream_byte_exact_in_both_directions_with_bounded_memory()
     let pg = Poolgate::start(&pool(o.port(), ""));
     // Moving ~160 MiB through a debug build on a loaded 2-core machine can take a while; the
     // client only gives up if nothing is left to wait for.
+    // reqwest aborts a socket whose data stays unacknowledged for 30 s (TCP_USER_TIMEOUT); a
+    // starved debug build can hold a window shut that long, so only the overall timeout applies.
     let c = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(600))
+        .tcp_user_timeout(None)
         .build()
         .expect("client");
 

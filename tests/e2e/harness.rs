@@ -173,6 +173,8 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> (i32,
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        // Not reqwest's 30 s TCP_USER_TIMEOUT: only the overall timeout decides.
+        .tcp_user_timeout(None)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")

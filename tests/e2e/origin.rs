@@ -1,7 +1,7 @@
 //! Real origins for the end-to-end tests, written with hyper on loopback.
 //!
 //! One HTTP origin serves every behaviour by path (like httpbin):
-//! - `/echo/body`: answers with the request body, byte for byte (streamed back).
+//! - `/echo/body`: answers with the request body, byte for byte (read ahead, streamed back).
 //! - `/status/N`: answers status N.
 //! - `/slow/MS`: waits MS milliseconds before answering (the most at once is recorded).
 //! - `/large/N`: streams N bytes (chunked, no Content-Length).
@@ -349,13 +349,24 @@ pub fn checksum(data: &[u8]) -> u64 {
         .fold(0u64, |s, b| s.wrapping_mul(31).wrapping_add(*b as u64))
 }
 
-/// Echo a request body back as it arrives; a read error simply ends the echoed body.
-fn echo(body: Incoming) -> Body {
-    let frames = stream::unfold(body, |mut body| async move {
-        match body.frame().await {
-            Some(Ok(frame)) => Some((Ok::<_, Infallible>(frame), body)),
-            _ => None,
+/// Echo a request body back as it arrives. The body is read ahead of the echo, as servers
+/// that read their input whatever their output is doing do: Pingora's HTTP/1 proxy writes the
+/// request body and reads the answer in turn, so an echo that stopped reading while its answer
+/// waited could stall both directions until `http_timeout_ms` (see README, "Differences").
+fn echo(mut body: Incoming) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                if tx.send(data).is_err() {
+                    return;
+                }
+            }
         }
+    });
+    let frames = stream::unfold(rx, |mut rx| async move {
+        let data = rx.recv().await?;
+        Some((Ok::<_, Infallible>(Frame::data(data)), rx))
     });
     StreamBody::new(frames).boxed_unsync()
 }
