@@ -6,7 +6,7 @@
 //! request threads only wait, asynchronously, for their record's turn; records that arrive
 //! together are written and flushed together.
 //!
-//! Each process writes its own segment `<pool>.<pid>-<ms>.journal` and holds an exclusive lock
+//! Each process writes its own segment `<pool>.<pid>-<ms>-<n>.journal` and holds an exclusive lock
 //! on it. Segments nobody holds (a crashed or finished process, an upgrade's old process) are
 //! adopted: their unfinished requests are copied into the live segment, flushed, and the old
 //! segment removed — at start and every few seconds after. A request in flight when a process
@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
+
+/// Segments this process opened: part of each name, so no two can collide.
+static SEGMENTS: AtomicU64 = AtomicU64::new(0);
 
 const COMPACT_MIN_BYTES: u64 = 4 * 1024 * 1024;
 /// Operations written with one `write` (and one flush).
@@ -67,8 +70,12 @@ impl QueueJournal {
         fs::create_dir_all(dir)?;
         fs::create_dir_all(spool_dir)?;
         let prefix = format!("{}.", file_safe(pool));
-        let millis = crate::clock::unix_ms();
-        let path = dir.join(format!("{prefix}{}-{millis}.journal", std::process::id()));
+        let (millis, seq) = (
+            crate::clock::unix_ms(),
+            SEGMENTS.fetch_add(1, Ordering::Relaxed),
+        );
+        let pid = std::process::id();
+        let path = dir.join(format!("{prefix}{pid}-{millis}-{seq}.journal"));
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
