@@ -15,7 +15,8 @@
 //!   `request_id`: the ids it answers with.
 //! - `front_end`: listeners and client keep-alive policy.
 //! - `proxy`: the Pingora `ProxyHttp` hooks, delegating to the modules above.
-//! - `failure`, `reply` and `request_log`: what the client and the log get.
+//! - `failure`, `reply` and `request_log`: what the client and the log get; `event_log`: the
+//!   PixlProxy-format event log file.
 //! - `server`: assembling the Pingora server; `demo_origin`: the sample config's origin.
 
 pub mod activity;
@@ -26,6 +27,7 @@ pub mod connection_limit;
 pub mod degraded;
 pub mod demo_origin;
 pub mod dns;
+pub mod event_log;
 pub mod exchange;
 pub mod failure;
 pub mod front_end;
@@ -43,4 +45,5 @@ pub mod request_log;
 pub mod retry;
 pub mod routing;
 pub mod server;
+pub mod startup;
 pub mod targets;

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use poolgate::config::{self, Located, Severity};
+use poolgate::event_log::{self, EventLogSettings};
 use poolgate::server::{self, StartError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,6 +28,9 @@ enum Command {
         /// Config file (YAML or JSON). Default: $POOLGATE_CONFIG, else conf/config.yaml.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Also print every event-log line to standard output.
+        #[arg(long)]
+        echo: bool,
     },
     /// Validate a config: exit 0 if it can run, else print every problem and exit 2.
     Check {
@@ -39,7 +43,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => serve(&config::resolve_path(config)),
+        Command::Serve { config, echo } => serve(&config::resolve_path(config), echo),
         Command::Check { config } => check(&config::resolve_path(config)),
     }
 }
@@ -70,14 +74,27 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(path: &Path) -> ExitCode {
+fn serve(path: &Path, echo: bool) -> ExitCode {
     let loaded = config::load(path);
     print_problems(path, &loaded.problems);
     let Some(runtime) = loaded.runtime else {
         eprintln!("{}: not starting: the config has errors", path.display());
         return ExitCode::from(EXIT_BAD_CONFIG);
     };
-    init_logging(runtime.debug_level);
+    let log = EventLogSettings {
+        path: runtime.log_path.clone(),
+        debug_level: runtime.debug_level,
+        echo,
+    };
+    if let Err(e) = event_log::start(log) {
+        eprintln!(
+            "poolgate: cannot start: event log {}: {e}",
+            runtime.log_path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    event_log::init_logging(runtime.debug_level);
+    poolgate::startup::announce(&runtime, path);
     if runtime.routes.pools().is_empty() {
         log::warn!("no pools configured: every request will be answered 404");
     }
@@ -99,14 +116,4 @@ fn serve(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Log lines go to stderr; `debug_level` 5 and up adds poolgate's debug lines. `RUST_LOG`
-/// overrides both.
-fn init_logging(debug_level: u8) {
-    let ours = if debug_level >= 5 { "debug" } else { "info" };
-    let default = format!("warn,poolgate={ours}");
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-        .format_timestamp_millis()
-        .init();
 }

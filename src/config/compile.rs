@@ -19,6 +19,8 @@ pub struct RuntimeConfig {
     pub threads: usize,
     pub shutdown_timeout_sec: u64,
     pub pid_file: String,
+    /// The event log: `log_dir` / `log_filename`.
+    pub log_path: std::path::PathBuf,
     pub debug_level: u8,
     pub demo_origin_port: u16,
 }
@@ -90,6 +92,7 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
             threads: cfg.threads,
             shutdown_timeout_sec: cfg.shutdown_timeout_sec,
             pid_file: cfg.pid_file.clone(),
+            log_path: std::path::Path::new(&cfg.log_dir).join(&cfg.log_filename),
             debug_level: cfg.debug_level,
             demo_origin_port: cfg.demo_origin_port,
         }),

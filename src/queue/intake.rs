@@ -6,6 +6,7 @@
 
 use super::{BlindQueue, QueueSettings, QueuedBody, QueuedRequest};
 use crate::clock;
+use crate::event_log::{self, CONSOLE_ONLY};
 use crate::front_end::FrontEnd;
 use crate::headers::ClientFacts;
 use crate::pool::Pool;
@@ -37,8 +38,15 @@ pub async fn enqueue(
     let place = match queue.reserve() {
         Ok(place) => place,
         Err(pending) => {
-            let why = format!("Proxy queue is full: {pending} requests pending.");
-            log::error!("[{}] {why} ({})", pool.id, describe(session));
+            let why = format!("Proxy queue is full: {pending} requests pending");
+            log::error!(target: CONSOLE_ONLY, "[{}] {why} ({})", pool.id, describe(session));
+            let req = session.req_header();
+            let data = json!({
+                "uri": req.uri.to_string(),
+                "method": req.method.as_str(),
+                "req_headers": event_log::headers_json(&req.headers),
+            });
+            event_log::error(&pool.id, 429, &why, data);
             return refuse(session, front, 429, why).await;
         }
     };

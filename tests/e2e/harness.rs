@@ -55,7 +55,9 @@ impl Poolgate {
         std::fs::write(&config_path, text).expect("write config");
         let log_path = dir.path().join("poolgate.log");
         let log = std::fs::File::create(&log_path).expect("log file");
+        // Relative paths in the config (the event log's default `log_dir: .`) land in `$DIR`.
         let child = Command::new(bin())
+            .current_dir(dir.path())
             .args(["serve", "--config"])
             .arg(&config_path)
             .stdout(Stdio::null())

@@ -105,9 +105,17 @@ async fn a_full_queue_answers_429_in_json_and_logs_it() {
     let json: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(
         json["description"],
-        "Proxy queue is full: 2 requests pending."
+        "Proxy queue is full: 2 requests pending"
     );
-    assert!(pg.wait_for_log("Proxy queue is full: 2 requests pending."));
+    assert!(pg.wait_for_log("Proxy queue is full: 2 requests pending"));
+    // The event log's error line, with PixlProxy's data.
+    let expected = r#"[default][error][429][Proxy queue is full: 2 requests pending][{"uri":"/slow/3000","method":"POST","req_headers":{"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let event_log = || std::fs::read_to_string(pg.dir().join("event.log")).unwrap_or_default();
+    while !event_log().contains(expected) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(event_log().contains(expected), "{}", event_log());
 }
 
 #[tokio::test]

@@ -1,0 +1,188 @@
+//! The event log: PixlProxy's `log_dir`/`log_filename` file, one line per event in pixl-logger's
+//! columns (`line.rs`), written by its own thread (`writer.rs`) from a bounded buffer; a line
+//! that finds the buffer full is counted and the count logged, never waited for. `debug_level`
+//! (1-10) filters debug lines. Everything poolgate logs through the `log` crate lands here too
+//! (`bridge.rs`), next to stderr.
+
+mod bridge;
+mod line;
+mod writer;
+
+pub use bridge::{init_logging, CONSOLE_ONLY};
+pub use line::EventLine;
+
+use once_cell::sync::OnceCell;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Lines waiting for the writer at most; beyond that they are dropped and counted.
+const BUFFER_LINES: usize = 16 * 1024;
+
+pub struct EventLogSettings {
+    pub path: PathBuf,
+    pub debug_level: u8,
+    /// `--echo`: also print every line to standard output.
+    pub echo: bool,
+}
+
+struct EventLog {
+    lines: SyncSender<(SystemTime, EventLine)>,
+    dropped: Arc<AtomicU64>,
+    debug_level: u8,
+}
+
+static EVENTS: OnceCell<EventLog> = OnceCell::new();
+
+/// Open the log file and start the writer (once per process). An unwritable file is an error.
+pub fn start(settings: EventLogSettings) -> io::Result<()> {
+    let out = writer::open(&settings.path)?;
+    let (lines, rx) = sync_channel(BUFFER_LINES);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let reopen = Arc::new(AtomicBool::new(false));
+    let w = writer::Writer {
+        path: settings.path,
+        out,
+        hostname: hostname(),
+        echo: settings.echo,
+        reopen: reopen.clone(),
+        dropped: dropped.clone(),
+    };
+    std::thread::Builder::new()
+        .name("event-log".into())
+        .spawn(move || w.run(rx))?;
+    watch_reopen_signals(reopen)?;
+    let log = EventLog {
+        lines,
+        dropped,
+        debug_level: settings.debug_level,
+    };
+    let _ = EVENTS.set(log);
+    Ok(())
+}
+
+/// Whether a debug line of `level` would be written.
+pub fn wants_debug(level: u8) -> bool {
+    EVENTS.get().is_some_and(|e| level <= e.debug_level)
+}
+
+/// Write a line (debug lines only up to `debug_level`).
+pub fn emit(line: EventLine) {
+    let Some(events) = EVENTS.get() else { return };
+    if line.category == "debug" && !line.code.parse().is_ok_and(|l: u8| l <= events.debug_level) {
+        return;
+    }
+    if let Err(TrySendError::Full(_)) = events.lines.try_send((SystemTime::now(), line)) {
+        events.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A debug line of `level` (1-10).
+pub fn debug(level: u8, component: &str, msg: impl Into<String>, data: Option<serde_json::Value>) {
+    if wants_debug(level) {
+        emit(EventLine {
+            component: component.into(),
+            category: "debug",
+            code: level.to_string(),
+            msg: msg.into(),
+            data,
+        });
+    }
+}
+
+/// An error line; `code` is an HTTP status or a short key.
+pub fn error(
+    component: &str,
+    code: impl ToString,
+    msg: impl Into<String>,
+    data: serde_json::Value,
+) {
+    emit(EventLine {
+        component: component.into(),
+        category: "error",
+        code: code.to_string(),
+        msg: msg.into(),
+        data: Some(data),
+    });
+}
+
+/// Lines dropped because the writer fell behind.
+pub fn dropped() -> u64 {
+    EVENTS
+        .get()
+        .map_or(0, |e| e.dropped.load(Ordering::Relaxed))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// SIGUSR1 and SIGHUP ask the writer to reopen the file (after logrotate moved it).
+fn watch_reopen_signals(reopen: Arc<AtomicBool>) -> io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut usr1, mut hup) = {
+        let _guard = rt.enter();
+        (
+            signal(SignalKind::user_defined1())?,
+            signal(SignalKind::hangup())?,
+        )
+    };
+    std::thread::Builder::new()
+        .name("event-log-signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                loop {
+                    tokio::select! {
+                        got = usr1.recv() => if got.is_none() { return },
+                        got = hup.recv() => if got.is_none() { return },
+                    }
+                    reopen.store(true, Ordering::Release);
+                }
+            })
+        })?;
+    Ok(())
+}
+
+/// Request headers for a log line's `data`, lower-case names, credentials redacted.
+pub fn headers_json(headers: &http::HeaderMap) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (name, value) in headers {
+        let shown = if is_secret(name) {
+            "[redacted]".to_string()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        out.insert(name.as_str().to_string(), shown.into());
+    }
+    serde_json::Value::Object(out)
+}
+
+fn is_secret(name: &http::HeaderName) -> bool {
+    name == http::header::AUTHORIZATION
+        || name == http::header::PROXY_AUTHORIZATION
+        || name == http::header::COOKIE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted_from_logged_headers() {
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+        h.insert("x-a", "1".parse().unwrap());
+        let json = headers_json(&h).to_string();
+        assert_eq!(json, r#"{"authorization":"[redacted]","x-a":"1"}"#);
+    }
+}
