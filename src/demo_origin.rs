@@ -59,3 +59,25 @@ pub fn service(port: u16) -> Service<HttpServer<DemoOrigin>> {
     svc.threads = Some(1);
     svc
 }
+
+/// Holds the proxy back until the demo origin accepts connections, so the first request of a
+/// fresh start is never refused (Pingora reports a listening service ready before it binds).
+pub struct DemoOriginReady(pub u16);
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for DemoOriginReady {
+    async fn start_with_ready_notifier(
+        &self,
+        _shutdown: pingora::server::ShutdownWatch,
+        ready: pingora::services::ServiceReadyNotifier,
+    ) {
+        let addr = addr(self.0);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        ready.notify_ready();
+    }
+}

@@ -16,7 +16,7 @@
 //! - `front_end`: listeners and client keep-alive policy.
 //! - `proxy`: the Pingora `ProxyHttp` hooks, delegating to the modules above.
 //! - `failure`, `reply` and `request_log`: what the client and the log get; `event_log`: the
-//!   PixlProxy-format event log file.
+//!   PixlProxy-format event log file; `transaction_log` and `perf`: its per-request lines.
 //! - `server`: assembling the Pingora server; `demo_origin`: the sample config's origin.
 
 pub mod activity;
@@ -34,6 +34,7 @@ pub mod front_end;
 pub mod headers;
 pub mod health;
 pub mod limits;
+pub mod perf;
 pub mod pool;
 pub mod proxy;
 pub mod queue;
@@ -47,3 +48,4 @@ pub mod routing;
 pub mod server;
 pub mod startup;
 pub mod targets;
+pub mod transaction_log;

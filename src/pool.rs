@@ -10,6 +10,7 @@ use crate::queue::BlindQueue;
 use crate::retry::RetryPolicy;
 use crate::routing::RouteCriteria;
 use crate::targets::{BalancedTargets, Chosen, HashOn, Target};
+use crate::transaction_log::LogPolicy;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
@@ -62,6 +63,8 @@ pub struct Pool {
     pub activity: PoolActivity,
     /// `use_queue`: requests are answered at once and sent by the queue's background service.
     pub queue: Option<Arc<BlindQueue>>,
+    /// `log_transactions`, `log_perf_ms`, `log_errors`.
+    pub logging: LogPolicy,
 }
 
 impl Pool {
@@ -256,6 +259,7 @@ pub(crate) mod tests {
             degraded: None,
             activity: PoolActivity::default(),
             queue: None,
+            logging: LogPolicy::default(),
         })
     }
 }

@@ -7,11 +7,13 @@ use crate::failure;
 use crate::front_end::FrontEnd;
 use crate::headers::ClientFacts;
 use crate::limits::ConcurrencySlot;
+use crate::perf::PerfTimer;
 use crate::pool::Pool;
 use crate::queue::BlindQueue;
 use crate::reply;
 use crate::routing::{RouteRequest, RouteTable};
 use crate::targets::Chosen;
+use crate::transaction_log::Transaction;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -64,6 +66,8 @@ pub struct RequestCtx {
     via_exchange: bool,
     /// The request was queued (`use_queue`): its send is counted by the queue's sender.
     queued: bool,
+    /// Phase times and byte counts, kept when the pool may log this request.
+    perf: Option<PerfTimer>,
 }
 
 impl RequestCtx {
@@ -142,6 +146,7 @@ impl ProxyHttp for PoolProxy {
             }
         }
         ctx.started = Some(Instant::now());
+        ctx.perf = pool.logging.any().then(PerfTimer::start);
         ctx.retries_left = pool.retry.retries;
         if pool.uses_exchange() && !session.is_upgrade_req() {
             ctx.via_exchange = true;
@@ -170,9 +175,40 @@ impl ProxyHttp for PoolProxy {
             }
         }
         let key = pool.selection_key(session.req_header(), ctx.client.ip);
+        lap(ctx, None);
         let chosen = pool.choose(&key, &ctx.tried).await?;
+        lap(ctx, Some("dns"));
         ctx.chosen = Some(chosen);
         pool.peer(&chosen)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        lap(ctx, Some("connect"));
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(perf) = &mut ctx.perf {
+            perf.bytes_sent += body.as_ref().map_or(0, |b| b.len() as u64);
+            if end_of_stream {
+                perf.lap("send");
+            }
+        }
+        Ok(())
     }
 
     /// Nothing was sent when a connect fails, so it is retried (with back-off, on another
@@ -206,7 +242,11 @@ impl ProxyHttp for PoolProxy {
     ) -> Result<()> {
         let pool = ctx.pool()?;
         let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
-        pool.rewrite_request(upstream_request, ctx.client, target)
+        pool.rewrite_request(upstream_request, ctx.client, target)?;
+        if let Some(perf) = &mut ctx.perf {
+            perf.bytes_sent += header_size(upstream_request);
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -215,6 +255,7 @@ impl ProxyHttp for PoolProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        lap(ctx, Some("wait"));
         let status = upstream_response.status.as_u16();
         let bodiless =
             session.req_header().method == http::Method::HEAD || status == 204 || status == 304;
@@ -227,10 +268,16 @@ impl ProxyHttp for PoolProxy {
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<bytes::Bytes>,
+        body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(perf) = &mut ctx.perf {
+            perf.bytes_received += body.as_ref().map_or(0, |b| b.len() as u64);
+            if end_of_stream {
+                perf.lap("receive");
+            }
+        }
         // The back end is done: free the slot before the client sees the end of the body.
         if end_of_stream {
             ctx.slot = None;
@@ -278,7 +325,62 @@ impl ProxyHttp for PoolProxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         record_activity(ctx, e.is_some(), status);
         crate::request_log::log_request(session, e, ctx.pool.as_deref(), status);
+        log_transaction(session, e, ctx, status);
     }
+}
+
+/// End a phase of the request's timing (`None`: skip the time since the last lap).
+fn lap(ctx: &mut RequestCtx, phase: Option<&'static str>) {
+    match (&mut ctx.perf, phase) {
+        (Some(perf), Some(name)) => perf.lap(name),
+        (Some(perf), None) => perf.restart_lap(),
+        (None, _) => {}
+    }
+}
+
+/// Bytes of a request header on the wire (HTTP/1.1), for `bytes_sent`.
+fn header_size(req: &RequestHeader) -> u64 {
+    let line = req.method.as_str().len() + req.raw_path().len() + 12;
+    let fields: usize = req
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    (line + fields + 2) as u64
+}
+
+/// The pool's transaction or error line for this request, if its policy asks for one.
+fn log_transaction(session: &Session, e: Option<&Error>, ctx: &RequestCtx, status: u16) {
+    let (Some(pool), Some(perf)) = (&ctx.pool, &ctx.perf) else {
+        return;
+    };
+    let failed = e.is_some() || !pool.retry.is_success(status);
+    if !pool.logging.wants(failed, perf.total()) {
+        return;
+    }
+    let req = session.req_header();
+    let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
+    let base = target
+        .or_else(|| pool.primary_target())
+        .map(|t| t.base_url());
+    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let error = match e {
+        Some(e) => Some(e.to_string()),
+        None => failed.then(|| format!("HTTP {status}")),
+    };
+    Transaction {
+        pool: &pool.id,
+        url: format!("{}{path}", base.unwrap_or_default()),
+        method: req.method.as_str(),
+        req_headers: &req.headers,
+        status,
+        resp_headers: session.response_written().map(|r| &r.headers),
+        perf,
+        error,
+        failed,
+        request_id: String::new(),
+    }
+    .log(&pool.logging);
 }
 
 /// Feed the pool's per-second activity (retry back-off and degraded hints read it).

@@ -21,8 +21,14 @@ pub fn log_request(session: &Session, e: Option<&Error>, pool: Option<&Pool>, st
         .unwrap_or_default();
     let req = session.req_header();
     let uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // With `log_errors` the event log gets the pool's error line with its data instead.
+    let log_target = match pool.is_some_and(|p| p.logging.errors) {
+        true => crate::event_log::CONSOLE_ONLY,
+        false => "poolgate::request_log",
+    };
     match e {
         Some(e) => log::error!(
+            target: log_target,
             "[{id}] Proxy Request Error: {} {target}{uri} -> HTTP {status}: {e}",
             req.method
         ),

@@ -180,6 +180,9 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
     }
     if rt.demo_origin_port != 0 {
         server.add_service(demo_origin::service(rt.demo_origin_port));
+        let ready = demo_origin::DemoOriginReady(rt.demo_origin_port);
+        let gate = server.add_service(background_service("demo origin ready", ready));
+        proxy_handle.add_dependency(&gate);
     }
     if !rt.pid_file.is_empty() {
         std::fs::write(&rt.pid_file, format!("{}\n", std::process::id()))

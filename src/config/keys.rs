@@ -81,12 +81,7 @@ const IGNORED_WEB: &[&str] = &[
 const IGNORED_PROXY: &[&str] = &["serve_static_files", "stats_uri_match", "nice"];
 
 /// Pool keys of PixlProxy that poolgate accepts and ignores (for now).
-const IGNORED_POOL: &[&str] = &[
-    "log_perf_ms",
-    "log_transactions",
-    "log_errors",
-    "min_stream_size",
-];
+const IGNORED_POOL: &[&str] = &["min_stream_size"];
 
 /// Warnings for every key that is not used: known-but-ignored ones and probable typos.
 pub fn audit(doc: &Value) -> Vec<Problem> {
@@ -206,7 +201,7 @@ mod tests {
     #[test]
     fn framework_keys_are_ignored_with_a_warning() {
         let found = audit_str(
-            "echo: true\nWebServer: {http_gzip_text: true}\nPixlProxy: {pools: {a: {log_errors: true}}}",
+            "echo: true\nWebServer: {http_gzip_text: true}\nPixlProxy: {pools: {a: {min_stream_size: 1}}}",
         );
         let paths: Vec<_> = found
             .iter()
@@ -218,7 +213,7 @@ mod tests {
             vec![
                 ("echo", w),
                 ("WebServer.http_gzip_text", w),
-                ("PixlProxy.pools.a.log_errors", w)
+                ("PixlProxy.pools.a.min_stream_size", w)
             ]
         );
     }

@@ -191,6 +191,31 @@ pub struct PoolConfig {
     pub queue_fsync: bool,
     /// poolgate: queued request bodies larger than this are spooled to a file.
     pub queue_spool_bytes: u64,
+    /// Write a transaction line for every back-end request (`true`/`false` or 1/0).
+    #[serde(deserialize_with = "flag")]
+    pub log_transactions: bool,
+    /// Write a transaction line for back-end requests taking this many ms or more; 0 = off.
+    pub log_perf_ms: u64,
+    /// Write an error line for every failed back-end request.
+    #[serde(deserialize_with = "flag")]
+    pub log_errors: bool,
+}
+
+/// A switch as PixlProxy configs write it: `true`/`false` or a number (0 = off).
+fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Number(u64),
+    }
+    match Flag::deserialize(deserializer) {
+        Ok(Flag::Bool(b)) => Ok(b),
+        Ok(Flag::Number(n)) => Ok(n != 0),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected `true`, `false` or a number",
+        )),
+    }
 }
 
 /// `follow_redirects` as PixlProxy writes it: `false`, `true` or a hop count.
@@ -302,6 +327,9 @@ impl Default for PoolConfig {
             queue_dir: String::new(),
             queue_fsync: true,
             queue_spool_bytes: 64 * 1024,
+            log_transactions: false,
+            log_perf_ms: 0,
+            log_errors: true,
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::activity::PoolActivity;
 use crate::headers::{RequestRules, ResponseRules, ScrubRule};
 use crate::pool::{PeerSettings, Pool};
 use crate::routing::RouteCriteria;
+use crate::transaction_log::LogPolicy;
 use http::HeaderValue;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,11 @@ pub(super) fn compile_pool(
         degraded,
         activity: PoolActivity::default(),
         queue,
+        logging: LogPolicy {
+            transactions: p.log_transactions,
+            perf_ms: p.log_perf_ms,
+            errors: p.log_errors,
+        },
     })
 }
 

@@ -6,6 +6,7 @@ use super::{BlindQueue, QueuedBody, QueuedRequest, REQUEST_ID_HEADER};
 use crate::exchange::read_answer_header;
 use crate::headers::strip_hop_by_hop;
 use crate::limits::ConcurrencySlot;
+use crate::perf::PerfTimer;
 use crate::pool::{Pool, BACKEND_IDLE_TIMEOUT};
 use crate::targets::Target;
 use bytes::BytesMut;
@@ -14,7 +15,6 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession as ClientSession;
 use pingora::{Error, ErrorType, Result};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 const SPOOL_CHUNK: usize = 64 * 1024;
@@ -31,34 +31,50 @@ pub(super) enum Outcome {
     Failed { what: String, attempts: u32 },
 }
 
+/// The end of a queued request: outcome, timing of all attempts, the last status and answer
+/// headers.
+pub(super) struct Report {
+    pub(super) outcome: Outcome,
+    pub(super) perf: PerfTimer,
+    pub(super) status: u16,
+    pub(super) resp_headers: Option<http::HeaderMap>,
+}
+
 type Failed = (Box<Error>, Option<SocketAddr>);
+type Answered = (u16, SocketAddr, http::HeaderMap);
 
 impl Delivery<'_> {
-    pub(super) async fn run(&self, req: &QueuedRequest) -> (Outcome, Duration) {
-        let started = Instant::now();
+    pub(super) async fn run(&self, req: &QueuedRequest) -> Report {
+        let mut perf = PerfTimer::start();
         let key = self.pool.selection_key(&req.header, req.client.ip);
         let attempts = self.pool.retry.retries + 1;
         let (mut tried, mut last) = (Vec::new(), String::new());
+        let (mut status, mut resp_headers) = (0, None);
         for attempt in 1..=attempts {
             if attempt > 1 {
                 self.back_off(req, &last, attempts - attempt).await;
             }
             let slot = self.admit().await;
-            let result = self.attempt(req, &tried, &key).await;
+            perf.restart_lap();
+            let result = self.attempt(req, &tried, &key, &mut perf).await;
             drop(slot);
             match result {
-                Ok((status, _)) if self.pool.retry.is_success(status) => {
-                    self.pool.activity.record_completion(started.elapsed());
-                    return (
-                        Outcome::Delivered {
+                Ok((code, addr, headers)) => {
+                    (status, resp_headers) = (code, Some(headers));
+                    if self.pool.retry.is_success(code) {
+                        self.pool.activity.record_completion(perf.total());
+                        let outcome = Outcome::Delivered {
                             status,
                             attempts: attempt,
-                        },
-                        started.elapsed(),
-                    );
-                }
-                Ok((status, addr)) => {
-                    last = format!("HTTP {status}");
+                        };
+                        return Report {
+                            outcome,
+                            perf,
+                            status,
+                            resp_headers,
+                        };
+                    }
+                    last = format!("HTTP {code}");
                     tried.push(addr);
                 }
                 Err((e, addr)) => {
@@ -68,9 +84,17 @@ impl Delivery<'_> {
             }
             self.pool.activity.record_error();
         }
-        self.pool.activity.record_completion(started.elapsed());
-        let what = last;
-        (Outcome::Failed { what, attempts }, started.elapsed())
+        self.pool.activity.record_completion(perf.total());
+        let outcome = Outcome::Failed {
+            what: last,
+            attempts,
+        };
+        Report {
+            outcome,
+            perf,
+            status,
+            resp_headers,
+        }
     }
 
     /// Wait until the pool's concurrency and rate limits admit one more send.
@@ -105,8 +129,10 @@ impl Delivery<'_> {
         req: &QueuedRequest,
         tried: &[SocketAddr],
         key: &[u8],
-    ) -> std::result::Result<(u16, SocketAddr), Failed> {
+        perf: &mut PerfTimer,
+    ) -> std::result::Result<Answered, Failed> {
         let chosen = self.pool.choose(key, tried).await.map_err(|e| (e, None))?;
+        perf.lap("dns");
         let addr = chosen.addr;
         let fail = |e: Box<Error>| (e, Some(addr));
         let peer = self.pool.peer(&chosen).map_err(fail)?;
@@ -118,6 +144,7 @@ impl Delivery<'_> {
             .get_http_session(&*peer)
             .await
             .map_err(fail)?;
+        perf.lap("connect");
         up.set_read_timeout(self.pool.connect.ttfb_timeout);
         up.set_write_timeout(self.pool.connect.ttfb_timeout);
         up.write_request_header(Box::new(header))
@@ -125,15 +152,25 @@ impl Delivery<'_> {
             .map_err(fail)?;
         send_body(&mut up, &req.body).await.map_err(fail)?;
         up.finish_request_body().await.map_err(fail)?;
+        perf.bytes_sent += req.body.len();
+        perf.lap("send");
         read_answer_header(&mut up).await.map_err(fail)?;
-        let status = up.response_header().map_or(0, |r| r.status.as_u16());
-        while up.read_response_body().await.map_err(fail)?.is_some() {}
+        perf.lap("wait");
+        let (status, headers) = up
+            .response_header()
+            .map_or((0, http::HeaderMap::new()), |r| {
+                (r.status.as_u16(), r.headers.clone())
+            });
+        while let Some(chunk) = up.read_response_body().await.map_err(fail)? {
+            perf.bytes_received += chunk.len() as u64;
+        }
+        perf.lap("receive");
         if self.pool.use_keep_alives {
             self.connector
                 .release_http_session(up, &*peer, Some(BACKEND_IDLE_TIMEOUT))
                 .await;
         }
-        Ok((status, addr))
+        Ok((status, addr, headers))
     }
 
     /// The request as the back end sees it: the client's, after the pool's header rules for

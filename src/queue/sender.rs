@@ -2,9 +2,11 @@
 //! processes left) before the proxy starts serving, runs the senders, keeps adopting segments
 //! that processes leave behind (an upgrade's old process), and drains the queues on shutdown.
 
-use super::send::{Delivery, Outcome};
+use super::send::{Delivery, Outcome, Report};
 use super::{BlindQueue, QueueJournal, QueuedRequest};
+use crate::event_log::CONSOLE_ONLY;
 use crate::pool::Pool;
+use crate::transaction_log::Transaction;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::server::ShutdownWatch;
@@ -174,13 +176,13 @@ async fn worker(pool: Arc<Pool>, queue: Arc<BlindQueue>, connector: Arc<Connecto
             queue: &queue,
             connector: &connector,
         };
-        let (outcome, took) = delivery.run(&req).await;
-        report(&pool, &req, &outcome, took);
+        let report = delivery.run(&req).await;
+        log_report(&pool, &req, &report);
         match queue.journal() {
             Some(journal) => journal.done(req.id, req.body.spool_file().cloned()),
             None => remove_spool(&req).await,
         }
-        queue.finished(matches!(outcome, Outcome::Delivered { .. }));
+        queue.finished(matches!(report.outcome, Outcome::Delivered { .. }));
     }
 }
 
@@ -202,22 +204,43 @@ async fn remove_spool(req: &QueuedRequest) {
     }
 }
 
-fn report(pool: &Pool, req: &QueuedRequest, outcome: &Outcome, took: Duration) {
+/// The console line, and the pool's transaction or error line with the `request_id`.
+fn log_report(pool: &Pool, req: &QueuedRequest, report: &Report) {
     let (id, method, uri) = (&req.id, &req.header.method, &req.header.uri);
     let target = pool
         .primary_target()
         .map(|t| t.base_url())
         .unwrap_or_default();
-    match outcome {
-        Outcome::Delivered { status, attempts } => log::debug!(
-            "[{}] Proxy Request Completed: HTTP {status}: queued request {id}: {method} {target}{uri} ({attempts} attempts, {} ms)",
-            pool.id,
-            took.as_millis()
-        ),
-        Outcome::Failed { what, attempts } => log::error!(
-            "[{}] Proxy Request Error: queued request {id}: {method} {target}{uri} failed after {attempts} attempts ({} ms): {what}",
-            pool.id,
-            took.as_millis()
-        ),
+    let ms = report.perf.total().as_millis();
+    let error = match &report.outcome {
+        Outcome::Delivered { status, attempts } => {
+            log::debug!(
+                target: CONSOLE_ONLY,
+                "[{}] Proxy Request Completed: HTTP {status}: queued request {id}: {method} {target}{uri} ({attempts} attempts, {ms} ms)",
+                pool.id
+            );
+            None
+        }
+        Outcome::Failed { what, attempts } => {
+            log::error!(
+                target: CONSOLE_ONLY,
+                "[{}] Proxy Request Error: queued request {id}: {method} {target}{uri} failed after {attempts} attempts ({ms} ms): {what}",
+                pool.id
+            );
+            Some(what.clone())
+        }
+    };
+    Transaction {
+        pool: &pool.id,
+        url: format!("{target}{uri}"),
+        method: method.as_str(),
+        req_headers: &req.header.headers,
+        status: report.status,
+        resp_headers: report.resp_headers.as_ref(),
+        perf: &report.perf,
+        failed: error.is_some(),
+        error,
+        request_id: id.to_string(),
     }
+    .log(&pool.logging);
 }

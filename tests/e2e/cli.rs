@@ -30,7 +30,7 @@ fn check_accepts_a_pixlproxy_config_json_unchanged() {
     let (code, out) = run_cli(&["check", "--config", &path], &[], None);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("warning: PixlProxy.pools.MyPool1.log_perf_ms"),
+        out.contains("warning: PixlProxy.serve_static_files"),
         "{out}"
     );
     assert!(out.contains("warning: WebServer.http_gzip_text"), "{out}");
@@ -40,6 +40,8 @@ fn check_accepts_a_pixlproxy_config_json_unchanged() {
         "follow_redirects",
         "max_concurrent_requests",
         "http_max_connections",
+        "log_perf_ms",
+        "log_transactions",
     ] {
         assert!(
             !out.contains(&format!(".{used}:")),
@@ -201,7 +203,7 @@ async fn the_sample_config_answers_through_its_demo_origin() {
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.status(), 200, "{}", pg.log());
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["origin"], "poolgate demo origin");
     assert_eq!(body["uri"], "/hello?x=1");
