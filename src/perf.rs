@@ -4,11 +4,16 @@
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
+/// Phases a request can have (`dns`, `connect`, `send`, `wait`, `receive`, one spare).
+const MAX_PHASES: usize = 6;
+
+/// Kept in the request context of every pool that may log: a fixed array, no allocation.
 #[derive(Debug, Clone)]
 pub struct PerfTimer {
     started: Instant,
     last: Instant,
-    laps: Vec<(&'static str, Duration)>,
+    laps: [(&'static str, Duration); MAX_PHASES],
+    phases: usize,
     pub bytes_sent: u64,
     pub bytes_received: u64,
 }
@@ -25,7 +30,8 @@ impl PerfTimer {
         PerfTimer {
             started: now,
             last: now,
-            laps: Vec::with_capacity(5),
+            laps: [("", Duration::ZERO); MAX_PHASES],
+            phases: 0,
             bytes_sent: 0,
             bytes_received: 0,
         }
@@ -37,9 +43,16 @@ impl PerfTimer {
         let now = Instant::now();
         let took = now - self.last;
         self.last = now;
-        match self.laps.iter_mut().find(|(n, _)| *n == name) {
+        match self.laps[..self.phases]
+            .iter_mut()
+            .find(|(n, _)| *n == name)
+        {
             Some((_, t)) => *t += took,
-            None => self.laps.push((name, took)),
+            None if self.phases < MAX_PHASES => {
+                self.laps[self.phases] = (name, took);
+                self.phases += 1;
+            }
+            None => {}
         }
     }
 
@@ -56,7 +69,7 @@ impl PerfTimer {
     pub fn to_json(&self) -> Value {
         let mut perf = Map::new();
         perf.insert("total".into(), ms(self.total()));
-        for (name, took) in &self.laps {
+        for (name, took) in &self.laps[..self.phases] {
             perf.insert((*name).into(), ms(*took));
         }
         json!({
