@@ -21,6 +21,7 @@ pub struct ConnectionLimit {
 }
 
 impl ConnectionLimit {
+    /// `max` 0 = no limit (connections are still counted, for the stats).
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(ConnectionLimit {
             max,
@@ -43,7 +44,7 @@ impl ConnectionLimit {
     fn try_open(&self) -> bool {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
+                (self.max == 0 || n < self.max).then_some(n + 1)
             })
             .is_ok()
     }

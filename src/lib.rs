@@ -19,6 +19,7 @@
 //!   PixlProxy-format event log file; `transaction_log` and `perf`: its per-request lines.
 //! - `server`: assembling the Pingora server; `demo_origin`: the sample config's origin.
 
+pub mod acl;
 pub mod activity;
 pub mod client_limit;
 pub mod clock;
@@ -34,8 +35,10 @@ pub mod front_end;
 pub mod headers;
 pub mod health;
 pub mod limits;
+pub mod metrics;
 pub mod perf;
 pub mod pool;
+pub mod pool_stats;
 pub mod proxy;
 pub mod queue;
 pub mod redirect;
@@ -47,5 +50,7 @@ pub mod retry;
 pub mod routing;
 pub mod server;
 pub mod startup;
+pub mod stats_api;
+pub mod stats_hub;
 pub mod targets;
 pub mod transaction_log;

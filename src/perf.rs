@@ -61,6 +61,11 @@ impl PerfTimer {
         self.last = Instant::now();
     }
 
+    /// The phases measured so far, in order (without `total`).
+    pub fn phases(&self) -> &[(&'static str, Duration)] {
+        &self.laps[..self.phases]
+    }
+
     pub fn total(&self) -> Duration {
         self.started.elapsed()
     }

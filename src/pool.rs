@@ -6,6 +6,8 @@ use crate::clock;
 use crate::degraded::DegradedMonitor;
 use crate::headers::{ClientFacts, RequestRules, ResponseRules};
 use crate::limits::PoolLimits;
+use crate::metrics::PoolMetrics;
+use crate::pool_stats::PoolStats;
 use crate::queue::BlindQueue;
 use crate::retry::RetryPolicy;
 use crate::routing::RouteCriteria;
@@ -65,6 +67,10 @@ pub struct Pool {
     pub queue: Option<Arc<BlindQueue>>,
     /// `log_transactions`, `log_perf_ms`, `log_errors`.
     pub logging: LogPolicy,
+    /// The last full second's figures, for the stats API and the per-second log line.
+    pub stats: PoolStats,
+    /// Prometheus handles, bound to this pool.
+    pub metrics: PoolMetrics,
 }
 
 impl Pool {
@@ -260,6 +266,8 @@ pub(crate) mod tests {
             activity: PoolActivity::default(),
             queue: None,
             logging: LogPolicy::default(),
+            stats: PoolStats::default(),
+            metrics: PoolMetrics::new(id),
         })
     }
 }

@@ -12,6 +12,8 @@ use crate::pool::Pool;
 use crate::queue::BlindQueue;
 use crate::reply;
 use crate::routing::{RouteRequest, RouteTable};
+use crate::stats_api::StatsApi;
+use crate::stats_hub::StatsHub;
 use crate::targets::Chosen;
 use crate::transaction_log::Transaction;
 use async_trait::async_trait;
@@ -24,22 +26,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Shared, read-only state built once at start.
+/// Shared state built once at start.
 pub struct PoolProxy {
-    front: Arc<FrontEnd>,
-    routes: Arc<RouteTable>,
+    pub front: Arc<FrontEnd>,
+    pub routes: Arc<RouteTable>,
     /// Pingora's HTTP client for the buffered exchange (its own keep-alive pool).
-    connector: Arc<Connector>,
-}
-
-impl PoolProxy {
-    pub fn new(front: Arc<FrontEnd>, routes: Arc<RouteTable>, connector: Arc<Connector>) -> Self {
-        PoolProxy {
-            front,
-            routes,
-            connector,
-        }
-    }
+    pub connector: Arc<Connector>,
+    /// What the stats API reports.
+    pub stats: Arc<StatsHub>,
+    /// The stats API and Prometheus endpoint, with their access rules.
+    pub stats_api: Arc<StatsApi>,
 }
 
 /// Per-request state.
@@ -88,6 +84,7 @@ impl PoolProxy {
         client: ClientFacts,
     ) -> Result<bool> {
         if let Err(refusal) = pool.limits.admit_client(client.ip) {
+            pool.metrics.throttled();
             log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
             reply::too_many(session, &self.front, &refusal, &pool.id).await?;
             return Ok(true);
@@ -125,6 +122,14 @@ impl ProxyHttp for PoolProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(endpoint) = self.stats_api.endpoint(session.req_header()) {
+            let ip = client_facts(session).ip;
+            let (front, hub) = (&self.front, &self.stats);
+            self.stats_api
+                .serve(session, front, hub, endpoint, ip)
+                .await?;
+            return Ok(true);
+        }
         let route = RouteRequest::of(session.req_header());
         let Some(pool) = self.routes.route(&route).cloned() else {
             reply::text(session, &self.front, 404, failure::body_for(404)).await?;
@@ -140,13 +145,15 @@ impl ProxyHttp for PoolProxy {
         match pool.limits.admit(client.ip) {
             Ok(slot) => ctx.slot = slot,
             Err(refusal) => {
+                pool.metrics.throttled();
                 log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
                 reply::too_many(session, &self.front, &refusal, &pool.id).await?;
                 return Ok(true);
             }
         }
         ctx.started = Some(Instant::now());
-        ctx.perf = pool.logging.any().then(PerfTimer::start);
+        ctx.perf = Some(PerfTimer::start());
+        pool.stats.start_request();
         ctx.retries_left = pool.retry.retries;
         if pool.uses_exchange() && !session.is_upgrade_req() {
             ctx.via_exchange = true;
@@ -185,13 +192,16 @@ impl ProxyHttp for PoolProxy {
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
-        _reused: bool,
+        reused: bool,
         _peer: &HttpPeer,
         _fd: std::os::unix::io::RawFd,
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         lap(ctx, Some("connect"));
+        if let Some(pool) = &ctx.pool {
+            pool.metrics.connected(reused);
+        }
         Ok(())
     }
 
@@ -225,6 +235,7 @@ impl ProxyHttp for PoolProxy {
             ctx.tried.extend(ctx.chosen.map(|c| c.addr));
             if ctx.retries_left > 0 {
                 ctx.retries_left -= 1;
+                pool.metrics.retried();
                 e.set_retry(true);
                 log::warn!("[{}] connect failed ({e}); retrying", pool.id);
             } else {
@@ -388,6 +399,11 @@ fn record_activity(ctx: &RequestCtx, failed: bool, status: u16) {
     let (Some(pool), Some(started), false) = (&ctx.pool, ctx.started, ctx.queued) else {
         return;
     };
+    pool.stats.end_request();
+    if let Some(perf) = &ctx.perf {
+        pool.stats.record(perf);
+        pool.metrics.observe(if failed { 0 } else { status }, perf);
+    }
     pool.activity.record_completion(started.elapsed());
     let failed = failed || !pool.retry.is_success(status);
     if failed && !ctx.via_exchange && !ctx.final_error_counted {

@@ -47,6 +47,17 @@ pub async fn too_many(
     send(session, front, 429, TEXT, body, retry_after).await
 }
 
+/// Send `status` with a body of `content_type`.
+pub async fn raw(
+    session: &mut Session,
+    front: &FrontEnd,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+) -> Result<()> {
+    send(session, front, status, content_type, body, None).await
+}
+
 async fn send(
     session: &mut Session,
     front: &FrontEnd,

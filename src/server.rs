@@ -8,6 +8,7 @@ use crate::pool::TargetSet;
 use crate::proxy::PoolProxy;
 use crate::queue::QueueSender;
 use crate::routing::RouteTable;
+use crate::stats_hub::{StatsHub, StatsTicker};
 use pingora::apps::ServerApp;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
@@ -164,15 +165,28 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
         &server.configuration,
     )));
     let queues = queue_sender(&rt.routes, &server, rt.shutdown_timeout_sec)?;
-    let app = PoolProxy::new(front.clone(), Arc::new(rt.routes), Arc::new(connector));
-    let proxy = pingora::proxy::http_proxy(&server.configuration, app);
-    let proxy_handle = if front.max_connections > 0 {
-        let limit = ConnectionLimit::new(front.max_connections);
-        let service = listen(LimitedApp::new(proxy, limit), &front)?;
-        server.add_service(service)
-    } else {
-        server.add_service(listen(proxy, &front)?)
+    // Connections are always counted (the stats' `cur_client_conns`); 0 = no limit.
+    let connections = ConnectionLimit::new(front.max_connections);
+    let ip = front
+        .http_addr
+        .rsplit_once(':')
+        .map_or(String::new(), |(ip, _)| ip.to_string());
+    let hub = Arc::new(StatsHub::new(
+        rt.routes.pools().to_vec(),
+        connections.clone(),
+        ip,
+    ));
+    server.add_service(background_service("stats", StatsTicker(hub.clone())));
+    let app = PoolProxy {
+        front: front.clone(),
+        routes: Arc::new(rt.routes),
+        connector: Arc::new(connector),
+        stats: hub,
+        stats_api: Arc::new(rt.stats_api),
     };
+    let proxy = pingora::proxy::http_proxy(&server.configuration, app);
+    let service = listen(LimitedApp::new(proxy, connections), &front)?;
+    let proxy_handle = server.add_service(service);
     if let Some(sender) = queues {
         // Journals are open and replayed before the first request is accepted.
         let handle = server.add_service(background_service("blind queue", sender));

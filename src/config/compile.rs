@@ -23,6 +23,8 @@ pub struct RuntimeConfig {
     pub log_path: std::path::PathBuf,
     pub debug_level: u8,
     pub demo_origin_port: u16,
+    /// The JSON stats API and Prometheus endpoint, with their access rules.
+    pub stats_api: crate::stats_api::StatsApi,
 }
 
 /// Collects problems while compiling so `check` can print all of them at once.
@@ -79,6 +81,7 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
             pools.push(Arc::new(p));
         }
     }
+    let stats_api = super::stats::stats_api(cfg, &mut problems);
     if !(1..=10).contains(&cfg.debug_level) {
         problems.push("debug_level", "must be between 1 and 10");
     }
@@ -95,6 +98,7 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
             log_path: std::path::Path::new(&cfg.log_dir).join(&cfg.log_filename),
             debug_level: cfg.debug_level,
             demo_origin_port: cfg.demo_origin_port,
+            stats_api,
         }),
         _ => Err(problems.0),
     }

@@ -48,7 +48,6 @@ const IGNORED_WEB: &[&str] = &[
     "http_gzip_opts",
     "http_enable_brotli",
     "http_brotli_opts",
-    "http_default_acl",
     "http_log_requests",
     "http_log_request_details",
     "http_log_body_max",
@@ -78,7 +77,7 @@ const IGNORED_WEB: &[&str] = &[
 ];
 
 /// `PixlProxy` keys outside the pools that poolgate accepts and ignores (for now).
-const IGNORED_PROXY: &[&str] = &["serve_static_files", "stats_uri_match", "nice"];
+const IGNORED_PROXY: &[&str] = &["serve_static_files", "nice"];
 
 /// Pool keys of PixlProxy that poolgate accepts and ignores (for now).
 const IGNORED_POOL: &[&str] = &["min_stream_size"];

@@ -10,6 +10,7 @@ pub mod model;
 mod pools;
 pub mod problem;
 mod queue;
+pub mod stats;
 mod targets;
 mod traffic;
 

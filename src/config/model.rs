@@ -77,6 +77,24 @@ pub struct WebServerConfig {
     pub http_max_upload_size: u64,
     /// Most client connections open at once; the one beyond is hard-closed. 0 = no limit.
     pub http_max_connections: usize,
+    /// Addresses and CIDR blocks allowed to read the stats API (and `/metrics`).
+    pub http_default_acl: Vec<String>,
+}
+
+/// pixl-server-web's default ACL: localhost plus the private ranges.
+pub fn default_acl() -> Vec<String> {
+    [
+        "127.0.0.1/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::1/128",
+        "fd00::/8",
+        "169.254.0.0/16",
+        "fe80::/10",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 impl Default for WebServerConfig {
@@ -96,6 +114,7 @@ impl Default for WebServerConfig {
             http_temp_dir: String::new(),
             http_max_upload_size: 32 * 1024 * 1024,
             http_max_connections: 0,
+            http_default_acl: default_acl(),
         }
     }
 }
@@ -109,6 +128,33 @@ pub struct ProxyConfig {
     /// poolgate: directory of the blind-queue journals of every pool with `use_queue`
     /// (a pool's own `queue_dir` wins); empty = queues are kept in memory only.
     pub queue_dir: String,
+    /// Regex of the stats API's URI, or `false` (the default) for no stats API.
+    #[serde(deserialize_with = "optional_pattern")]
+    pub stats_uri_match: Option<String>,
+    /// poolgate: tokens accepted as `Authorization: Bearer` on the stats API from any address.
+    pub stats_api_tokens: Vec<String>,
+    /// poolgate: path of the Prometheus metrics on the main port (same access rules as the
+    /// stats API); empty = off.
+    pub metrics_uri: String,
+}
+
+/// A pattern, or `false`/null for none.
+fn optional_pattern<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Pattern {
+        Text(String),
+        Flag(bool),
+    }
+    match Option::<Pattern>::deserialize(deserializer) {
+        Ok(Some(Pattern::Text(t))) => Ok(Some(t)),
+        Ok(Some(Pattern::Flag(false)) | None) => Ok(None),
+        _ => Err(serde::de::Error::custom(
+            "expected a regex string or `false`",
+        )),
+    }
 }
 
 impl Default for ProxyConfig {
@@ -117,6 +163,9 @@ impl Default for ProxyConfig {
             pools: PoolList::default(),
             validate_ssl_certs: true,
             queue_dir: String::new(),
+            stats_uri_match: None,
+            stats_api_tokens: Vec::new(),
+            metrics_uri: String::new(),
         }
     }
 }

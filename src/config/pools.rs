@@ -75,6 +75,8 @@ pub(super) fn compile_pool(
             perf_ms: p.log_perf_ms,
             errors: p.log_errors,
         },
+        stats: Default::default(),
+        metrics: crate::metrics::PoolMetrics::new(id),
     })
 }
 

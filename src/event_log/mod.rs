@@ -116,7 +116,8 @@ pub fn dropped() -> u64 {
         .map_or(0, |e| e.dropped.load(Ordering::Relaxed))
 }
 
-fn hostname() -> String {
+/// This machine's host name (the log's third column and the stats API's `hostname`).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()

@@ -212,6 +212,7 @@ impl Exchange<'_> {
     }
 
     async fn back_off(&self, hop: &Hop, what: &str, failures_left: u32) {
+        self.pool.metrics.retried();
         let delay = self.pool.retry_delay();
         log::warn!(
             "[{}] {} {}{} failed ({what}); retrying in {} ms, {failures_left} retries left after this",

@@ -109,6 +109,7 @@ impl Delivery<'_> {
 
     async fn back_off(&self, req: &QueuedRequest, what: &str, left: u32) {
         self.queue.count_retry();
+        self.pool.metrics.retried();
         let delay = self.pool.retry_delay();
         log::warn!(
             "[{}] queued request {} ({} {}) failed ({what}); retrying in {} ms, {left} retries left after this",

@@ -177,6 +177,12 @@ async fn worker(pool: Arc<Pool>, queue: Arc<BlindQueue>, connector: Arc<Connecto
             connector: &connector,
         };
         let report = delivery.run(&req).await;
+        pool.stats.record(&report.perf);
+        let status = match report.outcome {
+            Outcome::Delivered { status, .. } => status,
+            Outcome::Failed { .. } => report.status,
+        };
+        pool.metrics.observe(status, &report.perf);
         log_report(&pool, &req, &report);
         match queue.journal() {
             Some(journal) => journal.done(req.id, req.body.spool_file().cloned()),

@@ -34,9 +34,14 @@ impl Poolgate {
     /// Start poolgate with a config. `$PORT` and `$HTTPS_PORT` in the text are replaced by free
     /// ports; `$DIR` by the process's temporary directory. Retries on a port race.
     pub fn start(config: &str) -> Poolgate {
+        Self::start_with_env(config, &[])
+    }
+
+    /// As `start`, with extra environment variables.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Poolgate {
         let mut last_log = String::new();
         for _ in 0..3 {
-            match Self::try_start(config) {
+            match Self::try_start(config, env) {
                 Ok(p) => return p,
                 Err(log) => last_log = log,
             }
@@ -44,7 +49,7 @@ impl Poolgate {
         panic!("poolgate did not start:\n{last_log}");
     }
 
-    fn try_start(config: &str) -> Result<Poolgate, String> {
+    fn try_start(config: &str, env: &[(&str, &str)]) -> Result<Poolgate, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (port, https_port) = (free_port(), free_port());
         let text = config
@@ -58,6 +63,7 @@ impl Poolgate {
         // Relative paths in the config (the event log's default `log_dir: .`) land in `$DIR`.
         let child = Command::new(bin())
             .current_dir(dir.path())
+            .envs(env.iter().copied())
             .args(["serve", "--config"])
             .arg(&config_path)
             .stdout(Stdio::null())

@@ -10,6 +10,7 @@ mod origin;
 mod queue;
 mod retries;
 mod routing;
+mod stats;
 mod throttling;
 mod tls;
 
