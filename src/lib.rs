@@ -54,3 +54,4 @@ pub mod stats_api;
 pub mod stats_hub;
 pub mod targets;
 pub mod transaction_log;
+pub mod web_log;

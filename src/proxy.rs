@@ -16,6 +16,7 @@ use crate::stats_api::StatsApi;
 use crate::stats_hub::StatsHub;
 use crate::targets::Chosen;
 use crate::transaction_log::Transaction;
+use crate::web_log::{WebLog, WebRequest};
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -24,7 +25,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Shared state built once at start.
 pub struct PoolProxy {
@@ -36,6 +37,8 @@ pub struct PoolProxy {
     pub stats: Arc<StatsHub>,
     /// The stats API and Prometheus endpoint, with their access rules.
     pub stats_api: Arc<StatsApi>,
+    /// `http_log_requests` lines and the recent requests.
+    pub web_log: Arc<WebLog>,
 }
 
 /// Per-request state.
@@ -62,8 +65,10 @@ pub struct RequestCtx {
     via_exchange: bool,
     /// The request was queued (`use_queue`): its send is counted by the queue's sender.
     queued: bool,
-    /// Phase times and byte counts, kept when the pool may log this request.
+    /// Phase times and byte counts of the back-end request.
     perf: Option<PerfTimer>,
+    /// When the request's header had been read.
+    arrived: Option<Instant>,
 }
 
 impl RequestCtx {
@@ -115,8 +120,9 @@ impl ProxyHttp for PoolProxy {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.arrived = Some(Instant::now());
         self.front.apply_keep_alive(session);
         Ok(())
     }
@@ -163,7 +169,12 @@ impl ProxyHttp for PoolProxy {
                 connector: &self.connector,
                 client,
             };
-            exchange.run(session, &mut ctx.tried, &mut ctx.slot).await?;
+            let mut perf = ctx.perf.take().unwrap_or_default();
+            let result = exchange
+                .run(session, &mut ctx.tried, &mut ctx.slot, &mut perf)
+                .await;
+            ctx.perf = Some(perf);
+            result?;
             return Ok(true);
         }
         Ok(false)
@@ -337,6 +348,33 @@ impl ProxyHttp for PoolProxy {
         record_activity(ctx, e.is_some(), status);
         crate::request_log::log_request(session, e, ctx.pool.as_deref(), status);
         log_transaction(session, e, ctx, status);
+        if self.web_log.wants() {
+            self.web_log.record(web_request(session, ctx, status));
+        }
+    }
+}
+
+/// The request as the web server saw it, for `http_log_requests` and `web.recent`.
+fn web_request(session: &Session, ctx: &RequestCtx, status: u16) -> WebRequest {
+    let req = session.req_header();
+    let header = |name| req.headers.get(name).cloned();
+    let client = client_facts(session);
+    WebRequest {
+        when: crate::clock::unix_ms(),
+        method: req.method.clone(),
+        tls: client.tls,
+        port: session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(0, |a| a.port()),
+        status,
+        uri: req.uri.clone(),
+        host: header(http::header::HOST),
+        ip: client.ip,
+        ua: header(http::header::USER_AGENT),
+        total: ctx.arrived.map_or(Duration::ZERO, |t| t.elapsed()),
+        bytes_in: session.body_bytes_read() as u64,
+        bytes_out: session.body_bytes_sent() as u64,
     }
 }
 

@@ -171,8 +171,11 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
         .http_addr
         .rsplit_once(':')
         .map_or(String::new(), |(ip, _)| ip.to_string());
+    let web_log = Arc::new(rt.web_log);
+    let pools = rt.routes.pools().to_vec();
     let hub = Arc::new(StatsHub::new(
-        rt.routes.pools().to_vec(),
+        pools,
+        web_log.clone(),
         connections.clone(),
         ip,
     ));
@@ -183,6 +186,7 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
         connector: Arc::new(connector),
         stats: hub,
         stats_api: Arc::new(rt.stats_api),
+        web_log,
     };
     let proxy = pingora::proxy::http_proxy(&server.configuration, app);
     let service = listen(LimitedApp::new(proxy, connections), &front)?;

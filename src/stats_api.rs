@@ -2,7 +2,7 @@
 //! endpoint (`metrics_uri`) on the main port. Both are private: the client's address must be
 //! in `http_default_acl`, or the request must carry one of the stats API tokens as
 //! `Authorization: Bearer <token>` (so the stats can be read from outside the ACL). Anything
-//! else gets 403.
+//! else gets 403. `?html=1` serves a live page that draws the figures.
 
 use crate::acl::Acl;
 use crate::front_end::FrontEnd;
@@ -69,6 +69,15 @@ impl StatsApi {
         endpoint: Endpoint,
         ip: Option<IpAddr>,
     ) -> Result<()> {
+        let query = session.req_header().uri.query().unwrap_or("");
+        let flag = |name: &str| query.split('&').any(|kv| kv == name);
+        if endpoint == Endpoint::Stats && flag("html=1") {
+            // The page holds no data (it fetches the JSON with the same access rules), so it is
+            // served to anyone: from outside the ACL it asks for a token.
+            let page = Bytes::from_static(LIVE_PAGE.as_bytes());
+            return reply::raw(session, front, 200, "text/html; charset=utf-8", page).await;
+        }
+        let pretty = flag("pretty=1");
         if !self.allows(session.req_header(), ip) {
             let who = ip.map_or("unknown".into(), |ip| ip.to_string());
             log::warn!("stats: refused {who}: not in http_default_acl and no valid token");
@@ -78,11 +87,6 @@ impl StatsApi {
         match endpoint {
             Endpoint::Stats => {
                 let doc = hub.document();
-                let pretty = session
-                    .req_header()
-                    .uri
-                    .query()
-                    .is_some_and(|q| q.split('&').any(|kv| kv == "pretty=1"));
                 let text = match pretty {
                     true => serde_json::to_string_pretty(&doc),
                     false => serde_json::to_string(&doc),
@@ -98,6 +102,10 @@ impl StatsApi {
         }
     }
 }
+
+/// The live page (`?html=1`): one self-contained file that polls the JSON once a second and
+/// draws each pool's request rate and average time for the last five minutes.
+const LIVE_PAGE: &str = include_str!("stats_page.html");
 
 /// Token comparison that takes the same time wherever the first difference is.
 fn same(a: &str, b: &str) -> bool {

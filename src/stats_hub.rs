@@ -8,6 +8,7 @@ use crate::connection_limit::ConnectionLimit;
 use crate::event_log;
 use crate::pool::Pool;
 use crate::pool_stats::Gauges;
+use crate::web_log::WebLog;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -18,6 +19,8 @@ use std::time::Duration;
 
 pub struct StatsHub {
     pub pools: Vec<Arc<Pool>>,
+    /// Client requests as the web server saw them (`web.recent`).
+    pub web_log: Arc<WebLog>,
     pub connections: Arc<ConnectionLimit>,
     /// `cpu_pct` of the last full second, as `f64` bits.
     cpu_pct: AtomicU64,
@@ -26,9 +29,15 @@ pub struct StatsHub {
 }
 
 impl StatsHub {
-    pub fn new(pools: Vec<Arc<Pool>>, connections: Arc<ConnectionLimit>, ip: String) -> Self {
+    pub fn new(
+        pools: Vec<Arc<Pool>>,
+        web_log: Arc<WebLog>,
+        connections: Arc<ConnectionLimit>,
+        ip: String,
+    ) -> Self {
         StatsHub {
             pools,
+            web_log,
             connections,
             cpu_pct: AtomicU64::new(0f64.to_bits()),
             hostname: event_log::hostname(),
@@ -87,7 +96,7 @@ impl StatsHub {
                     "cur_sockets": self.connections.open(),
                 },
                 "sockets": {},
-                "recent": [],
+                "recent": self.web_log.recent(),
             },
         })
     }

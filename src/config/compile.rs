@@ -25,6 +25,8 @@ pub struct RuntimeConfig {
     pub demo_origin_port: u16,
     /// The JSON stats API and Prometheus endpoint, with their access rules.
     pub stats_api: crate::stats_api::StatsApi,
+    /// `http_log_requests` / `http_regex_log` and `http_recent_requests`.
+    pub web_log: crate::web_log::WebLog,
 }
 
 /// Collects problems while compiling so `check` can print all of them at once.
@@ -82,6 +84,12 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
         }
     }
     let stats_api = super::stats::stats_api(cfg, &mut problems);
+    let web = &cfg.web_server;
+    let log_regex = match web.http_log_requests {
+        true => problems.regex("WebServer.http_regex_log", &web.http_regex_log, false),
+        false => None,
+    };
+    let web_log = crate::web_log::WebLog::new(log_regex, web.http_recent_requests);
     if !(1..=10).contains(&cfg.debug_level) {
         problems.push("debug_level", "must be between 1 and 10");
     }
@@ -99,6 +107,7 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
             debug_level: cfg.debug_level,
             demo_origin_port: cfg.demo_origin_port,
             stats_api,
+            web_log,
         }),
         _ => Err(problems.0),
     }

@@ -79,6 +79,12 @@ pub struct WebServerConfig {
     pub http_max_connections: usize,
     /// Addresses and CIDR blocks allowed to read the stats API (and `/metrics`).
     pub http_default_acl: Vec<String>,
+    /// Write a `WebServer` transaction line per client request.
+    pub http_log_requests: bool,
+    /// Only requests whose URI matches are logged by `http_log_requests`.
+    pub http_regex_log: String,
+    /// Recent requests listed in the stats API's `web.recent`.
+    pub http_recent_requests: usize,
 }
 
 /// pixl-server-web's default ACL: localhost plus the private ranges.
@@ -115,6 +121,9 @@ impl Default for WebServerConfig {
             http_max_upload_size: 32 * 1024 * 1024,
             http_max_connections: 0,
             http_default_acl: default_acl(),
+            http_log_requests: false,
+            http_regex_log: ".+".into(),
+            http_recent_requests: 10,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! One attempt of the buffered exchange: choosing the peer, building the request for the hop,
 //! sending header and body, and reading the answer's header.
 
-use super::{Answer, Exchange, Failure, Hop};
+use super::{Answer, Exchange, Failure, Hop, Outgoing};
 use crate::headers::strip_hop_by_hop;
+use crate::perf::PerfTimer;
 use crate::request_body::RequestBody;
 use crate::targets::Target;
 use pingora::http::RequestHeader;
@@ -73,12 +74,14 @@ impl Exchange<'_> {
     pub(super) async fn attempt(
         &self,
         session: &mut Session,
-        original: &RequestHeader,
+        request: &Outgoing<'_>,
         hop: &Hop,
         body: &mut RequestBody,
         tried: &[SocketAddr],
-        key: &[u8],
+        perf: &mut PerfTimer,
     ) -> std::result::Result<Answer, Failure> {
+        let (original, key) = (request.original, request.key);
+        perf.restart_lap();
         let upstream =
             |error: Box<Error>, resendable: bool, addr: Option<SocketAddr>| Failure::Upstream {
                 error: error.into_up(),
@@ -90,6 +93,7 @@ impl Exchange<'_> {
             .peer_for(hop, tried, key)
             .await
             .map_err(|e| upstream(e, true, None))?;
+        perf.lap("dns");
         let req = self
             .request_for(original, hop, target, body)
             .map_err(Failure::Client)?;
@@ -98,6 +102,7 @@ impl Exchange<'_> {
             .get_http_session(&*peer)
             .await
             .map_err(|e| upstream(e, true, Some(addr)))?;
+        perf.lap("connect");
         up.set_read_timeout(self.pool.connect.ttfb_timeout);
         up.set_write_timeout(self.pool.connect.ttfb_timeout);
         let stale = |error: Box<Error>| Failure::Upstream {
@@ -117,6 +122,8 @@ impl Exchange<'_> {
             }
             reusable = false;
         } else {
+            perf.bytes_sent += body.head.len() as u64;
+            perf.lap("send");
             read_answer_header(&mut up)
                 .await
                 .map_err(|e| Failure::Upstream {
@@ -126,6 +133,7 @@ impl Exchange<'_> {
                     addr: Some(addr),
                 })?;
         }
+        perf.lap("wait");
         let status = up.response_header().map_or(0, |r| r.status.as_u16());
         Ok(Answer {
             session: up,

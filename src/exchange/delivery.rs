@@ -3,6 +3,7 @@
 
 use super::{Answer, Exchange};
 use crate::limits::ConcurrencySlot;
+use crate::perf::PerfTimer;
 use crate::pool::BACKEND_IDLE_TIMEOUT;
 use http::Method;
 use pingora::proxy::Session;
@@ -14,6 +15,7 @@ impl Exchange<'_> {
         session: &mut Session,
         answer: Answer,
         slot: &mut Option<ConcurrencySlot>,
+        perf: &mut PerfTimer,
     ) -> Result<()> {
         let Answer {
             session: mut up,
@@ -39,6 +41,7 @@ impl Exchange<'_> {
             .await
             .map_err(|e| e.into_down())?;
         while let Some(chunk) = up.read_response_body().await.map_err(|e| e.into_up())? {
+            perf.bytes_received += chunk.len() as u64;
             if up.response_done() {
                 // The back end is done: free the slot before the client sees the end.
                 slot.take();
@@ -48,6 +51,7 @@ impl Exchange<'_> {
                 .await
                 .map_err(|e| e.into_down())?;
         }
+        perf.lap("receive");
         slot.take();
         session
             .write_response_body(None, true)

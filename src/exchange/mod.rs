@@ -12,6 +12,7 @@
 use crate::front_end::FrontEnd;
 use crate::headers::ClientFacts;
 use crate::limits::ConcurrencySlot;
+use crate::perf::PerfTimer;
 use crate::pool::Pool;
 use crate::redirect::{next_method, HopUrl};
 use crate::request_body::RequestBody;
@@ -45,6 +46,12 @@ pub(super) struct Hop {
     pub(super) on_pool: bool,
 }
 
+/// The client's request as every attempt starts from it, and its balancing key.
+pub(super) struct Outgoing<'a> {
+    pub(super) original: &'a RequestHeader,
+    pub(super) key: &'a [u8],
+}
+
 /// A back end's answer: header read, body not yet.
 pub(super) struct Answer {
     pub(super) session: ClientSession,
@@ -70,12 +77,14 @@ pub(super) enum Failure {
 
 impl Exchange<'_> {
     /// Run the exchange and answer the client. `slot` (the pool's concurrency slot) is freed as
-    /// soon as the back end has sent its last byte. Errors are returned for `fail_to_proxy`.
+    /// soon as the back end has sent its last byte; the attempts' phases add up in `perf`.
+    /// Errors are returned for `fail_to_proxy`.
     pub async fn run(
         &self,
         session: &mut Session,
         tried: &mut Vec<SocketAddr>,
         slot: &mut Option<ConcurrencySlot>,
+        perf: &mut PerfTimer,
     ) -> Result<()> {
         let mut body = RequestBody::read(session, self.pool.retry.max_body_bytes)
             .await
@@ -83,6 +92,10 @@ impl Exchange<'_> {
         let original = session.req_header().clone();
         let key = self.pool.selection_key(&original, self.client.ip);
         let origin = self.origin_url(&original);
+        let outgoing = Outgoing {
+            original: &original,
+            key: &key,
+        };
         let mut hop = Hop {
             url: origin.clone(),
             method: original.method.clone(),
@@ -94,7 +107,7 @@ impl Exchange<'_> {
         let mut stale_retry_used = false;
         loop {
             let answer = match self
-                .attempt(session, &original, &hop, &mut body, tried, &key)
+                .attempt(session, &outgoing, &hop, &mut body, tried, perf)
                 .await
             {
                 Ok(answer) => answer,
@@ -140,7 +153,7 @@ impl Exchange<'_> {
                     continue;
                 }
             }
-            return self.deliver(session, answer, slot).await;
+            return self.deliver(session, answer, slot, perf).await;
         }
     }
 

@@ -298,3 +298,23 @@ async fn queued_sends_are_logged_with_their_request_id() {
     assert_eq!(data["method"], "POST");
     assert!(data["perf_metrics"]["perf"]["send"].as_f64().is_some());
 }
+
+#[tokio::test]
+async fn retrying_pools_time_their_attempts_too() {
+    let o = origin::http();
+    let pg = Poolgate::start(&pool_config(o.port(), "retries: 2, log_transactions: true"));
+    let resp = client().get(pg.url("/fail/1")).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let data = data_of(
+        &pg,
+        "[transaction][http][Proxy Request Completed: HTTP 200 OK]",
+    );
+    let perf = &data["perf_metrics"];
+    for phase in ["total", "dns", "connect", "send", "wait", "receive"] {
+        assert!(perf["perf"][phase].as_f64().is_some(), "{phase} in {perf}");
+    }
+    assert!(
+        perf["counters"]["bytes_received"].as_u64() > Some(0),
+        "{perf}"
+    );
+}

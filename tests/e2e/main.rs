@@ -6,6 +6,7 @@ mod event_log;
 mod forwarding;
 mod front_end;
 mod harness;
+mod live_page;
 mod origin;
 mod queue;
 mod retries;

@@ -147,3 +147,40 @@ async fn prometheus_counts_requests_by_status_class_and_throttling() {
     );
     assert!(text.contains("poolgate_client_connections "));
 }
+
+#[tokio::test]
+async fn the_web_server_logs_requests_and_lists_the_recent_ones() {
+    let o = origin::http();
+    let web =
+        "  http_log_requests: true\n  http_regex_log: '^/logged'\n  http_recent_requests: 2\n";
+    let pg = Poolgate::start(&stats_config(o.port(), web, ""));
+    let c = client();
+    for path in ["/logged/a", "/other", "/logged/b?q=1"] {
+        let resp = c.get(pg.url(path)).header("User-Agent", "T/1").send().await;
+        assert_eq!(resp.expect("send").status(), 200);
+    }
+    let log = || std::fs::read_to_string(pg.dir().join("event.log")).unwrap_or_default();
+    let want = "][WebServer][transaction][HTTP 200 OK][/logged/b?q=1][{\"id\":\"r3\",\"method\":\"GET\",\"proto\":\"http\",\"ip\":\"127.0.0.1\"";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log().contains(want) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = log();
+    assert!(text.contains(want), "{text}");
+    assert!(text.contains("][WebServer][transaction][HTTP 200 OK][/logged/a]["));
+    assert!(!text.contains("[/other]"), "http_regex_log filters: {text}");
+    let (_, body) = get(&pg, "/proxy-stats", None).await;
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let recent = doc["web"]["recent"].as_array().expect("recent").clone();
+    let uris: Vec<_> = recent
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(uris.len(), 2, "{recent:?}");
+    assert!(
+        uris.contains(&"/logged/b?q=1") && uris.contains(&"/other"),
+        "{uris:?}"
+    );
+    assert_eq!(recent[0]["ua"], "T/1");
+    assert_eq!(recent[0]["code"], 200);
+}
