@@ -4,6 +4,7 @@
 //! Pingora has no connection limit, so the proxy application is wrapped: the wrapper holds one
 //! slot for the whole life of a connection, across all its keep-alive requests.
 
+use crate::sockets::SocketTable;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
@@ -74,13 +75,16 @@ impl Drop for OpenSlot {
 pub struct LimitedApp<A> {
     inner: Arc<A>,
     limit: Arc<ConnectionLimit>,
+    /// Open connections, for the stats API's `web.sockets`.
+    sockets: Arc<SocketTable>,
 }
 
 impl<A> LimitedApp<A> {
-    pub fn new(inner: A, limit: Arc<ConnectionLimit>) -> Self {
+    pub fn new(inner: A, limit: Arc<ConnectionLimit>, sockets: Arc<SocketTable>) -> Self {
         LimitedApp {
             inner: Arc::new(inner),
             limit,
+            sockets,
         }
     }
 }
@@ -98,6 +102,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for LimitedApp<A> {
             return None;
         }
         let _slot = OpenSlot(self.limit.clone());
+        let digest = stream.get_socket_digest();
+        let addr = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
+            a.and_then(|a| a.as_inet()).copied()
+        };
+        let peer = digest.as_ref().and_then(|d| addr(d.peer_addr()));
+        let port = digest
+            .as_ref()
+            .and_then(|d| addr(d.local_addr()))
+            .map_or(0, |a| a.port());
+        let _socket = peer.map(|peer| self.sockets.open(peer, port));
         // Serve every request of the connection here, so the slot spans its whole life.
         let mut next = self.inner.process_new(stream, shutdown).await;
         while let Some(stream) = next {

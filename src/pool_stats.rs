@@ -49,12 +49,22 @@ impl Slot {
     }
 }
 
+/// What one request adds to a second.
+struct Sample<'a> {
+    total: Duration,
+    phases: &'a [(&'static str, Duration)],
+    bytes_sent: u64,
+    bytes_received: u64,
+}
+
 /// One phase over one second.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PhaseSummary {
     pub min: Duration,
     pub max: Duration,
     pub avg: Duration,
+    pub sum: Duration,
+    pub count: u64,
 }
 
 /// One pool's last full second.
@@ -85,17 +95,38 @@ impl PoolStats {
         self.record_at(clock::now_sec(), perf);
     }
 
+    /// Count one request known only by its total time and bytes (the web server's view).
+    pub fn record_total(&self, total: Duration, bytes_sent: u64, bytes_received: u64) {
+        let sample = Sample {
+            total,
+            phases: &[],
+            bytes_sent,
+            bytes_received,
+        };
+        self.record_sample(clock::now_sec(), &sample);
+    }
+
     fn record_at(&self, sec: u32, perf: &PerfTimer) {
+        let sample = Sample {
+            total: perf.total(),
+            phases: perf.phases(),
+            bytes_sent: perf.bytes_sent,
+            bytes_received: perf.bytes_received,
+        };
+        self.record_sample(sec, &sample);
+    }
+
+    fn record_sample(&self, sec: u32, sample: &Sample) {
         let Some(slot) = self.slot_for(sec) else {
             return;
         };
         slot.requests.fetch_add(1, Ordering::Relaxed);
         slot.bytes_sent
-            .fetch_add(perf.bytes_sent, Ordering::Relaxed);
+            .fetch_add(sample.bytes_sent, Ordering::Relaxed);
         slot.bytes_received
-            .fetch_add(perf.bytes_received, Ordering::Relaxed);
-        let total = [("total", perf.total())];
-        for (name, took) in total.iter().chain(perf.phases()) {
+            .fetch_add(sample.bytes_received, Ordering::Relaxed);
+        let total = [("total", sample.total)];
+        for (name, took) in total.iter().chain(sample.phases) {
             if let Some(i) = PHASES.iter().position(|p| p == name) {
                 let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
                 let cell = &slot.phases[i];
@@ -151,11 +182,13 @@ impl PoolStats {
             .filter_map(|(name, cell)| {
                 let count = cell.count.load(Ordering::Relaxed);
                 (count > 0).then(|| {
-                    let avg = Duration::from_micros(cell.sum_us.load(Ordering::Relaxed) / count);
+                    let sum = cell.sum_us.load(Ordering::Relaxed);
                     let summary = PhaseSummary {
                         min: us(&cell.min_us),
                         max: us(&cell.max_us),
-                        avg,
+                        avg: Duration::from_micros(sum / count),
+                        sum: Duration::from_micros(sum),
+                        count,
                     };
                     (*name, summary)
                 })
@@ -269,6 +302,8 @@ mod tests {
                     min: Duration::from_micros(1_020_389),
                     max: Duration::from_micros(1_020_389),
                     avg: Duration::from_micros(1_020_389),
+                    sum: Duration::from_micros(1_020_389),
+                    count: 1,
                 },
             )],
         };

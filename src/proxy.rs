@@ -12,6 +12,7 @@ use crate::pool::Pool;
 use crate::queue::BlindQueue;
 use crate::reply;
 use crate::routing::{RouteRequest, RouteTable};
+use crate::sockets::SocketEntry;
 use crate::stats_api::StatsApi;
 use crate::stats_hub::StatsHub;
 use crate::targets::Chosen;
@@ -69,6 +70,8 @@ pub struct RequestCtx {
     perf: Option<PerfTimer>,
     /// When the request's header had been read.
     arrived: Option<Instant>,
+    /// The client connection's entry in `web.sockets`.
+    socket: Option<Arc<SocketEntry>>,
 }
 
 impl RequestCtx {
@@ -123,6 +126,18 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.arrived = Some(Instant::now());
+        let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+        ctx.socket = peer.and_then(|p| self.stats.sockets.find(p));
+        if let Some(socket) = &ctx.socket {
+            let req = session.req_header();
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            socket.begin(
+                &req.method,
+                &req.uri,
+                req.headers.get(http::header::HOST),
+                tls,
+            );
+        }
         self.front.apply_keep_alive(session);
         Ok(())
     }
@@ -348,6 +363,13 @@ impl ProxyHttp for PoolProxy {
         record_activity(ctx, e.is_some(), status);
         crate::request_log::log_request(session, e, ctx.pool.as_deref(), status);
         log_transaction(session, e, ctx, status);
+        let (bytes_in, bytes_out) = (session.body_bytes_read(), session.body_bytes_sent());
+        let (bytes_in, bytes_out) = (bytes_in as u64, bytes_out as u64);
+        if let Some(socket) = &ctx.socket {
+            socket.end(bytes_in, bytes_out);
+        }
+        let total = ctx.arrived.map_or(Duration::ZERO, |t| t.elapsed());
+        self.web_log.stats.record_total(total, bytes_out, bytes_in);
         if self.web_log.wants() {
             self.web_log.record(web_request(session, ctx, status));
         }

@@ -8,6 +8,7 @@ use crate::pool::TargetSet;
 use crate::proxy::PoolProxy;
 use crate::queue::QueueSender;
 use crate::routing::RouteTable;
+use crate::sockets::SocketTable;
 use crate::stats_hub::{StatsHub, StatsTicker};
 use pingora::apps::ServerApp;
 use pingora::connectors::http::Connector;
@@ -173,10 +174,12 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
         .map_or(String::new(), |(ip, _)| ip.to_string());
     let web_log = Arc::new(rt.web_log);
     let pools = rt.routes.pools().to_vec();
+    let sockets = Arc::new(SocketTable::default());
     let hub = Arc::new(StatsHub::new(
         pools,
         web_log.clone(),
         connections.clone(),
+        sockets.clone(),
         ip,
     ));
     server.add_service(background_service("stats", StatsTicker(hub.clone())));
@@ -189,7 +192,7 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
         web_log,
     };
     let proxy = pingora::proxy::http_proxy(&server.configuration, app);
-    let service = listen(LimitedApp::new(proxy, connections), &front)?;
+    let service = listen(LimitedApp::new(proxy, connections, sockets), &front)?;
     let proxy_handle = server.add_service(service);
     if let Some(sender) = queues {
         // Journals are open and replayed before the first request is accepted.

@@ -7,7 +7,8 @@ use crate::clock;
 use crate::connection_limit::ConnectionLimit;
 use crate::event_log;
 use crate::pool::Pool;
-use crate::pool_stats::Gauges;
+use crate::pool_stats::{Gauges, PhaseSummary};
+use crate::sockets::SocketTable;
 use crate::web_log::WebLog;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -19,8 +20,10 @@ use std::time::Duration;
 
 pub struct StatsHub {
     pub pools: Vec<Arc<Pool>>,
-    /// Client requests as the web server saw them (`web.recent`).
+    /// Client requests as the web server saw them (`web.recent`, `web.stats`).
     pub web_log: Arc<WebLog>,
+    /// Open client connections (`web.sockets`).
+    pub sockets: Arc<SocketTable>,
     pub connections: Arc<ConnectionLimit>,
     /// `cpu_pct` of the last full second, as `f64` bits.
     cpu_pct: AtomicU64,
@@ -33,11 +36,13 @@ impl StatsHub {
         pools: Vec<Arc<Pool>>,
         web_log: Arc<WebLog>,
         connections: Arc<ConnectionLimit>,
+        sockets: Arc<SocketTable>,
         ip: String,
     ) -> Self {
         StatsHub {
             pools,
             web_log,
+            sockets,
             connections,
             cpu_pct: AtomicU64::new(0f64.to_bits()),
             hostname: event_log::hostname(),
@@ -76,11 +81,12 @@ impl StatsHub {
             .iter()
             .map(|p| (p.id.to_string(), Value::Object(self.pool_json(p))))
             .collect();
-        let requests: u64 = self
-            .pools
+        let web = self.web_log.stats.last_second();
+        let total = web
+            .phases
             .iter()
-            .map(|p| p.stats.last_second().requests)
-            .sum();
+            .find(|(n, _)| *n == "total")
+            .map(|(_, s)| s);
         json!({
             "pools": pools,
             "web": {
@@ -92,10 +98,13 @@ impl StatsHub {
                     "version": env!("CARGO_PKG_VERSION"),
                 },
                 "stats": {
-                    "num_requests": requests,
+                    "total": mma(total),
+                    "bytes_in": web.bytes_received,
+                    "bytes_out": web.bytes_sent,
+                    "num_requests": web.requests,
                     "cur_sockets": self.connections.open(),
                 },
-                "sockets": {},
+                "sockets": self.sockets.to_json(),
                 "recent": self.web_log.recent(),
             },
         })
@@ -116,6 +125,22 @@ impl StatsHub {
         data.insert("cpu_pct".into(), json!(round2(self.cpu_pct())));
         let msg = "Average Performance Metrics";
         event_log::debug(2, &pool.id, msg, Some(Value::Object(data)));
+    }
+}
+
+/// pixl-server-web's min/max/average object, in ms.
+fn mma(s: Option<&PhaseSummary>) -> Value {
+    let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
+    match s {
+        Some(s) => json!({
+            "st": "mma",
+            "min": ms(s.min),
+            "max": ms(s.max),
+            "total": ms(s.sum),
+            "count": s.count,
+            "avg": ms(s.avg),
+        }),
+        None => json!({"st": "mma", "min": 0, "max": 0, "total": 0, "count": 0, "avg": 0}),
     }
 }
 

@@ -7,6 +7,7 @@
 //! copies of the request's URI and headers, so keeping them costs no allocation.
 
 use crate::event_log::{self, EventLine};
+use crate::pool_stats::PoolStats;
 use http::{HeaderValue, Uri};
 use regex::Regex;
 use serde_json::{json, Value};
@@ -34,6 +35,8 @@ pub struct WebRequest {
 
 #[derive(Debug)]
 pub struct WebLog {
+    /// Every client request's time and bytes, per second (the stats API's `web.stats`).
+    pub stats: PoolStats,
     /// `http_regex_log` when `http_log_requests` is on.
     log: Option<Regex>,
     recent: Vec<Mutex<Option<WebRequest>>>,
@@ -74,6 +77,7 @@ impl WebRequest {
 impl WebLog {
     pub fn new(log: Option<Regex>, recent: usize) -> Self {
         WebLog {
+            stats: PoolStats::default(),
             log,
             recent: (0..recent).map(|_| Mutex::new(None)).collect(),
             next: AtomicU64::new(0),

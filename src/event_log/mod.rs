@@ -75,8 +75,15 @@ pub fn emit(line: EventLine) {
     if line.category == "debug" && !line.code.parse().is_ok_and(|l: u8| l <= events.debug_level) {
         return;
     }
-    if let Err(TrySendError::Full(_)) = events.lines.try_send((SystemTime::now(), line)) {
-        events.dropped.fetch_add(1, Ordering::Relaxed);
+    events.push(line);
+}
+
+impl EventLog {
+    /// Hand a line to the writer, or count it dropped when the buffer is full.
+    fn push(&self, line: EventLine) {
+        if let Err(TrySendError::Full(_)) = self.lines.try_send((SystemTime::now(), line)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -177,6 +184,25 @@ fn is_secret(name: &http::HeaderName) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_buffer_drops_and_counts_instead_of_waiting() {
+        let (lines, _writer_not_reading) = sync_channel(2);
+        let log = EventLog {
+            lines,
+            dropped: Arc::new(AtomicU64::new(0)),
+            debug_level: 1,
+        };
+        let line = EventLine {
+            component: "c".into(),
+            category: "error",
+            code: "1".into(),
+            msg: "m".into(),
+            data: None,
+        };
+        (0..5).for_each(|_| log.push(line.clone()));
+        assert_eq!(log.dropped.load(Ordering::Relaxed), 3);
+    }
 
     #[test]
     fn credentials_are_redacted_from_logged_headers() {

@@ -26,29 +26,51 @@ async fn the_stats_api_reports_the_last_full_second() {
     let o = origin::http();
     let pg = Poolgate::start(&stats_config(o.port(), "", ""));
     let c = client();
-    for _ in 0..5 {
-        assert_eq!(
-            c.get(pg.url("/x")).send().await.expect("send").status(),
-            200
-        );
-    }
-    // The requests show once their second is over (within the next two seconds).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut seen = serde_json::Value::Null;
-    while Instant::now() < deadline {
-        let (status, body) = get(&pg, "/proxy-stats", None).await;
-        assert_eq!(status, 200, "{body}");
-        seen = serde_json::from_str(&body).expect("json");
-        if seen["pools"]["default"]["counters"]["requests"].as_u64() > Some(0) {
+    let unix_sec = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+    };
+    // 50 requests inside one wall-clock second (a burst that straddles a boundary is redone).
+    let mut burst_second = None;
+    for _ in 0..3 {
+        let into = u64::from(unix_sec().subsec_millis());
+        std::thread::sleep(Duration::from_millis(1000 - into + 20));
+        let start = unix_sec().as_secs();
+        for _ in 0..50 {
+            let resp = c.get(pg.url("/x")).send().await.expect("send");
+            assert_eq!(resp.status(), 200);
+        }
+        if unix_sec().as_secs() == start {
+            burst_second = Some(start);
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+    }
+    let burst = burst_second.expect("50 requests fit in one second");
+    // Read the stats during the next second.
+    let mut seen = serde_json::Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && unix_sec().as_secs() <= burst + 1 {
+        let (status, body) = get(&pg, "/proxy-stats", None).await;
+        assert_eq!(status, 200, "{body}");
+        if unix_sec().as_secs() == burst + 1 {
+            seen = serde_json::from_str(&body).expect("json");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     let pool = &seen["pools"]["default"];
-    assert!(pool["counters"]["requests"].as_u64() > Some(0), "{seen}");
+    assert_eq!(pool["counters"]["requests"], 50, "{seen}");
+    // The web server also counts the stats requests made during the burst's second.
+    let web_requests = seen["web"]["stats"]["num_requests"].as_u64().unwrap_or(0);
+    assert!(web_requests >= 50, "{seen}");
+    assert_eq!(seen["web"]["stats"]["total"]["st"], "mma", "{seen}");
+    let sockets = seen["web"]["sockets"].as_object().expect("sockets");
     assert!(
-        pool["counters"]["bytes_received"].as_u64() > Some(0),
-        "{seen}"
+        sockets
+            .values()
+            .any(|s| s["state"] == "processing" && s["uri"] == "/proxy-stats"),
+        "the stats request itself is in progress: {seen}"
     );
     for table in ["minimums", "maximums", "averages"] {
         assert!(pool[table]["total"].as_f64().is_some(), "{table}: {seen}");
@@ -66,6 +88,26 @@ async fn the_stats_api_reports_the_last_full_second() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(log().contains(line), "{}", log());
+}
+
+#[tokio::test]
+async fn a_client_address_outside_the_acl_gets_403() {
+    let pg = Poolgate::start(&stats_config(1, "  http_default_acl: ['127.0.0.1']\n", ""));
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().expect("ip"))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client")
+    };
+    let inside = from("127.0.0.1").get(pg.url("/proxy-stats")).send().await;
+    assert_eq!(inside.expect("send").status(), 200);
+    let outside = from("127.0.0.2").get(pg.url("/proxy-stats")).send().await;
+    let outside = outside.expect("send");
+    assert_eq!(outside.status(), 403);
+    let body: serde_json::Value = outside.json().await.expect("json");
+    assert_eq!(body["code"], 403);
+    assert!(pg.wait_for_log("stats: refused 127.0.0.2"));
 }
 
 #[tokio::test]
