@@ -49,6 +49,7 @@ pub mod request_log;
 pub mod retry;
 pub mod routing;
 pub mod server;
+pub mod shutdown;
 pub mod sockets;
 pub mod startup;
 pub mod stats_api;

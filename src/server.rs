@@ -8,6 +8,7 @@ use crate::pool::TargetSet;
 use crate::proxy::PoolProxy;
 use crate::queue::QueueSender;
 use crate::routing::RouteTable;
+use crate::shutdown::ShutdownMonitor;
 use crate::sockets::SocketTable;
 use crate::stats_hub::{StatsHub, StatsTicker};
 use pingora::apps::ServerApp;
@@ -174,6 +175,13 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
         .map_or(String::new(), |(ip, _)| ip.to_string());
     let web_log = Arc::new(rt.web_log);
     let pools = rt.routes.pools().to_vec();
+    let monitor = ShutdownMonitor {
+        connections: connections.clone(),
+        queues: pools.iter().filter_map(|p| p.queue.clone()).collect(),
+        pid_file: (!rt.pid_file.is_empty()).then(|| rt.pid_file.clone().into()),
+        timeout: std::time::Duration::from_secs(rt.shutdown_timeout_sec),
+    };
+    server.add_service(background_service("shutdown", monitor));
     let sockets = Arc::new(SocketTable::default());
     let hub = Arc::new(StatsHub::new(
         pools,

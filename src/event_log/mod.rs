@@ -32,6 +32,9 @@ pub struct EventLogSettings {
 struct EventLog {
     lines: SyncSender<(SystemTime, EventLine)>,
     dropped: Arc<AtomicU64>,
+    /// Lines handed to the writer, and lines it has written and flushed.
+    sent: AtomicU64,
+    written: Arc<AtomicU64>,
     debug_level: u8,
 }
 
@@ -42,6 +45,7 @@ pub fn start(settings: EventLogSettings) -> io::Result<()> {
     let out = writer::open(&settings.path)?;
     let (lines, rx) = sync_channel(BUFFER_LINES);
     let dropped = Arc::new(AtomicU64::new(0));
+    let written = Arc::new(AtomicU64::new(0));
     let reopen = Arc::new(AtomicBool::new(false));
     let w = writer::Writer {
         path: settings.path,
@@ -50,6 +54,7 @@ pub fn start(settings: EventLogSettings) -> io::Result<()> {
         echo: settings.echo,
         reopen: reopen.clone(),
         dropped: dropped.clone(),
+        written: written.clone(),
     };
     std::thread::Builder::new()
         .name("event-log".into())
@@ -58,6 +63,8 @@ pub fn start(settings: EventLogSettings) -> io::Result<()> {
     let log = EventLog {
         lines,
         dropped,
+        sent: AtomicU64::new(0),
+        written,
         debug_level: settings.debug_level,
     };
     let _ = EVENTS.set(log);
@@ -81,9 +88,25 @@ pub fn emit(line: EventLine) {
 impl EventLog {
     /// Hand a line to the writer, or count it dropped when the buffer is full.
     fn push(&self, line: EventLine) {
-        if let Err(TrySendError::Full(_)) = self.lines.try_send((SystemTime::now(), line)) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        match self.lines.try_send((SystemTime::now(), line)) {
+            Ok(()) => {
+                self.sent.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+}
+
+/// Wait (at most `limit`) until every line handed over so far is written (before exiting).
+pub fn flush(limit: std::time::Duration) {
+    let Some(events) = EVENTS.get() else { return };
+    let target = events.sent.load(Ordering::Acquire);
+    let deadline = std::time::Instant::now() + limit;
+    while events.written.load(Ordering::Acquire) < target && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
@@ -191,6 +214,8 @@ mod tests {
         let log = EventLog {
             lines,
             dropped: Arc::new(AtomicU64::new(0)),
+            sent: AtomicU64::new(0),
+            written: Arc::new(AtomicU64::new(0)),
             debug_level: 1,
         };
         let line = EventLine {

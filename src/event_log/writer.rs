@@ -21,6 +21,8 @@ pub(super) struct Writer {
     pub(super) echo: bool,
     pub(super) reopen: Arc<AtomicBool>,
     pub(super) dropped: Arc<AtomicU64>,
+    /// Lines written and flushed (read by `flush`).
+    pub(super) written: Arc<AtomicU64>,
 }
 
 pub(super) fn open(path: &Path) -> io::Result<BufWriter<File>> {
@@ -50,6 +52,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let handed_over = batch.len() as u64;
             let dropped = self.dropped.load(Ordering::Relaxed);
             if dropped > reported {
                 batch.push((SystemTime::now(), dropped_line(dropped - reported)));
@@ -59,6 +62,7 @@ impl Writer {
                 self.write(&line.render(*at, &self.hostname));
             }
             let _ = self.out.flush();
+            self.written.fetch_add(handed_over, Ordering::Release);
         }
     }
 

@@ -142,6 +142,8 @@ pub struct BlindQueue {
     waiting: Mutex<VecDeque<QueuedRequest>>,
     ready: Notify,
     closing: AtomicBool,
+    /// The shutdown drain is over (sent, journaled or dropped).
+    drained: AtomicBool,
     journal: OnceLock<QueueJournal>,
     counters: QueueCounters,
 }
@@ -164,6 +166,7 @@ impl BlindQueue {
             waiting: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
             closing: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
             journal: OnceLock::new(),
             counters: QueueCounters::default(),
         })
@@ -256,6 +259,11 @@ impl BlindQueue {
 
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
+    }
+
+    /// Whether the shutdown drain has finished.
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Acquire)
     }
 
     /// The journal, once the background service has opened it (`None` for memory queues).

@@ -146,6 +146,9 @@ impl QueueSender {
                 }
             }
         }
+        self.queues
+            .iter()
+            .for_each(|(_, q)| q.drained.store(true, Ordering::Release));
     }
 }
 

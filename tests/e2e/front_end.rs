@@ -175,3 +175,31 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
         .expect("poolgate exits after SIGTERM");
     assert_eq!(exit.code(), Some(0));
 }
+
+#[tokio::test]
+async fn sigterm_exits_as_soon_as_the_last_request_is_done_and_removes_the_pid_file() {
+    let o = origin::http();
+    // A long timeout: the process must not wait for it.
+    let text = config_with("", &pools(o.port())).replace(
+        "shutdown_timeout_sec: 1",
+        "shutdown_timeout_sec: 60\npid_file: $DIR/poolgate.pid",
+    );
+    let mut pg = Poolgate::start(&text);
+    let url = pg.url("/slow/1000");
+    let in_flight =
+        tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while o.requests() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pg.signal("TERM");
+    assert_eq!(
+        in_flight.await.expect("join").expect("in-flight request"),
+        200
+    );
+    let exit = pg
+        .wait_exit(Duration::from_secs(30))
+        .expect("exits long before its 60 s shutdown timeout");
+    assert_eq!(exit.code(), Some(0));
+    assert!(!pg.dir().join("poolgate.pid").exists(), "pid file removed");
+}
