@@ -21,10 +21,12 @@
 
 pub mod acl;
 pub mod activity;
+pub mod boot;
 pub mod client_limit;
 pub mod clock;
 pub mod config;
 pub mod connection_limit;
+pub mod control;
 pub mod degraded;
 pub mod demo_origin;
 pub mod dns;

@@ -1,9 +1,12 @@
-//! The `poolgate` command line: `serve` runs the proxy, `check` validates a config.
+//! The `poolgate` command line: `serve` runs the proxy, `check` validates a config, and the
+//! control commands (`start`, `stop`, `restart`, `status`, `debug`, `config`, `showconfig`,
+//! `boot`, `unboot`) manage it as a service.
 
 use clap::{Parser, Subcommand};
-use poolgate::config::{self, Located, Severity};
+use poolgate::config::{self, Located, RuntimeConfig, Severity};
 use poolgate::event_log::{self, EventLogSettings};
 use poolgate::server::{self, StartError};
+use poolgate::{boot, control};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,6 +20,9 @@ const EXIT_BAD_CONFIG: u8 = 2;
     about = "PixlProxy-compatible HTTP reverse proxy on Pingora"
 )]
 struct Cli {
+    /// Config file (YAML or JSON). Default: $POOLGATE_CONFIG, else conf/config.yaml.
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,26 +31,132 @@ struct Cli {
 enum Command {
     /// Run the proxy in the foreground until SIGTERM (graceful) or SIGINT (fast).
     Serve {
-        /// Config file (YAML or JSON). Default: $POOLGATE_CONFIG, else conf/config.yaml.
-        #[arg(short, long)]
-        config: Option<PathBuf>,
         /// Also print every event-log line to standard output.
         #[arg(long)]
         echo: bool,
     },
     /// Validate a config: exit 0 if it can run, else print every problem and exit 2.
-    Check {
-        /// Config file (YAML or JSON). Default: $POOLGATE_CONFIG, else conf/config.yaml.
-        #[arg(short, long)]
-        config: Option<PathBuf>,
+    Check,
+    /// Start the proxy in the background; returns once it listens (or says why it failed).
+    Start,
+    /// Stop the background proxy (SIGTERM) and wait until it has exited.
+    Stop,
+    /// Stop, then start.
+    Restart,
+    /// Whether the proxy is running (exit 0) or not (exit 3), with its pid and uptime.
+    Status,
+    /// Run in the foreground with the event log echoed to the terminal.
+    Debug,
+    /// Edit the config in $EDITOR, then check it.
+    Config,
+    /// Print the config path and the effective config (secrets redacted).
+    Showconfig,
+    /// Install a systemd unit for this binary and config.
+    Boot {
+        /// Install under this root instead of / (no systemctl calls then).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
+    /// Remove the systemd unit.
+    Unboot {
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let path = config::resolve_path(cli.config);
     match cli.command {
-        Command::Serve { config, echo } => serve(&config::resolve_path(config), echo),
-        Command::Check { config } => check(&config::resolve_path(config)),
+        Command::Serve { echo } => serve(&path, echo),
+        Command::Debug => serve(&path, true),
+        Command::Check => check(&path),
+        Command::Config => edit(&path),
+        Command::Showconfig => showconfig(&path),
+        Command::Start => with_runtime(&path, |rt| {
+            let log_dir = rt.log_path.parent().unwrap_or(Path::new("."));
+            report(control::start(rt, &path, log_dir))
+        }),
+        Command::Stop => with_runtime(&path, |rt| report(control::stop(rt))),
+        Command::Restart => with_runtime(&path, |rt| {
+            let log_dir = rt.log_path.parent().unwrap_or(Path::new("."));
+            match control::stop(rt) {
+                Ok(msg) => println!("{msg}"),
+                Err(e) => return report(Err(e)),
+            }
+            report(control::start(rt, &path, log_dir))
+        }),
+        Command::Status => with_runtime(&path, |rt| {
+            let (running, msg) = control::status(rt);
+            println!("{msg}");
+            match running {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(control::EXIT_NOT_RUNNING),
+            }
+        }),
+        Command::Boot { root } => with_runtime(&path, |rt| {
+            report(boot::boot(&root, &path, rt.shutdown_timeout_sec))
+        }),
+        Command::Unboot { root } => report(boot::unboot(&root)),
+    }
+}
+
+/// Load the config and run `f` with it, or print the problems and exit 2.
+fn with_runtime(path: &Path, f: impl FnOnce(&RuntimeConfig) -> ExitCode) -> ExitCode {
+    let loaded = config::load(path);
+    print_problems(path, &loaded.problems);
+    match loaded.runtime {
+        Some(rt) => f(&rt),
+        None => {
+            eprintln!("{}: the config has errors", path.display());
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
+}
+
+fn report(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("poolgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `$EDITOR` (else `vi`) on the config, then `check`.
+fn edit(path: &Path) -> ExitCode {
+    let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
+    let status = std::process::Command::new("sh")
+        .args(["-c", "$0 \"$1\"", &editor])
+        .arg(path)
+        .status();
+    if let Err(e) = status {
+        eprintln!("poolgate: cannot run {editor}: {e}");
+        return ExitCode::FAILURE;
+    }
+    check(path)
+}
+
+fn showconfig(path: &Path) -> ExitCode {
+    let loaded = config::load(path);
+    print_problems(path, &loaded.problems);
+    let Some(file) = loaded.file else {
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    };
+    println!("# {}", path.display());
+    match serde_yaml::to_string(&file.redacted()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("poolgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -159,6 +159,7 @@ fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
 /// Build the server. On success the caller runs it with `run_forever`.
 pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
     probe_listeners(&rt)?;
+    let pid_file = rt.pid_file_path();
     let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), server_conf(&rt));
     server.bootstrap();
     start_balancers(&rt.routes, &mut server)?;
@@ -178,7 +179,7 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
     let monitor = ShutdownMonitor {
         connections: connections.clone(),
         queues: pools.iter().filter_map(|p| p.queue.clone()).collect(),
-        pid_file: (!rt.pid_file.is_empty()).then(|| rt.pid_file.clone().into()),
+        pid_file: Some(pid_file.clone()),
         timeout: std::time::Duration::from_secs(rt.shutdown_timeout_sec),
     };
     server.add_service(background_service("shutdown", monitor));
@@ -213,9 +214,10 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
         let gate = server.add_service(background_service("demo origin ready", ready));
         proxy_handle.add_dependency(&gate);
     }
-    if !rt.pid_file.is_empty() {
-        std::fs::write(&rt.pid_file, format!("{}\n", std::process::id()))
-            .map_err(|e| StartError::Environment(format!("pid_file {}: {e}", rt.pid_file)))?;
+    if let Some(dir) = pid_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(dir);
     }
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .map_err(|e| StartError::Environment(format!("pid_file {}: {e}", pid_file.display())))?;
     Ok(server)
 }

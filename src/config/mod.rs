@@ -38,6 +38,8 @@ pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
 pub struct Loaded {
     pub runtime: Option<RuntimeConfig>,
     pub problems: Vec<Problem>,
+    /// The typed file (defaults filled in), when it parsed.
+    pub file: Option<model::FileConfig>,
 }
 
 /// Read, parse, audit and compile a config file. Never panics on bad input.
@@ -48,6 +50,7 @@ pub fn load(path: &Path) -> Loaded {
             return Loaded {
                 runtime: None,
                 problems: vec![Problem::error("", format!("cannot read file: {e}"))],
+                file: None,
             }
         }
     };
@@ -62,6 +65,7 @@ pub fn load_str(text: &str) -> Loaded {
             return Loaded {
                 runtime: None,
                 problems: vec![problem],
+                file: None,
             }
         }
     };
@@ -76,7 +80,11 @@ pub fn load_str(text: &str) -> Loaded {
             None
         }
     };
-    Loaded { runtime, problems }
+    Loaded {
+        runtime,
+        problems,
+        file: Some(parsed.config),
+    }
 }
 
 #[cfg(test)]

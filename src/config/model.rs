@@ -421,3 +421,21 @@ impl Serialize for PoolList {
         serializer.collect_map(self.0.iter().map(|(id, pool)| (id, pool)))
     }
 }
+
+const REDACTED: &str = "[redacted]";
+
+impl FileConfig {
+    /// A copy for display: back-end credentials and API tokens replaced by `[redacted]`.
+    pub fn redacted(&self) -> FileConfig {
+        let mut out = self.clone();
+        for (_, pool) in &mut out.proxy.pools.0 {
+            if !pool.http_basic_auth.is_empty() {
+                pool.http_basic_auth = REDACTED.into();
+            }
+        }
+        for token in &mut out.proxy.stats_api_tokens {
+            *token = REDACTED.into();
+        }
+        out
+    }
+}

@@ -2,6 +2,7 @@
 
 mod balancing;
 mod cli;
+mod control;
 mod event_log;
 mod forwarding;
 mod front_end;

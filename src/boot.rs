@@ -1,0 +1,83 @@
+//! `boot` / `unboot`: install or remove a systemd unit that runs this binary with this config
+//! (PixlProxy's "Server Reboot"). `--root DIR` writes under another root, so the files can be
+//! checked without touching the machine; with the real root, systemd is asked to reload and to
+//! enable (or disable) the unit.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const UNIT_NAME: &str = "poolgate.service";
+
+fn unit_path(root: &Path) -> PathBuf {
+    root.join("etc/systemd/system").join(UNIT_NAME)
+}
+
+/// The unit for `exe` serving `config`, stopping within `shutdown_timeout_sec`.
+pub fn unit(exe: &Path, config: &Path, shutdown_timeout_sec: u64) -> String {
+    let (exe, config) = (exe.display(), config.display());
+    format!(
+        "# Installed by `poolgate boot`; remove with `poolgate unboot`.
+[Unit]
+Description=poolgate HTTP reverse proxy
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+ExecStartPre={exe} check --config {config}
+ExecStart={exe} serve --config {config}
+# SIGTERM: in-flight requests finish (at most shutdown_timeout_sec), then exit 0.
+KillSignal=SIGTERM
+TimeoutStopSec={stop}
+Restart=on-failure
+LimitNOFILE=65536
+NoNewPrivileges=yes
+ProtectSystem=full
+ProtectHome=yes
+PrivateTmp=yes
+
+[Install]
+WantedBy=multi-user.target
+",
+        stop = shutdown_timeout_sec + 10
+    )
+}
+
+fn systemctl(args: &[&str]) -> String {
+    match Command::new("systemctl").args(args).status() {
+        Ok(s) if s.success() => String::new(),
+        Ok(s) => format!(" (systemctl {} exited with {s})", args.join(" ")),
+        Err(e) => format!(" (systemctl {}: {e})", args.join(" ")),
+    }
+}
+
+pub fn boot(root: &Path, config: &Path, shutdown_timeout_sec: u64) -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find poolgate itself: {e}"))?;
+    let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
+    let path = unit_path(root);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&path, unit(&exe, &config, shutdown_timeout_sec))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut note = String::new();
+    if root == Path::new("/") {
+        note = systemctl(&["daemon-reload"]) + &systemctl(&["enable", UNIT_NAME]);
+    }
+    Ok(format!("installed {}{note}", path.display()))
+}
+
+pub fn unboot(root: &Path) -> Result<String, String> {
+    let path = unit_path(root);
+    let mut note = String::new();
+    if root == Path::new("/") {
+        note = systemctl(&["disable", UNIT_NAME]);
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(format!("removed {}{note}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(format!("{} was not installed", path.display()))
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}

@@ -1,0 +1,190 @@
+//! The control commands: `start`/`status`/`stop`/`restart` through the pid file, `boot` and
+//! `unboot` with `--root`, `showconfig` redaction, `config` with `$EDITOR`.
+
+use crate::harness::{free_port, run_cli};
+use crate::origin;
+use std::path::{Path, PathBuf};
+
+/// A config in its own directory; whatever it started is stopped (and killed if need be) on drop.
+struct Service {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    port: u16,
+}
+
+impl Service {
+    /// A service whose `default` pool forwards to `origin_port`.
+    fn new(origin_port: u16) -> Service {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let o_port = origin_port;
+        let text = format!(
+            "log_dir: {}/logs\nshutdown_timeout_sec: 2\nWebServer: {{http_port: {port}, http_bind_address: 127.0.0.1}}\nPixlProxy:\n  pools:\n    default: {{target_hostname: 127.0.0.1, target_port: {o_port}, http_basic_auth: 'user:pa55word'}}\n",
+            dir.path().display()
+        );
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, text).expect("config");
+        Service { dir, config, port }
+    }
+
+    fn run(&self, cmd: &str) -> (i32, String) {
+        let config = self.config.display().to_string();
+        run_cli(&[cmd, "--config", &config], &[], Some(self.dir.path()))
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("logs/poolgate.pid")
+    }
+
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[tokio::test]
+async fn start_status_stop_through_the_pid_file() {
+    let o = origin::http();
+    let svc = Service::new(o.port());
+
+    let (code, out) = svc.run("status");
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("not running"), "{out}");
+
+    let (code, out) = svc.run("start");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("poolgate started (pid"), "{out}");
+    let pid = svc.pid().expect("pid file written");
+    let resp = reqwest::get(format!("http://127.0.0.1:{}/x", svc.port)).await;
+    assert_eq!(resp.expect("proxy answers").status(), 200);
+
+    let (code, out) = svc.run("status");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("running (pid {pid}")), "{out}");
+    let (code, out) = svc.run("start");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("already running"), "{out}");
+
+    let (code, out) = svc.run("restart");
+    assert_eq!(code, 0, "{out}");
+    let new_pid = svc.pid().expect("pid after restart");
+    assert_ne!(new_pid, pid, "{out}");
+    assert!(!alive(pid), "the old process is gone");
+
+    let (code, out) = svc.run("stop");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("stopped"), "{out}");
+    assert!(!alive(new_pid), "stop waits for the exit");
+    assert!(!svc.pid_file().exists(), "pid file removed");
+    assert_eq!(svc.run("status").0, 3);
+}
+
+#[test]
+fn start_reports_why_the_proxy_could_not_start() {
+    let svc = Service::new(free_port());
+    let taken = std::net::TcpListener::bind(("127.0.0.1", svc.port)).expect("hold the port");
+    let (code, out) = svc.run("start");
+    drop(taken);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Address already in use"), "{out}");
+}
+
+#[test]
+fn boot_and_unboot_write_and_remove_the_unit() {
+    let svc = Service::new(free_port());
+    let root = svc.dir.path().join("root");
+    let root_arg = root.display().to_string();
+    let config = svc.config.display().to_string();
+    let (code, out) = run_cli(
+        &["boot", "--root", &root_arg, "--config", &config],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{out}");
+    let unit_path = root.join("etc/systemd/system/poolgate.service");
+    let unit = std::fs::read_to_string(&unit_path).expect("unit written");
+    assert!(unit.contains(&format!("serve --config {config}")), "{unit}");
+    assert!(unit.contains(&format!("check --config {config}")), "{unit}");
+    assert!(
+        unit.contains("TimeoutStopSec=12"),
+        "shutdown_timeout_sec + 10: {unit}"
+    );
+    assert!(unit.contains("NoNewPrivileges=yes") && unit.contains("ProtectSystem=full"));
+    let (code, out) = run_cli(&["unboot", "--root", &root_arg], &[], None);
+    assert_eq!(code, 0, "{out}");
+    assert!(!unit_path.exists());
+}
+
+#[test]
+fn showconfig_prints_the_effective_config_with_secrets_redacted() {
+    let svc = Service::new(free_port());
+    let text = std::fs::read_to_string(&svc.config).expect("config")
+        + "  stats_api_tokens: [t0ken-secret]\n";
+    std::fs::write(
+        &svc.config,
+        text.replace("PixlProxy:\n", "PixlProxy:\n  stats_uri_match: '^/s'\n"),
+    )
+    .expect("config");
+    let (code, out) = svc.run("showconfig");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&svc.config.display().to_string()), "{out}");
+    assert!(
+        out.contains("http_timeout_ms: 30000"),
+        "defaults shown: {out}"
+    );
+    assert!(
+        !out.contains("pa55word") && !out.contains("t0ken-secret"),
+        "{out}"
+    );
+    assert!(out.contains("[redacted]"), "{out}");
+}
+
+#[test]
+fn config_opens_the_editor_then_checks() {
+    let svc = Service::new(free_port());
+    let config = svc.config.display().to_string();
+    let (code, out) = run_cli(
+        &["config", "--config", &config],
+        &[("EDITOR", "true")],
+        None,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("config OK"), "{out}");
+    // An editor that breaks the file: the check fails with exit 2.
+    let breaker = svc.dir.path().join("break.sh");
+    std::fs::write(
+        &breaker,
+        "#!/bin/sh\necho 'WebServer: {http_keep_alives: sometimes}' > \"$1\"\n",
+    )
+    .expect("script");
+    let _ = std::process::Command::new("chmod")
+        .args(["+x", &breaker.display().to_string()])
+        .status();
+    let editor = breaker.display().to_string();
+    let (code, out) = run_cli(
+        &["config", "--config", &config],
+        &[("EDITOR", &editor)],
+        None,
+    );
+    assert_eq!(code, 2, "{out}");
+}
