@@ -148,6 +148,13 @@ fn showconfig(path: &Path) -> ExitCode {
         return ExitCode::from(EXIT_BAD_CONFIG);
     };
     println!("# {}", path.display());
+    for o in &loaded.overrides {
+        let source = match o.from_file {
+            true => format!("the file named by {}", o.var),
+            false => o.var.clone(),
+        };
+        println!("# {} from {source}", o.path);
+    }
     match serde_yaml::to_string(&file.redacted()) {
         Ok(text) => {
             print!("{text}");

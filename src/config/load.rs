@@ -40,6 +40,30 @@ pub fn parse(text: &str) -> Result<Parsed, Problem> {
     Ok(Parsed { config, problems })
 }
 
+/// The config with the environment's overrides applied (see `env.rs`), what was overridden,
+/// and the problems (each naming its variable). `None` when the result does not deserialize.
+pub fn with_env(
+    text: &str,
+    vars: &[(String, String)],
+) -> (Option<FileConfig>, Vec<super::env::Override>, Vec<Problem>) {
+    let mut doc: Value = serde_yaml::from_str(text).unwrap_or(Value::Null);
+    if doc.is_null() {
+        doc = Value::Mapping(serde_yaml::Mapping::new());
+    }
+    let read = |path: &str| std::fs::read_to_string(path);
+    let (found, mut problems) = super::env::apply(&mut doc, vars, &read);
+    let config = match serde_yaml::from_value::<FileConfig>(doc) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let vars: Vec<&str> = found.iter().map(|o| o.var.as_str()).collect();
+            let why = format!("with the environment's settings ({}): {e}", vars.join(", "));
+            problems.push(Problem::error("environment", why));
+            None
+        }
+    };
+    (config, found, problems)
+}
+
 /// Turn a serde_yaml error into a problem, splitting off its key path and position.
 fn serde_problem(e: serde_yaml::Error) -> Problem {
     let location = e.location().map(|l| (l.line(), l.column()));

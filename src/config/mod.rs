@@ -4,6 +4,7 @@
 //! (`compile.rs`). Nothing here runs on the request path.
 
 pub mod compile;
+pub mod env;
 pub mod keys;
 pub mod load;
 pub mod model;
@@ -38,8 +39,10 @@ pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
 pub struct Loaded {
     pub runtime: Option<RuntimeConfig>,
     pub problems: Vec<Problem>,
-    /// The typed file (defaults filled in), when it parsed.
+    /// The typed file (defaults filled in, environment applied), when it parsed.
     pub file: Option<model::FileConfig>,
+    /// Settings taken from `POOLGATE_` variables.
+    pub overrides: Vec<env::Override>,
 }
 
 /// Read, parse, audit and compile a config file. Never panics on bad input.
@@ -51,24 +54,44 @@ pub fn load(path: &Path) -> Loaded {
                 runtime: None,
                 problems: vec![Problem::error("", format!("cannot read file: {e}"))],
                 file: None,
+                overrides: Vec::new(),
             }
         }
     };
-    load_str(&text)
+    let vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("POOLGATE_"))
+        .collect();
+    load_with_env(&text, &vars)
 }
 
-/// As `load`, from text already read.
+/// As `load`, from text already read, without the environment.
 pub fn load_str(text: &str) -> Loaded {
-    let parsed = match load::parse(text) {
-        Ok(p) => p,
-        Err(problem) => {
-            return Loaded {
-                runtime: None,
-                problems: vec![problem],
-                file: None,
-            }
-        }
+    load_with_env(text, &[])
+}
+
+/// As `load`, from text already read, with `vars` as the environment.
+pub fn load_with_env(text: &str, vars: &[(String, String)]) -> Loaded {
+    let failed = |problems: Vec<Problem>| Loaded {
+        runtime: None,
+        problems,
+        file: None,
+        overrides: Vec::new(),
     };
+    let mut parsed = match load::parse(text) {
+        Ok(p) => p,
+        Err(problem) => return failed(vec![problem]),
+    };
+    let mut overrides = Vec::new();
+    if vars.iter().any(|(k, _)| k.starts_with("POOLGATE_")) {
+        let (config, found, env_problems) = load::with_env(text, vars);
+        let env_failed = env_problems.iter().any(|p| p.severity == Severity::Error);
+        parsed.problems.extend(env_problems);
+        match config {
+            Some(config) if !env_failed => parsed.config = config,
+            _ => return failed(parsed.problems),
+        }
+        overrides = found;
+    }
     let mut problems = parsed.problems;
     let runtime = match compile::compile(&parsed.config) {
         Ok(rt) => Some(rt),
@@ -84,6 +107,7 @@ pub fn load_str(text: &str) -> Loaded {
         runtime,
         problems,
         file: Some(parsed.config),
+        overrides,
     }
 }
 

@@ -188,3 +188,76 @@ fn config_opens_the_editor_then_checks() {
     );
     assert_eq!(code, 2, "{out}");
 }
+
+#[tokio::test]
+async fn environment_variables_override_the_file_and_secrets_come_from_files() {
+    let o = origin::http();
+    let svc = Service::new(free_port()); // the file points the pool at a dead port
+    let secret = svc.dir.path().join("auth");
+    std::fs::write(&secret, "envuser:envpass\n").expect("secret file");
+    let secret = secret.display().to_string();
+    let port = o.port().to_string();
+    let env = [
+        ("POOLGATE_POOL_DEFAULT_TARGET_PORT", port.as_str()),
+        (
+            "POOLGATE_POOL_DEFAULT_HTTP_BASIC_AUTH_FILE",
+            secret.as_str(),
+        ),
+        ("POOLGATE_DEBUG_LEVEL", "3"),
+    ];
+    let config = svc.config.display().to_string();
+    let (code, out) = run_cli(&["showconfig", "--config", &config], &env, None);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "# PixlProxy.pools.default.target_port from POOLGATE_POOL_DEFAULT_TARGET_PORT"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "http_basic_auth from the file named by POOLGATE_POOL_DEFAULT_HTTP_BASIC_AUTH_FILE"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("debug_level: 3") && !out.contains("envpass"),
+        "{out}"
+    );
+
+    let mut pg = crate::harness::Poolgate::start_with_env(
+        &std::fs::read_to_string(&svc.config)
+            .expect("config")
+            .replace(&format!("http_port: {}", svc.port), "http_port: $PORT"),
+        &env,
+    );
+    let resp = crate::harness::client()
+        .get(pg.url("/x"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "the environment's target port wins");
+    let seen: serde_json::Value = resp.json().await.expect("json");
+    // "envuser:envpass" in base64.
+    assert_eq!(
+        seen["headers"]["authorization"],
+        "Basic ZW52dXNlcjplbnZwYXNz"
+    );
+    pg.signal("TERM");
+    let _ = pg.wait_exit(std::time::Duration::from_secs(20));
+
+    let bad = [("POOLGATE_WEBSERVER_HTTP_PORT", "eighty")];
+    let (code, out) = run_cli(&["check", "--config", &config], &bad, None);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("POOLGATE_WEBSERVER_HTTP_PORT: expected a number, got `eighty`"),
+        "{out}"
+    );
+    let typo = [("POOLGATE_WEBSERVER_HTTP_PROT", "80")];
+    let (code, out) = run_cli(&["check", "--config", &config], &typo, None);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("POOLGATE_WEBSERVER_HTTP_PROT: matches no setting"),
+        "{out}"
+    );
+}
