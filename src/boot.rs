@@ -12,9 +12,11 @@ fn unit_path(root: &Path) -> PathBuf {
     root.join("etc/systemd/system").join(UNIT_NAME)
 }
 
-/// The unit for `exe` serving `config`, stopping within `shutdown_timeout_sec`.
-pub fn unit(exe: &Path, config: &Path, shutdown_timeout_sec: u64) -> String {
-    let (exe, config) = (exe.display(), config.display());
+/// The unit for `exe` serving `config`, stopping within `shutdown_timeout_sec`. It is a
+/// forking service followed through its pid file, so a `reload` (a new process taking over)
+/// keeps systemd tracking the live process.
+pub fn unit(exe: &Path, config: &Path, shutdown_timeout_sec: u64, pid_file: &Path) -> String {
+    let (exe, config, pid_file) = (exe.display(), config.display(), pid_file.display());
     format!(
         "# Installed by `poolgate boot`; remove with `poolgate unboot`.
 [Unit]
@@ -23,9 +25,13 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
-Type=simple
+Type=forking
+PIDFile={pid_file}
 ExecStartPre={exe} check --config {config}
-ExecStart={exe} serve --config {config}
+ExecStart={exe} start --config {config}
+# Zero downtime: a new process takes the listeners over, the old one drains and exits.
+ExecReload={exe} reload --config {config}
+ExecStop={exe} stop --config {config}
 # SIGTERM: in-flight requests finish (at most shutdown_timeout_sec), then exit 0.
 KillSignal=SIGTERM
 TimeoutStopSec={stop}
@@ -51,14 +57,19 @@ fn systemctl(args: &[&str]) -> String {
     }
 }
 
-pub fn boot(root: &Path, config: &Path, shutdown_timeout_sec: u64) -> Result<String, String> {
+pub fn boot(
+    root: &Path,
+    config: &Path,
+    shutdown_timeout_sec: u64,
+    pid_file: &Path,
+) -> Result<String, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find poolgate itself: {e}"))?;
     let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
     let path = unit_path(root);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    std::fs::write(&path, unit(&exe, &config, shutdown_timeout_sec))
+    std::fs::write(&path, unit(&exe, &config, shutdown_timeout_sec, pid_file))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut note = String::new();
     if root == Path::new("/") {

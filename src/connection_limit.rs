@@ -11,6 +11,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug)]
 pub struct ConnectionLimit {
@@ -77,17 +78,28 @@ pub struct LimitedApp<A> {
     limit: Arc<ConnectionLimit>,
     /// Open connections, for the stats API's `web.sockets`.
     sockets: Arc<SocketTable>,
+    /// How long a shutdown lets keep-alive connections end by themselves (see `cleanup`).
+    drain: Duration,
 }
 
 impl<A> LimitedApp<A> {
-    pub fn new(inner: A, limit: Arc<ConnectionLimit>, sockets: Arc<SocketTable>) -> Self {
+    pub fn new(
+        inner: A,
+        limit: Arc<ConnectionLimit>,
+        sockets: Arc<SocketTable>,
+        drain: Duration,
+    ) -> Self {
         LimitedApp {
             inner: Arc::new(inner),
             limit,
             sockets,
+            drain,
         }
     }
 }
+
+/// The longest a shutdown waits for keep-alive connections to end by themselves.
+pub const KEEPALIVE_DRAIN: Duration = Duration::from_secs(2);
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for LimitedApp<A> {
@@ -120,7 +132,15 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for LimitedApp<A> {
         None
     }
 
+    /// Pingora closes idle keep-alive connections as soon as a shutdown (or a reload's hand-over)
+    /// begins; a client that sent its next request at that moment would see the connection
+    /// drop. So for up to `drain`, every connection is left to serve its next request, which
+    /// is answered with `Connection: close`; only the ones still idle after that are closed.
     async fn cleanup(&self) {
+        let deadline = std::time::Instant::now() + self.drain;
+        while self.limit.open() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.inner.cleanup().await;
     }
 }

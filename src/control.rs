@@ -48,22 +48,105 @@ fn probe_addr(http_addr: &str) -> Option<SocketAddr> {
     addr.to_socket_addrs().ok()?.next()
 }
 
+/// The addresses a config listens on (a reload cannot change them).
+pub fn listen_addrs(rt: &RuntimeConfig) -> Vec<String> {
+    let mut addrs = vec![rt.front.http_addr.clone()];
+    addrs.extend(rt.front.https.as_ref().map(|t| t.addr.clone()));
+    addrs
+}
+
+/// Where `serve` notes its listen addresses, next to the pid file.
+pub fn listen_file(rt: &RuntimeConfig) -> PathBuf {
+    let mut path = rt.pid_file_path().into_os_string();
+    path.push(".listen");
+    PathBuf::from(path)
+}
+
+/// If a process is running with other listen addresses than `rt`'s: what they are.
+pub fn listeners_changed(rt: &RuntimeConfig) -> Option<String> {
+    running(&rt.pid_file_path())?;
+    let before = std::fs::read_to_string(listen_file(rt)).ok()?;
+    let before: Vec<String> = before.lines().map(String::from).collect();
+    let now = listen_addrs(rt);
+    (before != now).then(|| format!("{} -> {}", before.join(", "), now.join(", ")))
+}
+
 /// Start `poolgate serve` in the background and return once it listens (or say why it could
 /// not). Its stderr goes to `<log_dir>/poolgate.stderr.log`.
 pub fn start(rt: &RuntimeConfig, config: &Path, log_dir: &Path) -> Result<String, String> {
     if let Some(r) = running(&rt.pid_file_path()) {
         return Ok(format!("poolgate is already running (pid {})", r.pid));
     }
+    let (child, stderr_path) = spawn_serve(config, log_dir, false)?;
+    wait_serving(rt, child, &stderr_path).map(|pid| {
+        format!(
+            "poolgate started (pid {pid}), listening on {}",
+            rt.front.http_addr
+        )
+    })
+}
+
+/// Zero-downtime reload: a new process (new binary, new config) takes the listening sockets
+/// over from the running one through Pingora's graceful upgrade; the old one finishes its
+/// in-flight requests and exits.
+pub fn reload(rt: &RuntimeConfig, config: &Path, log_dir: &Path) -> Result<String, String> {
+    let Some(old) = running(&rt.pid_file_path()) else {
+        return Err("poolgate is not running (use `start`)".into());
+    };
+    if let Some(change) = listeners_changed(rt) {
+        return Err(format!(
+            "the listen addresses changed ({change}): that needs `restart`, not `reload`"
+        ));
+    }
+    let (mut child, stderr_path) = spawn_serve(config, log_dir, true)?;
+    // The new process must be waiting for the sockets before the old one is told to send them
+    // (it retries for 5 s, so a short head start is enough).
+    std::thread::sleep(Duration::from_millis(300));
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!(
+            "the new process exited ({status}) before taking over:\n{}",
+            read_tail(&stderr_path)
+        ));
+    }
+    if !signal(old.pid, libc::SIGQUIT) {
+        return Err(format!("cannot signal pid {}", old.pid));
+    }
+    wait_serving(rt, child, &stderr_path).map(|pid| {
+        format!(
+            "poolgate reloaded: pid {pid} took over from pid {}",
+            old.pid
+        )
+    })
+}
+
+fn read_tail(path: &Path) -> String {
+    let mut text = String::new();
+    let _ = std::fs::File::open(path).map(|mut f| f.read_to_string(&mut text));
+    text.trim_end().to_string()
+}
+
+/// Start `poolgate serve` (taking the sockets over with `upgrade`) detached from this terminal.
+fn spawn_serve(
+    config: &Path,
+    log_dir: &Path,
+    upgrade: bool,
+) -> Result<(std::process::Child, PathBuf), String> {
     std::fs::create_dir_all(log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
     let stderr_path = log_dir.join("poolgate.stderr.log");
-    let stderr = std::fs::File::create(&stderr_path)
+    // Appended to: during a reload the old process may still be writing to it.
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&stderr_path)
         .map_err(|e| format!("{}: {e}", stderr_path.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find poolgate itself: {e}"))?;
     let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
     let mut cmd = Command::new(exe);
-    cmd.args(["serve", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
+    cmd.args(["serve", "--config"]).arg(&config);
+    if upgrade {
+        cmd.arg("--upgrade");
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
     {
@@ -77,16 +160,23 @@ pub fn start(rt: &RuntimeConfig, config: &Path, log_dir: &Path) -> Result<String
             });
         }
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    let child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    Ok((child, stderr_path))
+}
+
+/// Wait until `child` has written its pid file and accepts connections; its pid.
+fn wait_serving(
+    rt: &RuntimeConfig,
+    mut child: std::process::Child,
+    stderr_path: &Path,
+) -> Result<u32, String> {
     let addr = probe_addr(&rt.front.http_addr);
     let deadline = Instant::now() + START_WAIT;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
-            let mut why = String::new();
-            let _ = std::fs::File::open(&stderr_path).map(|mut f| f.read_to_string(&mut why));
             return Err(format!(
                 "poolgate exited ({status}) while starting:\n{}",
-                why.trim_end()
+                read_tail(stderr_path)
             ));
         }
         // The child writes its pid file once it could bind every listener.
@@ -95,11 +185,7 @@ pub fn start(rt: &RuntimeConfig, config: &Path, log_dir: &Path) -> Result<String
             addr.is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok())
         };
         if own && listening() {
-            return Ok(format!(
-                "poolgate started (pid {}), listening on {}",
-                child.id(),
-                rt.front.http_addr
-            ));
+            return Ok(child.id());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -150,15 +236,16 @@ pub fn status(rt: &RuntimeConfig) -> (bool, String) {
 }
 
 impl RuntimeConfig {
-    /// `pid_file`, or `<log_dir>/poolgate.pid`.
+    /// `pid_file`, or `<log_dir>/poolgate.pid`, made absolute.
     pub fn pid_file_path(&self) -> PathBuf {
-        match self.pid_file.as_str() {
+        let path = match self.pid_file.as_str() {
             "" => self
                 .log_path
                 .parent()
                 .unwrap_or(Path::new("."))
                 .join("poolgate.pid"),
             path => PathBuf::from(path),
-        }
+        };
+        std::path::absolute(&path).unwrap_or(path)
     }
 }

@@ -34,6 +34,9 @@ enum Command {
         /// Also print every event-log line to standard output.
         #[arg(long)]
         echo: bool,
+        /// Take the listening sockets over from the running process (used by `reload`).
+        #[arg(long, hide = true)]
+        upgrade: bool,
     },
     /// Validate a config: exit 0 if it can run, else print every problem and exit 2.
     Check,
@@ -43,6 +46,9 @@ enum Command {
     Stop,
     /// Stop, then start.
     Restart,
+    /// Zero-downtime reload: a new process (new binary and config) takes the listeners over,
+    /// the old one finishes its requests and exits.
+    Reload,
     /// Whether the proxy is running (exit 0) or not (exit 3), with its pid and uptime.
     Status,
     /// Run in the foreground with the event log echoed to the terminal.
@@ -68,8 +74,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let path = config::resolve_path(cli.config);
     match cli.command {
-        Command::Serve { echo } => serve(&path, echo),
-        Command::Debug => serve(&path, true),
+        Command::Serve { echo, upgrade } => serve(&path, echo, upgrade),
+        Command::Debug => serve(&path, true, false),
+        Command::Reload => with_runtime(&path, |rt| {
+            let log_dir = rt.log_path.parent().unwrap_or(Path::new("."));
+            report(control::reload(rt, &path, log_dir))
+        }),
         Command::Check => check(&path),
         Command::Config => edit(&path),
         Command::Showconfig => showconfig(&path),
@@ -95,7 +105,12 @@ fn main() -> ExitCode {
             }
         }),
         Command::Boot { root } => with_runtime(&path, |rt| {
-            report(boot::boot(&root, &path, rt.shutdown_timeout_sec))
+            report(boot::boot(
+                &root,
+                &path,
+                rt.shutdown_timeout_sec,
+                &rt.pid_file_path(),
+            ))
         }),
         Command::Unboot { root } => report(boot::unboot(&root)),
     }
@@ -190,10 +205,13 @@ fn check(path: &Path) -> ExitCode {
         return ExitCode::from(EXIT_BAD_CONFIG);
     }
     println!("{}: config OK", path.display());
+    if let Some(change) = loaded.runtime.as_ref().and_then(control::listeners_changed) {
+        println!("note: the running poolgate listens elsewhere ({change}): apply with `restart`, not `reload`");
+    }
     ExitCode::SUCCESS
 }
 
-fn serve(path: &Path, echo: bool) -> ExitCode {
+fn serve(path: &Path, echo: bool, upgrade: bool) -> ExitCode {
     let loaded = config::load(path);
     print_problems(path, &loaded.problems);
     let Some(runtime) = loaded.runtime else {
@@ -217,7 +235,7 @@ fn serve(path: &Path, echo: bool) -> ExitCode {
     if runtime.routes.pools().is_empty() {
         log::warn!("no pools configured: every request will be answered 404");
     }
-    match server::build(runtime) {
+    match server::build(runtime, upgrade) {
         Ok(server) => {
             log::info!(
                 "poolgate {} serving with config {}",

@@ -1,7 +1,7 @@
 //! Assembling and running the Pingora server from a compiled config.
 
 use crate::config::RuntimeConfig;
-use crate::connection_limit::{ConnectionLimit, LimitedApp};
+use crate::connection_limit::{ConnectionLimit, LimitedApp, KEEPALIVE_DRAIN};
 use crate::demo_origin;
 use crate::front_end::FrontEnd;
 use crate::pool::TargetSet;
@@ -54,6 +54,7 @@ fn server_conf(rt: &RuntimeConfig) -> ServerConf {
         grace_period_seconds: Some(rt.shutdown_timeout_sec),
         graceful_shutdown_timeout_seconds: Some(1),
         max_retries: (most_retries as usize + 2).max(16),
+        upgrade_sock: rt.upgrade_sock.display().to_string(),
         ..Default::default()
     }
 }
@@ -157,10 +158,22 @@ fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// Build the server. On success the caller runs it with `run_forever`.
-pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
-    probe_listeners(&rt)?;
+///
+/// With `upgrade`, the listeners are taken over from the running process (Pingora's graceful
+/// upgrade: it hands them over on `upgrade_sock` when it gets SIGQUIT) instead of being bound.
+pub fn build(rt: RuntimeConfig, upgrade: bool) -> Result<Server, StartError> {
+    if !upgrade {
+        probe_listeners(&rt)?;
+    }
     let pid_file = rt.pid_file_path();
-    let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), server_conf(&rt));
+    let rt_shutdown = rt.shutdown_timeout_sec;
+    let listen_file = crate::control::listen_file(&rt);
+    let listen_addrs = crate::control::listen_addrs(&rt).join("\n");
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf(&rt));
     server.bootstrap();
     start_balancers(&rt.routes, &mut server)?;
     let front = Arc::new(rt.front);
@@ -201,7 +214,9 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
         web_log,
     };
     let proxy = pingora::proxy::http_proxy(&server.configuration, app);
-    let service = listen(LimitedApp::new(proxy, connections, sockets), &front)?;
+    let drain = std::time::Duration::from_secs(rt_shutdown).min(KEEPALIVE_DRAIN);
+    let app = LimitedApp::new(proxy, connections, sockets, drain);
+    let service = listen(app, &front)?;
     let proxy_handle = server.add_service(service);
     if let Some(sender) = queues {
         // Journals are open and replayed before the first request is accepted.
@@ -219,5 +234,7 @@ pub fn build(rt: RuntimeConfig) -> Result<Server, StartError> {
     }
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .map_err(|e| StartError::Environment(format!("pid_file {}: {e}", pid_file.display())))?;
+    // What a later `reload` compares its config's listeners with.
+    let _ = std::fs::write(&listen_file, listen_addrs + "\n");
     Ok(server)
 }

@@ -28,8 +28,12 @@ impl ShutdownMonitor {
         self.connections.open() > 0 || self.queues.iter().any(|q| !q.is_drained())
     }
 
+    /// Remove the pid file, unless a newer process (a reload) has written its own pid there.
     fn remove_pid_file(&self) {
-        if let Some(path) = &self.pid_file {
+        let Some(path) = &self.pid_file else { return };
+        let ours =
+            std::fs::read_to_string(path).is_ok_and(|t| t.trim() == std::process::id().to_string());
+        if ours {
             let _ = std::fs::remove_file(path);
         }
     }

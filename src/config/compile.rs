@@ -21,6 +21,8 @@ pub struct RuntimeConfig {
     pub pid_file: String,
     /// The event log: `log_dir` / `log_filename`.
     pub log_path: std::path::PathBuf,
+    /// `upgrade_sock`, absolute.
+    pub upgrade_sock: std::path::PathBuf,
     pub debug_level: u8,
     pub demo_origin_port: u16,
     /// The JSON stats API and Prometheus endpoint, with their access rules.
@@ -104,6 +106,7 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
             shutdown_timeout_sec: cfg.shutdown_timeout_sec,
             pid_file: cfg.pid_file.clone(),
             log_path: std::path::Path::new(&cfg.log_dir).join(&cfg.log_filename),
+            upgrade_sock: upgrade_sock(cfg),
             debug_level: cfg.debug_level,
             demo_origin_port: cfg.demo_origin_port,
             stats_api,
@@ -111,6 +114,16 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
         }),
         _ => Err(problems.0),
     }
+}
+
+/// `upgrade_sock`, or `<log_dir>/poolgate-upgrade.sock`, made absolute (old and new process
+/// must agree on it whatever their working directory).
+fn upgrade_sock(cfg: &FileConfig) -> std::path::PathBuf {
+    let path = match cfg.upgrade_sock.as_str() {
+        "" => std::path::Path::new(&cfg.log_dir).join("poolgate-upgrade.sock"),
+        own => std::path::PathBuf::from(own),
+    };
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 fn front_end(web: &WebServerConfig, problems: &mut Problems) -> Option<FrontEnd> {

@@ -28,6 +28,9 @@ pub struct FileConfig {
     pub shutdown_timeout_sec: u64,
     /// poolgate: port of the built-in demo origin (an echo service on loopback); 0 = off.
     pub demo_origin_port: u16,
+    /// poolgate: the Unix socket a reload hands the listeners over on; empty =
+    /// `<log_dir>/poolgate-upgrade.sock`.
+    pub upgrade_sock: String,
     #[serde(rename = "WebServer")]
     pub web_server: WebServerConfig,
     #[serde(rename = "PixlProxy")]
@@ -44,6 +47,7 @@ impl Default for FileConfig {
             threads: 0,
             shutdown_timeout_sec: 5,
             demo_origin_port: 0,
+            upgrade_sock: String::new(),
             web_server: WebServerConfig::default(),
             proxy: ProxyConfig::default(),
         }

@@ -11,6 +11,9 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 /// Target of `log` lines that stay out of the event log.
 pub const CONSOLE_ONLY: &str = "poolgate::console";
 
+/// Pingora's file-descriptor transfer, which logs expected retries as errors.
+const NOISY: &str = "pingora_core::server::transfer_fd";
+
 struct Bridge {
     stderr: env_logger::Logger,
 }
@@ -18,7 +21,10 @@ struct Bridge {
 /// Install the logger. `RUST_LOG` overrides the stderr filter.
 pub fn init_logging(debug_level: u8) {
     let ours = if debug_level >= 5 { "debug" } else { "info" };
-    let default = format!("warn,poolgate={ours}");
+    // A reload's new process retries for the sockets while the old one is being told to send
+    // them; Pingora logs each early attempt as an error. A real failure still shows as
+    // "Bootstrap failed".
+    let default = format!("warn,poolgate={ours},{NOISY}=off");
     let stderr =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
             .format_timestamp_millis()
@@ -39,7 +45,7 @@ pub fn init_logging(debug_level: u8) {
 fn mapping(level: Level, target: &str) -> Option<(&'static str, &'static str, u8)> {
     let ours = target.starts_with("poolgate") && target != CONSOLE_ONLY;
     match level {
-        _ if target == CONSOLE_ONLY => None,
+        _ if target == CONSOLE_ONLY || target == NOISY => None,
         Level::Error => Some(("error", "error", 1)),
         Level::Warn => Some(("warning", "warn", 1)),
         Level::Info if ours => Some(("debug", "2", 2)),

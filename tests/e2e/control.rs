@@ -123,7 +123,22 @@ fn boot_and_unboot_write_and_remove_the_unit() {
     assert_eq!(code, 0, "{out}");
     let unit_path = root.join("etc/systemd/system/poolgate.service");
     let unit = std::fs::read_to_string(&unit_path).expect("unit written");
-    assert!(unit.contains(&format!("serve --config {config}")), "{unit}");
+    assert!(
+        unit.contains(&format!(
+            "ExecStart={} start --config {config}",
+            crate::harness::bin()
+        )),
+        "{unit}"
+    );
+    assert!(
+        unit.contains(&format!("reload --config {config}")),
+        "{unit}"
+    );
+    let pid_file = svc.dir.path().join("logs/poolgate.pid");
+    assert!(
+        unit.contains(&format!("PIDFile={}", pid_file.display())),
+        "{unit}"
+    );
     assert!(unit.contains(&format!("check --config {config}")), "{unit}");
     assert!(
         unit.contains("TimeoutStopSec=12"),

@@ -10,6 +10,7 @@ mod harness;
 mod live_page;
 mod origin;
 mod queue;
+mod reload;
 mod retries;
 mod routing;
 mod stats;
