@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod perf;
 pub mod pool;
 pub mod pool_stats;
+pub mod privileges;
 pub mod proxy;
 pub mod queue;
 pub mod redirect;

@@ -231,6 +231,10 @@ fn serve(path: &Path, echo: bool, upgrade: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     event_log::init_logging(runtime.debug_level);
+    if let Err(e) = poolgate::privileges::set_nice(runtime.nice) {
+        eprintln!("poolgate: cannot start: {e}");
+        return ExitCode::FAILURE;
+    }
     poolgate::startup::announce(&runtime, path);
     if runtime.routes.pools().is_empty() {
         log::warn!("no pools configured: every request will be answered 404");

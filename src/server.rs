@@ -5,6 +5,7 @@ use crate::connection_limit::{ConnectionLimit, LimitedApp, KEEPALIVE_DRAIN};
 use crate::demo_origin;
 use crate::front_end::FrontEnd;
 use crate::pool::TargetSet;
+use crate::privileges::PrivilegeDrop;
 use crate::proxy::PoolProxy;
 use crate::queue::QueueSender;
 use crate::routing::RouteTable;
@@ -196,6 +197,13 @@ pub fn build(rt: RuntimeConfig, upgrade: bool) -> Result<Server, StartError> {
         timeout: std::time::Duration::from_secs(rt.shutdown_timeout_sec),
     };
     server.add_service(background_service("shutdown", monitor));
+    if rt.identity.uid.is_some() || rt.identity.gid.is_some() {
+        let drop = PrivilegeDrop {
+            identity: rt.identity,
+            addr: front.http_addr.clone(),
+        };
+        server.add_service(background_service("privileges", drop));
+    }
     let sockets = Arc::new(SocketTable::default());
     let hub = Arc::new(StatsHub::new(
         pools,

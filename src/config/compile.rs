@@ -29,6 +29,10 @@ pub struct RuntimeConfig {
     pub stats_api: crate::stats_api::StatsApi,
     /// `http_log_requests` / `http_regex_log` and `http_recent_requests`.
     pub web_log: crate::web_log::WebLog,
+    /// `uid` / `gid`: who to run as once the listeners are bound.
+    pub identity: crate::privileges::Identity,
+    /// `PixlProxy.nice`.
+    pub nice: i32,
 }
 
 /// Collects problems while compiling so `check` can print all of them at once.
@@ -86,6 +90,17 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
         }
     }
     let stats_api = super::stats::stats_api(cfg, &mut problems);
+    let identity = crate::privileges::identity(&cfg.uid, &cfg.gid).unwrap_or_else(|e| {
+        let key = if e.starts_with("uid") { "uid" } else { "gid" };
+        problems.push(key, e);
+        crate::privileges::Identity {
+            uid: None,
+            gid: None,
+        }
+    });
+    if !(-20..=19).contains(&cfg.proxy.nice) {
+        problems.push("PixlProxy.nice", "must be between -20 and 19");
+    }
     let web = &cfg.web_server;
     let log_regex = match web.http_log_requests {
         true => problems.regex("WebServer.http_regex_log", &web.http_regex_log, false),
@@ -111,6 +126,8 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
             demo_origin_port: cfg.demo_origin_port,
             stats_api,
             web_log,
+            identity,
+            nice: cfg.proxy.nice,
         }),
         _ => Err(problems.0),
     }

@@ -17,8 +17,6 @@ const IGNORED_TOP: &[&str] = &[
     "log_columns",
     "log_crashes",
     "log_async",
-    "uid",
-    "gid",
     "inject_cli_args",
     "log_debug_errors",
     "stdout",
@@ -74,7 +72,7 @@ const IGNORED_WEB: &[&str] = &[
 ];
 
 /// `PixlProxy` keys outside the pools that poolgate accepts and ignores (for now).
-const IGNORED_PROXY: &[&str] = &["serve_static_files", "nice"];
+const IGNORED_PROXY: &[&str] = &["serve_static_files"];
 
 /// Pool keys of PixlProxy that poolgate accepts and ignores (for now).
 const IGNORED_POOL: &[&str] = &["min_stream_size"];

@@ -31,6 +31,12 @@ pub struct FileConfig {
     /// poolgate: the Unix socket a reload hands the listeners over on; empty =
     /// `<log_dir>/poolgate-upgrade.sock`.
     pub upgrade_sock: String,
+    /// pixl-server: the user (name or id) to run as once the listeners are bound; empty = stay.
+    #[serde(deserialize_with = "name_or_id")]
+    pub uid: String,
+    /// pixl-server: the group (name or id) to run as once the listeners are bound.
+    #[serde(deserialize_with = "name_or_id")]
+    pub gid: String,
     #[serde(rename = "WebServer")]
     pub web_server: WebServerConfig,
     #[serde(rename = "PixlProxy")]
@@ -48,6 +54,8 @@ impl Default for FileConfig {
             shutdown_timeout_sec: 5,
             demo_origin_port: 0,
             upgrade_sock: String::new(),
+            uid: String::new(),
+            gid: String::new(),
             web_server: WebServerConfig::default(),
             proxy: ProxyConfig::default(),
         }
@@ -149,6 +157,23 @@ pub struct ProxyConfig {
     /// poolgate: path of the Prometheus metrics on the main port (same access rules as the
     /// stats API); empty = off.
     pub metrics_uri: String,
+    /// Process priority (-20 highest to 19 lowest), set at start.
+    pub nice: i32,
+}
+
+/// A user or group as a name or a number.
+fn name_or_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NameOrId {
+        Name(String),
+        Id(u32),
+    }
+    match NameOrId::deserialize(deserializer) {
+        Ok(NameOrId::Name(n)) => Ok(n),
+        Ok(NameOrId::Id(id)) => Ok(id.to_string()),
+        Err(_) => Err(serde::de::Error::custom("expected a name or a numeric id")),
+    }
 }
 
 /// A pattern, or `false`/null for none.
@@ -179,6 +204,7 @@ impl Default for ProxyConfig {
             stats_uri_match: None,
             stats_api_tokens: Vec::new(),
             metrics_uri: String::new(),
+            nice: 0,
         }
     }
 }

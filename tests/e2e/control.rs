@@ -276,3 +276,57 @@ async fn environment_variables_override_the_file_and_secrets_come_from_files() {
         "{out}"
     );
 }
+
+fn proc_field(pid: u32, prefix: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test]
+async fn uid_gid_and_nice_are_applied_after_binding() {
+    let o = origin::http();
+    // SAFETY: reads this process's effective user id.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (uid, gid) = if root { ("nobody", "65534") } else { ("", "") };
+    let config = format!(
+        "threads: 2\nshutdown_timeout_sec: 1\nuid: '{uid}'\ngid: '{gid}'\nWebServer:\n  http_port: $PORT\n  http_bind_address: 127.0.0.1\nPixlProxy:\n  nice: 5\n  pools:\n    default: {{target_hostname: 127.0.0.1, target_port: {}}}\n",
+        o.port()
+    );
+    let pg = crate::harness::Poolgate::start(&config);
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pg.pid())).expect("stat");
+    let nice = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().nth(16).unwrap_or("").to_string());
+    assert_eq!(nice.as_deref(), Some("5"), "{stat}");
+    if root {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !proc_field(pg.pid(), "Uid:").contains("65534")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            proc_field(pg.pid(), "Uid:").contains("\t65534\t65534"),
+            "{}",
+            proc_field(pg.pid(), "Uid:")
+        );
+        assert!(proc_field(pg.pid(), "Gid:").contains("\t65534\t65534"));
+    }
+    let resp = crate::harness::client()
+        .get(pg.url("/x"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "still serving after the switch");
+
+    let svc = Service::new(free_port());
+    let text = std::fs::read_to_string(&svc.config).expect("config");
+    std::fs::write(&svc.config, format!("uid: no-such-user-here\n{text}")).expect("config");
+    let (code, out) = svc.run("check");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("uid: no user `no-such-user-here`"), "{out}");
+}
