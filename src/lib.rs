@@ -47,6 +47,7 @@ pub mod queue;
 pub mod redirect;
 pub mod reply;
 pub mod request_body;
+pub mod request_end;
 pub mod request_id;
 pub mod request_log;
 pub mod retry;

@@ -16,8 +16,7 @@ use crate::sockets::SocketEntry;
 use crate::stats_api::StatsApi;
 use crate::stats_hub::StatsHub;
 use crate::targets::Chosen;
-use crate::transaction_log::Transaction;
-use crate::web_log::{WebLog, WebRequest};
+use crate::web_log::WebLog;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -26,7 +25,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Shared state built once at start.
 pub struct PoolProxy {
@@ -46,32 +45,32 @@ pub struct PoolProxy {
 #[derive(Default)]
 pub struct RequestCtx {
     /// The pool chosen by routing; `None` until `request_filter` ran or when nothing matched.
-    pool: Option<Arc<Pool>>,
+    pub(crate) pool: Option<Arc<Pool>>,
     /// The pool's concurrency slot: freed once the back end has answered in full, on failure,
     /// and in any case when the context is dropped.
-    slot: Option<ConcurrencySlot>,
+    pub(crate) slot: Option<ConcurrencySlot>,
     /// The client's address and protocol, read once in `request_filter`.
-    client: ClientFacts,
+    pub(crate) client: ClientFacts,
     /// When the request was admitted to its pool.
-    started: Option<Instant>,
+    pub(crate) started: Option<Instant>,
     /// Back-end addresses that failed, so a retry picks another target.
-    tried: Vec<SocketAddr>,
+    pub(crate) tried: Vec<SocketAddr>,
     /// The target of the current streaming attempt.
-    chosen: Option<Chosen>,
+    pub(crate) chosen: Option<Chosen>,
     /// Retries left on the streaming path (connect failures only).
-    retries_left: u32,
+    pub(crate) retries_left: u32,
     /// The final failure was already counted in the pool's per-second errors.
-    final_error_counted: bool,
+    pub(crate) final_error_counted: bool,
     /// The request went through the buffered exchange (which counts its own errors).
-    via_exchange: bool,
+    pub(crate) via_exchange: bool,
     /// The request was queued (`use_queue`): its send is counted by the queue's sender.
-    queued: bool,
+    pub(crate) queued: bool,
     /// Phase times and byte counts of the back-end request.
-    perf: Option<PerfTimer>,
+    pub(crate) perf: Option<PerfTimer>,
     /// When the request's header had been read.
-    arrived: Option<Instant>,
+    pub(crate) arrived: Option<Instant>,
     /// The client connection's entry in `web.sockets`.
-    socket: Option<Arc<SocketEntry>>,
+    pub(crate) socket: Option<Arc<SocketEntry>>,
 }
 
 impl RequestCtx {
@@ -102,7 +101,7 @@ impl PoolProxy {
     }
 }
 
-fn client_facts(session: &Session) -> ClientFacts {
+pub(crate) fn client_facts(session: &Session) -> ClientFacts {
     ClientFacts {
         ip: session
             .client_addr()
@@ -359,44 +358,7 @@ impl ProxyHttp for PoolProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        record_activity(ctx, e.is_some(), status);
-        crate::request_log::log_request(session, e, ctx.pool.as_deref(), status);
-        log_transaction(session, e, ctx, status);
-        let (bytes_in, bytes_out) = (session.body_bytes_read(), session.body_bytes_sent());
-        let (bytes_in, bytes_out) = (bytes_in as u64, bytes_out as u64);
-        if let Some(socket) = &ctx.socket {
-            socket.end(bytes_in, bytes_out);
-        }
-        let total = ctx.arrived.map_or(Duration::ZERO, |t| t.elapsed());
-        self.web_log.stats.record_total(total, bytes_out, bytes_in);
-        if self.web_log.wants() {
-            self.web_log.record(web_request(session, ctx, status));
-        }
-    }
-}
-
-/// The request as the web server saw it, for `http_log_requests` and `web.recent`.
-fn web_request(session: &Session, ctx: &RequestCtx, status: u16) -> WebRequest {
-    let req = session.req_header();
-    let header = |name| req.headers.get(name).cloned();
-    let client = client_facts(session);
-    WebRequest {
-        when: crate::clock::unix_ms(),
-        method: req.method.clone(),
-        tls: client.tls,
-        port: session
-            .server_addr()
-            .and_then(|a| a.as_inet())
-            .map_or(0, |a| a.port()),
-        status,
-        uri: req.uri.clone(),
-        host: header(http::header::HOST),
-        ip: client.ip,
-        ua: header(http::header::USER_AGENT),
-        total: ctx.arrived.map_or(Duration::ZERO, |t| t.elapsed()),
-        bytes_in: session.body_bytes_read() as u64,
-        bytes_out: session.body_bytes_sent() as u64,
+        crate::request_end::finish(session, e, ctx, &self.web_log);
     }
 }
 
@@ -418,55 +380,4 @@ fn header_size(req: &RequestHeader) -> u64 {
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
     (line + fields + 2) as u64
-}
-
-/// The pool's transaction or error line for this request, if its policy asks for one.
-fn log_transaction(session: &Session, e: Option<&Error>, ctx: &RequestCtx, status: u16) {
-    let (Some(pool), Some(perf)) = (&ctx.pool, &ctx.perf) else {
-        return;
-    };
-    let failed = e.is_some() || !pool.retry.is_success(status);
-    if !pool.logging.wants(failed, perf.total()) {
-        return;
-    }
-    let req = session.req_header();
-    let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
-    let base = target
-        .or_else(|| pool.primary_target())
-        .map(|t| t.base_url());
-    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let error = match e {
-        Some(e) => Some(e.to_string()),
-        None => failed.then(|| format!("HTTP {status}")),
-    };
-    Transaction {
-        pool: &pool.id,
-        url: format!("{}{path}", base.unwrap_or_default()),
-        method: req.method.as_str(),
-        req_headers: &req.headers,
-        status,
-        resp_headers: session.response_written().map(|r| &r.headers),
-        perf,
-        error,
-        failed,
-        request_id: String::new(),
-    }
-    .log(&pool.logging);
-}
-
-/// Feed the pool's per-second activity (retry back-off and degraded hints read it).
-fn record_activity(ctx: &RequestCtx, failed: bool, status: u16) {
-    let (Some(pool), Some(started), false) = (&ctx.pool, ctx.started, ctx.queued) else {
-        return;
-    };
-    pool.stats.end_request();
-    if let Some(perf) = &ctx.perf {
-        pool.stats.record(perf);
-        pool.metrics.observe(if failed { 0 } else { status }, perf);
-    }
-    pool.activity.record_completion(started.elapsed());
-    let failed = failed || !pool.retry.is_success(status);
-    if failed && !ctx.via_exchange && !ctx.final_error_counted {
-        pool.activity.record_error();
-    }
 }

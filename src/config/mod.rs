@@ -5,6 +5,7 @@
 
 pub mod compile;
 pub mod env;
+mod forms;
 pub mod keys;
 pub mod load;
 pub mod model;

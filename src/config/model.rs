@@ -5,6 +5,7 @@
 //! `Serialize` as well: the key audit (see `keys.rs`) lists the keys poolgate understands by
 //! serializing the defaults, so the set of known keys can never drift from the structs.
 
+use super::forms;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -32,10 +33,10 @@ pub struct FileConfig {
     /// `<log_dir>/poolgate-upgrade.sock`.
     pub upgrade_sock: String,
     /// pixl-server: the user (name or id) to run as once the listeners are bound; empty = stay.
-    #[serde(deserialize_with = "name_or_id")]
+    #[serde(deserialize_with = "forms::name_or_id")]
     pub uid: String,
     /// pixl-server: the group (name or id) to run as once the listeners are bound.
-    #[serde(deserialize_with = "name_or_id")]
+    #[serde(deserialize_with = "forms::name_or_id")]
     pub gid: String,
     #[serde(rename = "WebServer")]
     pub web_server: WebServerConfig,
@@ -150,7 +151,7 @@ pub struct ProxyConfig {
     /// (a pool's own `queue_dir` wins); empty = queues are kept in memory only.
     pub queue_dir: String,
     /// Regex of the stats API's URI, or `false` (the default) for no stats API.
-    #[serde(deserialize_with = "optional_pattern")]
+    #[serde(deserialize_with = "forms::optional_pattern")]
     pub stats_uri_match: Option<String>,
     /// poolgate: tokens accepted as `Authorization: Bearer` on the stats API from any address.
     pub stats_api_tokens: Vec<String>,
@@ -159,40 +160,6 @@ pub struct ProxyConfig {
     pub metrics_uri: String,
     /// Process priority (-20 highest to 19 lowest), set at start.
     pub nice: i32,
-}
-
-/// A user or group as a name or a number.
-fn name_or_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NameOrId {
-        Name(String),
-        Id(u32),
-    }
-    match NameOrId::deserialize(deserializer) {
-        Ok(NameOrId::Name(n)) => Ok(n),
-        Ok(NameOrId::Id(id)) => Ok(id.to_string()),
-        Err(_) => Err(serde::de::Error::custom("expected a name or a numeric id")),
-    }
-}
-
-/// A pattern, or `false`/null for none.
-fn optional_pattern<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Pattern {
-        Text(String),
-        Flag(bool),
-    }
-    match Option::<Pattern>::deserialize(deserializer) {
-        Ok(Some(Pattern::Text(t))) => Ok(Some(t)),
-        Ok(Some(Pattern::Flag(false)) | None) => Ok(None),
-        _ => Err(serde::de::Error::custom(
-            "expected a regex string or `false`",
-        )),
-    }
 }
 
 impl Default for ProxyConfig {
@@ -243,7 +210,7 @@ pub struct PoolConfig {
     /// poolgate: requests per minute admitted from one client IP. 0 = no limit.
     pub max_requests_per_min_per_ip: u32,
     /// Redirect hops the proxy follows itself: a number, `true` (10) or `false` (0).
-    #[serde(deserialize_with = "redirect_hops")]
+    #[serde(deserialize_with = "forms::redirect_hops")]
     pub follow_redirects: u32,
     /// Regex over the status code; a match is a success, anything else an error.
     pub resp_code_success_match: String,
@@ -280,50 +247,13 @@ pub struct PoolConfig {
     /// poolgate: queued request bodies larger than this are spooled to a file.
     pub queue_spool_bytes: u64,
     /// Write a transaction line for every back-end request (`true`/`false` or 1/0).
-    #[serde(deserialize_with = "flag")]
+    #[serde(deserialize_with = "forms::flag")]
     pub log_transactions: bool,
     /// Write a transaction line for back-end requests taking this many ms or more; 0 = off.
     pub log_perf_ms: u64,
     /// Write an error line for every failed back-end request.
-    #[serde(deserialize_with = "flag")]
+    #[serde(deserialize_with = "forms::flag")]
     pub log_errors: bool,
-}
-
-/// A switch as PixlProxy configs write it: `true`/`false` or a number (0 = off).
-fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Flag {
-        Bool(bool),
-        Number(u64),
-    }
-    match Flag::deserialize(deserializer) {
-        Ok(Flag::Bool(b)) => Ok(b),
-        Ok(Flag::Number(n)) => Ok(n != 0),
-        Err(_) => Err(serde::de::Error::custom(
-            "expected `true`, `false` or a number",
-        )),
-    }
-}
-
-/// `follow_redirects` as PixlProxy writes it: `false`, `true` or a hop count.
-fn redirect_hops<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Hops {
-        Flag(bool),
-        Count(u32),
-    }
-    Ok(match Hops::deserialize(deserializer) {
-        Ok(Hops::Flag(false)) => 0,
-        Ok(Hops::Flag(true)) => DEFAULT_REDIRECT_HOPS,
-        Ok(Hops::Count(n)) => n,
-        Err(_) => {
-            return Err(serde::de::Error::custom(
-                "expected `true`, `false` or a number of hops",
-            ))
-        }
-    })
 }
 
 /// Hops followed for `follow_redirects: true`.
