@@ -1,6 +1,8 @@
 //! The client-facing side: listeners, keep-alive policy and the headers every response gets.
 
 use crate::headers::GlobalResponseHeaders;
+use crate::https_policy::{HttpsPolicy, SecureHeaders};
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 /// `WebServer.http_keep_alives`.
@@ -44,9 +46,23 @@ pub struct FrontEnd {
     pub response_headers: GlobalResponseHeaders,
     /// `http_max_connections`: open client connections allowed at once; 0 = no limit.
     pub max_connections: usize,
+    /// `https_force` and `https_header_detect`.
+    pub https_policy: HttpsPolicy,
+    /// `secure_headers` (with `csp_allowed`).
+    pub secure_headers: Option<SecureHeaders>,
 }
 
 impl FrontEnd {
+    /// The headers every response gets: `http_response_headers`, the signature, and the secure
+    /// headers when they are on (`tls`: the client came over HTTPS).
+    pub fn finish_response(&self, resp: &mut ResponseHeader, tls: bool) -> pingora::Result<()> {
+        self.response_headers.apply(resp)?;
+        match &self.secure_headers {
+            Some(secure) => secure.apply(resp, tls),
+            None => Ok(()),
+        }
+    }
+
     /// Apply the keep-alive policy and idle timeout to a new request's client connection.
     /// Pingora has already applied the client's own `Connection` header by now.
     pub fn apply_keep_alive(&self, session: &mut Session) {

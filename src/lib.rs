@@ -36,6 +36,7 @@ pub mod failure;
 pub mod front_end;
 pub mod headers;
 pub mod health;
+pub mod https_policy;
 pub mod limits;
 pub mod metrics;
 pub mod perf;

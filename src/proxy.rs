@@ -142,11 +142,19 @@ impl ProxyHttp for PoolProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let mut client = client_facts(session);
+        if let Some(location) = self
+            .front
+            .https_policy
+            .redirect(session.req_header(), client.tls)
+        {
+            reply::redirect(session, &self.front, &location).await?;
+            return Ok(true);
+        }
         if let Some(endpoint) = self.stats_api.endpoint(session.req_header()) {
-            let ip = client_facts(session).ip;
             let (front, hub) = (&self.front, &self.stats);
             self.stats_api
-                .serve(session, front, hub, endpoint, ip)
+                .serve(session, front, hub, endpoint, client.ip)
                 .await?;
             return Ok(true);
         }
@@ -156,7 +164,8 @@ impl ProxyHttp for PoolProxy {
             return Ok(true);
         };
         ctx.pool = Some(pool.clone());
-        let client = client_facts(session);
+        // A load balancer in front may have terminated TLS (`https_header_detect`).
+        client.tls |= self.front.https_policy.detected(session.req_header());
         ctx.client = client;
         if let Some(queue) = &pool.queue {
             ctx.queued = true;
@@ -328,7 +337,8 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.pool()?.response_rules.apply(upstream_response)?;
-        self.front.response_headers.apply(upstream_response)
+        self.front
+            .finish_response(upstream_response, ctx.client.tls)
     }
 
     async fn fail_to_proxy(

@@ -21,6 +21,16 @@ pub async fn text(
     send(session, front, status, TEXT, body, None).await
 }
 
+/// `301 Moved Permanently` to `location` (`https_force`).
+pub async fn redirect(session: &mut Session, front: &FrontEnd, location: &str) -> Result<()> {
+    let mut resp = ResponseHeader::build(301, Some(4))?;
+    resp.insert_header("Location", location)?;
+    resp.insert_header("Content-Length", "0")?;
+    front.finish_response(&mut resp, false)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(None, true).await
+}
+
 /// Send `status` with a JSON body (the blind queue's answers).
 pub async fn json(
     session: &mut Session,
@@ -66,13 +76,42 @@ async fn send(
     body: Bytes,
     retry_after: Option<String>,
 ) -> Result<()> {
+    let extra = retry_after.map(|s| ("Retry-After", s));
+    send_with(session, front, status, content_type, body, extra.as_slice()).await
+}
+
+/// The stats live page: inline script and style are its own, so its policy allows them.
+pub async fn page(session: &mut Session, front: &FrontEnd, body: Bytes) -> Result<()> {
+    let csp = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:";
+    let extra = [("Content-Security-Policy", csp.to_string())];
+    send_with(
+        session,
+        front,
+        200,
+        "text/html; charset=utf-8",
+        body,
+        &extra,
+    )
+    .await
+}
+
+async fn send_with(
+    session: &mut Session,
+    front: &FrontEnd,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    extra: &[(&'static str, String)],
+) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(5))?;
     resp.insert_header("Content-Type", content_type)?;
     resp.insert_header("Content-Length", body.len().to_string())?;
-    if let Some(seconds) = retry_after {
-        resp.insert_header("Retry-After", seconds)?;
+    for (name, value) in extra {
+        resp.insert_header(*name, value.as_str())?;
     }
-    front.response_headers.apply(&mut resp)?;
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some())
+        || front.https_policy.detected(session.req_header());
+    front.finish_response(&mut resp, tls)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
 }

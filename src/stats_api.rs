@@ -75,7 +75,7 @@ impl StatsApi {
             // The page holds no data (it fetches the JSON with the same access rules), so it is
             // served to anyone: from outside the ACL it asks for a token.
             let page = Bytes::from_static(LIVE_PAGE.as_bytes());
-            return reply::raw(session, front, 200, "text/html; charset=utf-8", page).await;
+            return reply::page(session, front, page).await;
         }
         let pretty = flag("pretty=1");
         if !self.allows(session.req_header(), ip) {

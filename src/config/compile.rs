@@ -133,6 +133,54 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
     }
 }
 
+fn https_policy(
+    web: &WebServerConfig,
+    problems: &mut Problems,
+) -> crate::https_policy::HttpsPolicy {
+    let mut detect = Vec::new();
+    for (name, pattern) in &web.https_header_detect {
+        let path = format!("WebServer.https_header_detect.{name}");
+        let Ok(header) = http::HeaderName::from_bytes(name.as_bytes()) else {
+            problems.push(path, "not a valid header name");
+            continue;
+        };
+        if let Some(re) = problems.regex(&path, pattern, true) {
+            detect.push((header, re));
+        }
+    }
+    crate::https_policy::HttpsPolicy {
+        force_to_port: (web.https_force && web.https).then_some(web.https_port),
+        detect,
+    }
+}
+
+fn secure_headers(
+    web: &WebServerConfig,
+    problems: &mut Problems,
+) -> Option<crate::https_policy::SecureHeaders> {
+    let known: Vec<&str> = crate::https_policy::CSP_DIRECTIVES
+        .iter()
+        .map(|d| d.0)
+        .collect();
+    for key in web.csp_allowed.keys() {
+        if !known.contains(&key.as_str()) {
+            let why = format!("unknown directive; one of {}", known.join(", "));
+            problems.push(format!("WebServer.csp_allowed.{key}"), why);
+        }
+    }
+    if !web.secure_headers {
+        return None;
+    }
+    let extra: Vec<(String, Vec<String>)> = web
+        .csp_allowed
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    crate::https_policy::SecureHeaders::new(&extra)
+        .map_err(|e| problems.push("WebServer.csp_allowed", e))
+        .ok()
+}
+
 /// `upgrade_sock`, or `<log_dir>/poolgate-upgrade.sock`, made absolute (old and new process
 /// must agree on it whatever their working directory).
 fn upgrade_sock(cfg: &FileConfig) -> std::path::PathBuf {
@@ -196,7 +244,11 @@ fn front_end(web: &WebServerConfig, problems: &mut Problems) -> Option<FrontEnd>
         "WebServer.http_response_headers",
         &web.http_response_headers,
     );
+    let https_policy = https_policy(web, problems);
+    let secure_headers = secure_headers(web, problems);
     Some(FrontEnd {
+        https_policy,
+        secure_headers,
         http_addr: listen_addr(&web.http_bind_address, web.http_port),
         https,
         keep_alive: keep_alive?,

@@ -65,8 +65,6 @@ const IGNORED_WEB: &[&str] = &[
     "http_public_ip_offset",
     "https_alt_ports",
     "https_ca_file",
-    "https_force",
-    "https_header_detect",
     "https_timeout",
     "http_uri_handlers",
 ];

@@ -98,6 +98,17 @@ pub struct WebServerConfig {
     pub http_regex_log: String,
     /// Recent requests listed in the stats API's `web.recent`.
     pub http_recent_requests: usize,
+    /// With `https`: redirect plain-HTTP requests to HTTPS (301).
+    pub https_force: bool,
+    /// Request header name -> regex: a match means the client came over HTTPS (a load
+    /// balancer in front terminated TLS).
+    pub https_header_detect: BTreeMap<String, String>,
+    /// poolgate: add HSTS (HTTPS only), X-Content-Type-Options, X-Frame-Options,
+    /// Referrer-Policy and a Content-Security-Policy to responses that lack them.
+    pub secure_headers: bool,
+    /// poolgate: extra CSP sources per directive (`default`, `script`, `style`, `img`, `font`,
+    /// `connect`, `frame`, `media`, `object`).
+    pub csp_allowed: BTreeMap<String, Vec<String>>,
 }
 
 /// pixl-server-web's default ACL: localhost plus the private ranges.
@@ -137,6 +148,10 @@ impl Default for WebServerConfig {
             http_log_requests: false,
             http_regex_log: ".+".into(),
             http_recent_requests: 10,
+            https_force: false,
+            https_header_detect: BTreeMap::new(),
+            secure_headers: false,
+            csp_allowed: BTreeMap::new(),
         }
     }
 }

@@ -28,7 +28,7 @@ impl Exchange<'_> {
                 Error::explain(ErrorType::InternalError, "answer without a header")
             })?);
         self.pool.response_rules.apply(&mut resp)?;
-        self.front.response_headers.apply(&mut resp)?;
+        self.front.finish_response(&mut resp, self.client.tls)?;
         if !resp.headers.contains_key(http::header::CONTENT_LENGTH)
             && !resp.headers.contains_key(http::header::TRANSFER_ENCODING)
             && has_body(resp.status.as_u16(), &session.req_header().method)

@@ -7,6 +7,7 @@ mod event_log;
 mod forwarding;
 mod front_end;
 mod harness;
+mod https_options;
 mod live_page;
 mod origin;
 mod queue;
