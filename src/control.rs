@@ -42,10 +42,10 @@ fn signal(pid: i32, sig: libc::c_int) -> bool {
 
 /// An address `start` can connect to, to see the proxy listening.
 fn probe_addr(http_addr: &str) -> Option<SocketAddr> {
-    let addr = http_addr
-        .replace("0.0.0.0:", "127.0.0.1:")
-        .replace("[::]:", "[::1]:");
-    addr.to_socket_addrs().ok()?.next()
+    crate::front_end::local_addr(http_addr)
+        .to_socket_addrs()
+        .ok()?
+        .next()
 }
 
 /// The addresses a config listens on (a reload cannot change them).

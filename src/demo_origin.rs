@@ -71,13 +71,8 @@ impl pingora::services::background::BackgroundService for DemoOriginReady {
         _shutdown: pingora::server::ShutdownWatch,
         ready: pingora::services::ServiceReadyNotifier,
     ) {
-        let addr = addr(self.0);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
+        let limit = std::time::Duration::from_secs(5);
+        crate::front_end::wait_until_accepting(&addr(self.0), limit).await;
         ready.notify_ready();
     }
 }

@@ -90,6 +90,30 @@ fn client_asked_keep_alive(session: &Session) -> bool {
         })
 }
 
+/// Whether the client's connection itself is TLS.
+pub fn tls_connection(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// A listen address as a local client reaches it (`0.0.0.0` / `[::]` -> loopback).
+pub fn local_addr(listen: &str) -> String {
+    listen
+        .replace("0.0.0.0:", "127.0.0.1:")
+        .replace("[::]:", "[::1]:")
+}
+
+/// Wait (at most `limit`) until something accepts connections on the listen address `addr`.
+pub async fn wait_until_accepting(addr: &str, limit: std::time::Duration) {
+    let addr = local_addr(addr);
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 /// `ip:port` for a bind address (empty = all IPv4 addresses) and port.
 pub fn listen_addr(bind: &str, port: u16) -> String {
     let bind = if bind.is_empty() { "0.0.0.0" } else { bind };

@@ -87,8 +87,13 @@ impl PerfTimer {
 
 /// Milliseconds with three decimals, as a JSON number.
 fn ms(d: Duration) -> Value {
-    let micros = d.as_micros() as f64;
-    json!((micros / 1000.0 * 1000.0).round() / 1000.0)
+    ms_rounded(d, 3)
+}
+
+/// Milliseconds rounded to `decimals` places, as a JSON number (PixlProxy's figures).
+pub fn ms_rounded(d: Duration, decimals: i32) -> Value {
+    let scale = 10f64.powi(decimals);
+    json!((d.as_micros() as f64 / 1000.0 * scale).round() / scale)
 }
 
 #[cfg(test)]

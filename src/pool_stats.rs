@@ -8,7 +8,7 @@
 //! taken per request.
 
 use crate::clock;
-use crate::perf::PerfTimer;
+use crate::perf::{ms_rounded, PerfTimer};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -248,16 +248,11 @@ impl SecondStats {
                     .collect(),
             )
         };
-        out.insert("minimums".into(), table(|s| ms(s.min, 1000.0)));
-        out.insert("maximums".into(), table(|s| ms(s.max, 1000.0)));
-        out.insert("averages".into(), table(|s| ms(s.avg, 100.0)));
+        out.insert("minimums".into(), table(|s| ms_rounded(s.min, 3)));
+        out.insert("maximums".into(), table(|s| ms_rounded(s.max, 3)));
+        out.insert("averages".into(), table(|s| ms_rounded(s.avg, 2)));
         out
     }
-}
-
-/// Milliseconds rounded to 1/`per_ms`.
-fn ms(d: Duration, per_ms: f64) -> Value {
-    json!((d.as_micros() as f64 / 1000.0 * per_ms).round() / per_ms)
 }
 
 #[cfg(test)]

@@ -83,16 +83,7 @@ pub struct PrivilegeDrop {
 #[async_trait]
 impl BackgroundService for PrivilegeDrop {
     async fn start(&self, _shutdown: ShutdownWatch) {
-        let probe = self
-            .addr
-            .replace("0.0.0.0:", "127.0.0.1:")
-            .replace("[::]:", "[::1]:");
-        for _ in 0..400 {
-            if tokio::net::TcpStream::connect(&probe).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        crate::front_end::wait_until_accepting(&self.addr, Duration::from_secs(10)).await;
         // glibc applies setgid/setuid to every thread of the process. Group first: without
         // root it could not be changed afterwards.
         // SAFETY: plain system calls on this process's credentials.

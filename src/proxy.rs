@@ -107,7 +107,7 @@ pub(crate) fn client_facts(session: &Session) -> ClientFacts {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip()),
-        tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+        tls: crate::front_end::tls_connection(session),
     }
 }
 
@@ -129,7 +129,7 @@ impl ProxyHttp for PoolProxy {
         ctx.socket = peer.and_then(|p| self.stats.sockets.find(p));
         if let Some(socket) = &ctx.socket {
             let req = session.req_header();
-            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            let tls = crate::front_end::tls_connection(session);
             socket.begin(
                 &req.method,
                 &req.uri,

@@ -109,7 +109,7 @@ async fn send_with(
     for (name, value) in extra {
         resp.insert_header(*name, value.as_str())?;
     }
-    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some())
+    let tls = crate::front_end::tls_connection(session)
         || front.https_policy.detected(session.req_header());
     front.finish_response(&mut resp, tls)?;
     session.write_response_header(Box::new(resp), false).await?;

@@ -130,7 +130,7 @@ impl StatsHub {
 
 /// pixl-server-web's min/max/average object, in ms.
 fn mma(s: Option<&PhaseSummary>) -> Value {
-    let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
+    let ms = |d: Duration| crate::perf::ms_rounded(d, 3);
     match s {
         Some(s) => json!({
             "st": "mma",

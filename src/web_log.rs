@@ -56,10 +56,9 @@ impl WebRequest {
     }
 
     fn perf(&self) -> Value {
-        let total = (self.total.as_micros() as f64).round() / 1000.0;
         json!({
             "scale": 1000,
-            "perf": {"total": total},
+            "perf": {"total": crate::perf::ms_rounded(self.total, 3)},
             "counters": {"bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "num_requests": 1},
         })
     }
