@@ -1,7 +1,9 @@
 //! The client-facing side: listeners, keep-alive policy and the headers every response gets.
 
+use crate::compression::CompressionPolicy;
 use crate::headers::GlobalResponseHeaders;
 use crate::https_policy::{HttpsPolicy, SecureHeaders};
+use crate::request_body::UploadLimit;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -33,6 +35,10 @@ pub struct TlsListener {
     pub addr: String,
     pub cert_file: String,
     pub key_file: String,
+    /// `https_sni_certs`: (server name or `*.domain`, cert file, key file).
+    pub sni: Vec<(String, String, String)>,
+    /// `https_http2`: offer HTTP/2 by ALPN.
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +56,12 @@ pub struct FrontEnd {
     pub https_policy: HttpsPolicy,
     /// `secure_headers` (with `csp_allowed`).
     pub secure_headers: Option<SecureHeaders>,
+    /// Active content encoding.
+    pub compression: CompressionPolicy,
+    /// `http_h2c`: cleartext HTTP/2 on the HTTP listener.
+    pub h2c: bool,
+    /// `http_max_upload_size`.
+    pub upload_limit: UploadLimit,
 }
 
 impl FrontEnd {

@@ -24,6 +24,9 @@ use std::time::Duration;
 /// How long an idle pooled back-end connection is kept before poolgate closes it.
 pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Requests one HTTP/2 back-end connection carries at once (`target_http2`).
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
 /// A pool's back ends.
 #[derive(Debug)]
 pub enum TargetSet {
@@ -45,6 +48,8 @@ pub struct PeerSettings {
     pub verify_tls: bool,
     /// Keeps each pool's pooled connections apart even when pools share a back end.
     pub group_key: u64,
+    /// `target_http2`: HTTP/2 to the back end (ALPN over TLS, prior knowledge in clear).
+    pub http2: bool,
 }
 
 #[derive(Debug)]
@@ -71,6 +76,8 @@ pub struct Pool {
     pub stats: PoolStats,
     /// Prometheus handles, bound to this pool.
     pub metrics: PoolMetrics,
+    /// `min_stream_size`: compressed responses up to this size are encoded in one piece.
+    pub min_stream_size: u64,
 }
 
 impl Pool {
@@ -176,6 +183,12 @@ impl Pool {
         // With `use_keep_alives: false` the request carries `Connection: close` (see headers.rs),
         // so Pingora never returns that connection to its pool.
         o.idle_timeout = Some(BACKEND_IDLE_TIMEOUT);
+        if self.connect.http2 {
+            // Over TLS the back end may still pick HTTP/1.1; in clear there is no negotiation.
+            let min = if tls { 1 } else { 2 };
+            o.set_http_version(2, min);
+            o.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
         Box::new(peer)
     }
 
@@ -253,6 +266,7 @@ pub(crate) mod tests {
                 ttfb_timeout: None,
                 verify_tls: true,
                 group_key: Pool::group_key_of(id),
+                http2: false,
             },
             limits: PoolLimits::default(),
             retry: RetryPolicy {
@@ -268,6 +282,7 @@ pub(crate) mod tests {
             logging: LogPolicy::default(),
             stats: PoolStats::default(),
             metrics: PoolMetrics::new(id),
+            min_stream_size: 0,
         })
     }
 }

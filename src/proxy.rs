@@ -2,6 +2,7 @@
 //! the work to the module named after the concept (routing, limits, pool, exchange, failure,
 //! reply).
 
+use crate::compression::ResponseEncoder;
 use crate::exchange::Exchange;
 use crate::failure;
 use crate::front_end::FrontEnd;
@@ -71,6 +72,10 @@ pub struct RequestCtx {
     pub(crate) arrived: Option<Instant>,
     /// The client connection's entry in `web.sockets`.
     pub(crate) socket: Option<Arc<SocketEntry>>,
+    /// Request body bytes read from the client so far (`http_max_upload_size`).
+    pub(crate) body_received: u64,
+    /// Compresses the response body when the client gets it encoded.
+    pub(crate) encoder: Option<ResponseEncoder>,
 }
 
 impl RequestCtx {
@@ -164,6 +169,17 @@ impl ProxyHttp for PoolProxy {
             return Ok(true);
         };
         ctx.pool = Some(pool.clone());
+        if self
+            .front
+            .upload_limit
+            .refuses_declared(session.req_header())
+            && pool.queue.is_none()
+        {
+            // The body is not read: the connection cannot be reused.
+            session.set_keepalive(None);
+            reply::text(session, &self.front, 413, failure::body_for(413)).await?;
+            return Ok(true);
+        }
         // A load balancer in front may have terminated TLS (`https_header_detect`).
         client.tls |= self.front.https_policy.detected(session.req_header());
         ctx.client = client;
@@ -246,6 +262,8 @@ impl ProxyHttp for PoolProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.body_received += body.as_ref().map_or(0, |b| b.len() as u64);
+        self.front.upload_limit.check(ctx.body_received)?;
         if let Some(perf) = &mut ctx.perf {
             perf.bytes_sent += body.as_ref().map_or(0, |b| b.len() as u64);
             if end_of_stream {
@@ -332,13 +350,33 @@ impl ProxyHttp for PoolProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.pool()?.response_rules.apply(upstream_response)?;
+        let pool = ctx.pool()?;
+        pool.response_rules.apply(upstream_response)?;
         self.front
-            .finish_response(upstream_response, ctx.client.tls)
+            .finish_response(upstream_response, ctx.client.tls)?;
+        let whole_up_to = pool.min_stream_size;
+        ctx.encoder =
+            self.front
+                .compression
+                .begin(session.req_header(), upstream_response, whole_up_to);
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(encoder) = &mut ctx.encoder {
+            encoder.encode_in_place(body, end_of_stream)?;
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(

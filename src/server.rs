@@ -12,7 +12,7 @@ use crate::routing::RouteTable;
 use crate::shutdown::ShutdownMonitor;
 use crate::sockets::SocketTable;
 use crate::stats_hub::{StatsHub, StatsTicker};
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerOptions, ServerApp};
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -83,13 +83,22 @@ fn listen<A: ServerApp + Send + Sync + 'static>(
     let mut service = Service::new("poolgate".to_string(), app);
     service.add_tcp(&front.http_addr);
     if let Some(tls) = &front.https {
-        service
-            .add_tls(&tls.addr, &tls.cert_file, &tls.key_file)
-            .map_err(|e| {
-                StartError::Config(format!("WebServer.https_cert_file / https_key_file: {e}"))
-            })?;
+        let settings =
+            crate::tls_certs::tls_settings(tls, tls.http2).map_err(StartError::Config)?;
+        service.add_tls_with_settings(&tls.addr, None, settings);
     }
     Ok(service)
+}
+
+/// Client-side protocol options: cleartext HTTP/2 (`http_h2c`) and, since HTTP/2 connections
+/// have no idle timeout of their own, `http_timeout` for them too.
+fn server_options(front: &FrontEnd) -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2c = front.h2c;
+    if front.idle_timeout_sec > 0 {
+        options.h2_idle_timeout = Some(std::time::Duration::from_secs(front.idle_timeout_sec));
+    }
+    options
 }
 
 /// Resolve balanced targets once before serving, then keep them resolved and health-checked
@@ -221,7 +230,8 @@ pub fn build(rt: RuntimeConfig, upgrade: bool) -> Result<Server, StartError> {
         stats_api: Arc::new(rt.stats_api),
         web_log,
     };
-    let proxy = pingora::proxy::http_proxy(&server.configuration, app);
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, app);
+    proxy.server_options = Some(server_options(&front));
     let drain = std::time::Duration::from_secs(rt_shutdown).min(KEEPALIVE_DRAIN);
     let app = LimitedApp::new(proxy, connections, sockets, drain);
     let service = listen(app, &front)?;

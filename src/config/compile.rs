@@ -225,6 +225,8 @@ fn front_end(web: &WebServerConfig, problems: &mut Problems) -> Option<FrontEnd>
             addr: listen_addr(bind, web.https_port),
             cert_file: web.https_cert_file.clone(),
             key_file: web.https_key_file.clone(),
+            sni: super::protocols::sni_certs(web, problems),
+            http2: web.https_http2,
         })
     } else {
         None
@@ -255,5 +257,8 @@ fn front_end(web: &WebServerConfig, problems: &mut Problems) -> Option<FrontEnd>
         idle_timeout_sec: web.http_timeout,
         response_headers: GlobalResponseHeaders { always, server },
         max_connections: web.http_max_connections,
+        compression: super::protocols::compression(web, problems),
+        h2c: web.http_h2c,
+        upload_limit: crate::request_body::UploadLimit(web.http_max_upload_size),
     })
 }

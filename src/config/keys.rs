@@ -34,18 +34,12 @@ const IGNORED_WEB: &[&str] = &[
     "http_htdocs_dir",
     "http_static_ttl",
     "http_static_index",
-    "http_gzip_text",
-    "http_compress_text",
-    "http_regex_text",
     "http_regex_json",
     "http_code_response_headers",
     "http_request_timeout",
     "http_keep_alive_timeout",
     "http_socket_prelim_timeout",
     "http_max_requests_per_connection",
-    "http_gzip_opts",
-    "http_enable_brotli",
-    "http_brotli_opts",
     "http_log_request_details",
     "http_log_body_max",
     "http_log_perf",
@@ -73,7 +67,7 @@ const IGNORED_WEB: &[&str] = &[
 const IGNORED_PROXY: &[&str] = &["serve_static_files"];
 
 /// Pool keys of PixlProxy that poolgate accepts and ignores (for now).
-const IGNORED_POOL: &[&str] = &["min_stream_size"];
+const IGNORED_POOL: &[&str] = &[];
 
 /// Warnings for every key that is not used: known-but-ignored ones and probable typos.
 pub fn audit(doc: &Value) -> Vec<Problem> {
@@ -192,22 +186,13 @@ mod tests {
 
     #[test]
     fn framework_keys_are_ignored_with_a_warning() {
-        let found = audit_str(
-            "echo: true\nWebServer: {http_gzip_text: true}\nPixlProxy: {pools: {a: {min_stream_size: 1}}}",
-        );
+        let found = audit_str("echo: true\nWebServer: {http_regex_json: x}");
         let paths: Vec<_> = found
             .iter()
             .map(|p| (p.path.as_str(), p.severity))
             .collect();
         let w = Severity::Ignored;
-        assert_eq!(
-            paths,
-            vec![
-                ("echo", w),
-                ("WebServer.http_gzip_text", w),
-                ("PixlProxy.pools.a.min_stream_size", w)
-            ]
-        );
+        assert_eq!(paths, vec![("echo", w), ("WebServer.http_regex_json", w),]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod load;
 pub mod model;
 mod pools;
 pub mod problem;
+mod protocols;
 mod queue;
 pub mod stats;
 mod targets;

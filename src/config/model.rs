@@ -109,6 +109,43 @@ pub struct WebServerConfig {
     /// poolgate: extra CSP sources per directive (`default`, `script`, `style`, `img`, `font`,
     /// `connect`, `frame`, `media`, `object`).
     pub csp_allowed: BTreeMap<String, Vec<String>>,
+    /// Compress text responses the back end did not encode (`http_gzip_text` is the legacy
+    /// name; either one turns it on).
+    pub http_compress_text: bool,
+    pub http_gzip_text: bool,
+    /// Regex over the response `Content-Type`: only matching responses are compressed.
+    pub http_regex_text: String,
+    /// zlib options; poolgate reads `level` (1-9, default 6).
+    pub http_gzip_opts: CompressOptions,
+    /// Prefer brotli when the client accepts it.
+    pub http_enable_brotli: bool,
+    /// brotli options; poolgate reads `level` (1-11, default 4).
+    pub http_brotli_opts: CompressOptions,
+    /// poolgate: offer HTTP/2 on the HTTPS listener (ALPN `h2`, falling back to HTTP/1.1).
+    pub https_http2: bool,
+    /// poolgate: accept cleartext HTTP/2 (prior knowledge, `h2c`) on the HTTP listener.
+    pub http_h2c: bool,
+    /// poolgate: more certificates, selected by the name the client asks for (SNI):
+    /// host name (or `*.domain`) -> `{cert_file, key_file}`. Other names get `https_cert_file`.
+    pub https_sni_certs: BTreeMap<String, CertFiles>,
+}
+
+/// Options of a compressor (Node's zlib / brotli options). Only `level` is used; the rest are
+/// accepted so a pixl-server-web config loads unchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CompressOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// A certificate chain and its private key (PEM files).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFiles {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 /// pixl-server-web's default ACL: localhost plus the private ranges.
@@ -152,6 +189,15 @@ impl Default for WebServerConfig {
             https_header_detect: BTreeMap::new(),
             secure_headers: false,
             csp_allowed: BTreeMap::new(),
+            http_compress_text: false,
+            http_gzip_text: false,
+            http_regex_text: "(text|javascript|json|css|html)".into(),
+            http_gzip_opts: CompressOptions::default(),
+            http_enable_brotli: false,
+            http_brotli_opts: CompressOptions::default(),
+            https_http2: true,
+            http_h2c: false,
+            https_sni_certs: BTreeMap::new(),
         }
     }
 }
@@ -261,6 +307,11 @@ pub struct PoolConfig {
     pub queue_fsync: bool,
     /// poolgate: queued request bodies larger than this are spooled to a file.
     pub queue_spool_bytes: u64,
+    /// Compressed responses up to this many bytes (by `Content-Length`) are compressed in one
+    /// piece in memory; larger or unsized ones chunk by chunk as they stream.
+    pub min_stream_size: u64,
+    /// poolgate: speak HTTP/2 to the back end (ALPN over HTTPS, prior knowledge over HTTP).
+    pub target_http2: bool,
     /// Write a transaction line for every back-end request (`true`/`false` or 1/0).
     #[serde(deserialize_with = "forms::flag")]
     pub log_transactions: bool,
@@ -360,6 +411,8 @@ impl Default for PoolConfig {
             queue_dir: String::new(),
             queue_fsync: true,
             queue_spool_bytes: 64 * 1024,
+            min_stream_size: 128 * 1024,
+            target_http2: false,
             log_transactions: false,
             log_perf_ms: 0,
             log_errors: true,

@@ -63,6 +63,7 @@ pub(super) fn compile_pool(
             ttfb_timeout: (p.http_timeout_ms > 0).then(|| Duration::from_millis(p.http_timeout_ms)),
             verify_tls: validate_ssl_certs,
             group_key: Pool::group_key_of(id),
+            http2: p.target_http2,
         },
         limits,
         retry: retry?,
@@ -77,6 +78,7 @@ pub(super) fn compile_pool(
         },
         stats: Default::default(),
         metrics: crate::metrics::PoolMetrics::new(id),
+        min_stream_size: p.min_stream_size,
     })
 }
 

@@ -167,6 +167,7 @@ impl Exchange<'_> {
         }
         if hop.with_body && !body.complete {
             // From here on the body is gone: no attempt can send it again.
+            let mut received = body.head.len() as u64;
             body.head = bytes::Bytes::new();
             body.framed = false;
             while let Some(chunk) = session
@@ -174,6 +175,11 @@ impl Exchange<'_> {
                 .await
                 .map_err(|e| Failure::Client(e.into_down()))?
             {
+                received += chunk.len() as u64;
+                self.front
+                    .upload_limit
+                    .check(received)
+                    .map_err(|e| Failure::Client(e.into_down()))?;
                 up.write_request_body(chunk, false)
                     .await
                     .map_err(|e| failed(e, false))?;

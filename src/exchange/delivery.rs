@@ -29,6 +29,9 @@ impl Exchange<'_> {
             })?);
         self.pool.response_rules.apply(&mut resp)?;
         self.front.finish_response(&mut resp, self.client.tls)?;
+        let req = session.req_header();
+        let whole_up_to = self.pool.min_stream_size;
+        let mut encoder = self.front.compression.begin(req, &mut resp, whole_up_to);
         if !resp.headers.contains_key(http::header::CONTENT_LENGTH)
             && !resp.headers.contains_key(http::header::TRANSFER_ENCODING)
             && has_body(resp.status.as_u16(), &session.req_header().method)
@@ -46,15 +49,25 @@ impl Exchange<'_> {
                 // The back end is done: free the slot before the client sees the end.
                 slot.take();
             }
-            session
-                .write_response_body(Some(chunk), false)
-                .await
-                .map_err(|e| e.into_down())?;
+            let chunk = match &mut encoder {
+                Some(encoder) => encoder.encode(Some(&chunk), false)?,
+                None => Some(chunk),
+            };
+            if chunk.is_some() {
+                session
+                    .write_response_body(chunk, false)
+                    .await
+                    .map_err(|e| e.into_down())?;
+            }
         }
         perf.lap("receive");
         slot.take();
+        let last = match &mut encoder {
+            Some(encoder) => encoder.encode(None, true)?,
+            None => None,
+        };
         session
-            .write_response_body(None, true)
+            .write_response_body(last, true)
             .await
             .map_err(|e| e.into_down())?;
         if reusable && self.pool.use_keep_alives {

@@ -86,7 +86,8 @@ impl Exchange<'_> {
         slot: &mut Option<ConcurrencySlot>,
         perf: &mut PerfTimer,
     ) -> Result<()> {
-        let mut body = RequestBody::read(session, self.pool.retry.max_body_bytes)
+        let limit = self.pool.retry.max_body_bytes;
+        let mut body = RequestBody::read(session, limit, self.front.upload_limit)
             .await
             .map_err(|e| e.into_down())?;
         let original = session.req_header().clone();

@@ -2,11 +2,13 @@
 
 mod balancing;
 mod cli;
+mod content_encoding;
 mod control;
 mod event_log;
 mod forwarding;
 mod front_end;
 mod harness;
+mod http2;
 mod https_options;
 mod live_page;
 mod origin;
@@ -17,6 +19,8 @@ mod routing;
 mod stats;
 mod throttling;
 mod tls;
+mod upload_limit;
+mod websocket;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

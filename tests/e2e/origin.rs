@@ -10,6 +10,9 @@
 //! - `/flaky/N`: like `/fail/N`, but once recovered it describes the request (see below).
 //! - `/goto/CODE`: answers status CODE with `Location` set to the request's `X-Location` header.
 //! - `/server-header`: answers with its own `Server` header.
+//! - `/typed/N`: N bytes of text with the `Content-Type` of the request's `X-Want-Type`
+//!   (default `text/plain`); `X-Want-Gzip: 1` sends them gzip-encoded, `X-Want-Stream: 1`
+//!   without `Content-Length`.
 //! - anything else: 200 with a JSON description of the request (method, uri, headers, body
 //!   length and checksum).
 //!
@@ -21,7 +24,7 @@ use futures_util::stream;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,7 +115,13 @@ fn bind() -> (std::net::TcpListener, SocketAddr) {
 /// Start the HTTP origin (plain, or TLS with the given acceptor).
 pub fn start(tls: Option<TlsAcceptor>) -> Origin {
     let (std_listener, addr) = bind();
-    serve(std_listener, addr, tls)
+    serve(std_listener, addr, tls, false)
+}
+
+/// An origin that speaks only HTTP/2 in clear (prior knowledge, `h2c`).
+pub fn h2c() -> Origin {
+    let (std_listener, addr) = bind();
+    serve(std_listener, addr, None, true)
 }
 
 /// A plain HTTP origin on a given loopback port (to bring a stopped origin back).
@@ -120,13 +129,14 @@ pub fn http_on(port: u16) -> Origin {
     let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind origin port");
     l.set_nonblocking(true).expect("nonblocking");
     let addr = l.local_addr().expect("origin addr");
-    serve(l, addr, None)
+    serve(l, addr, None, false)
 }
 
 fn serve(
     std_listener: std::net::TcpListener,
     addr: SocketAddr,
     tls: Option<TlsAcceptor>,
+    http2: bool,
 ) -> Origin {
     let rt = runtime();
     let counters = Arc::new(Counters::default());
@@ -142,6 +152,11 @@ fn serve(
             let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| handle(req, c.clone()));
+                if http2 {
+                    let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    return;
+                }
                 let builder = hyper::server::conn::http1::Builder::new();
                 match tls {
                     Some(acceptor) => {
@@ -276,6 +291,9 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
         }
         return Ok(full(200, "arrived"));
     }
+    if let Some(n) = arg("/typed/") {
+        return Ok(typed(req.headers(), n as usize));
+    }
     if path == "/server-header" {
         let mut resp = full(200, "own server header");
         resp.headers_mut()
@@ -285,6 +303,44 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
         return Ok(resp);
     }
     Ok(describe(req, &c).await)
+}
+
+/// The text `/typed/N` answers with.
+pub fn text_of(n: usize) -> Vec<u8> {
+    b"poolgate compresses text. "
+        .iter()
+        .copied()
+        .cycle()
+        .take(n)
+        .collect()
+}
+
+fn typed(headers: &hyper::HeaderMap, n: usize) -> Response<Body> {
+    let want = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let mut text = text_of(n);
+    let gzip = want("x-want-gzip") == Some("1");
+    if gzip {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&text).expect("gzip");
+        text = enc.finish().expect("gzip");
+    }
+    let mut resp = if want("x-want-stream") == Some("1") {
+        let chunks: Vec<Result<Frame<Bytes>, Infallible>> = text
+            .chunks(16 * 1024)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        Response::new(StreamBody::new(stream::iter(chunks)).boxed_unsync())
+    } else {
+        full(200, text)
+    };
+    let ct = want("x-want-type").unwrap_or("text/plain").to_string();
+    let h = resp.headers_mut();
+    h.insert("content-type", ct.parse().expect("ct"));
+    if gzip {
+        h.insert("content-encoding", "gzip".parse().expect("ce"));
+    }
+    resp
 }
 
 /// The byte at position `i` of every generated body: verifiable without storing the body.
@@ -331,6 +387,7 @@ async fn describe(req: Request<Incoming>, c: &Counters) -> Response<Body> {
         .collect();
     let json = serde_json::json!({
         "method": parts.method.as_str(),
+        "version": format!("{:?}", parts.version),
         "uri": parts.uri.to_string(),
         "headers": headers,
         "body_len": len,

@@ -11,7 +11,12 @@ pub struct TestCert {
 
 /// A self-signed certificate for `localhost` and `127.0.0.1`.
 pub fn self_signed() -> TestCert {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    for_names(&["localhost", "127.0.0.1"])
+}
+
+/// A self-signed certificate for the given names.
+pub fn for_names(names: &[&str]) -> TestCert {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let ck = rcgen::generate_simple_self_signed(names).expect("generate cert");
     TestCert {
         cert_pem: ck.cert.pem(),

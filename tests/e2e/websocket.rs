@@ -1,0 +1,137 @@
+//! WebSocket: an `Upgrade` passes through a pool and frames flow both ways afterwards.
+//! The origin and the client speak the WebSocket framing by hand over raw TCP.
+
+use crate::config;
+use crate::harness::Poolgate;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Read up to the end of an HTTP header.
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        if s.read(&mut byte).unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// One frame: (opcode, payload), unmasking a masked one.
+fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).expect("frame header");
+    let masked = h[1] & 0x80 != 0;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).expect("len");
+            u16::from_be_bytes(l) as usize
+        }
+        n => n as usize,
+    };
+    let mut mask = [0u8; 4];
+    if masked {
+        s.read_exact(&mut mask).expect("mask");
+    }
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).expect("payload");
+    if masked {
+        payload
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b ^= mask[i % 4]);
+    }
+    (h[0] & 0x0f, payload)
+}
+
+/// A text frame; clients mask theirs (RFC 6455), servers do not.
+fn frame(payload: &[u8], masked: bool) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut out = vec![0x81, payload.len() as u8 | if masked { 0x80 } else { 0 }];
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    if masked {
+        out.extend_from_slice(&mask);
+    }
+    out.extend(
+        payload
+            .iter()
+            .enumerate()
+            .map(|(i, b)| if masked { b ^ mask[i % 4] } else { *b }),
+    );
+    out
+}
+
+/// An origin that accepts one WebSocket and answers every text frame with `echo: <text>`.
+/// Sends the upgrade request it saw on `heads`.
+fn websocket_origin() -> (u16, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = tx.send(read_head(&mut s));
+        let reply = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        if s.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+        for _ in 0..10 {
+            let (op, text) = read_frame(&mut s);
+            if op != 1 {
+                return;
+            }
+            let answer = [b"echo: ".as_slice(), &text].concat();
+            if s.write_all(&frame(&answer, false)).is_err() {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+fn talk_through(pool_extra: &str) {
+    let (port, heads) = websocket_origin();
+    let pg = Poolgate::start(&config(&format!(
+        "{{default: {{target_hostname: 127.0.0.1, target_port: {port}{pool_extra}}}}}"
+    )));
+    let mut s = TcpStream::connect(pg.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let upgrade = "GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    s.write_all(upgrade.as_bytes()).expect("upgrade");
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let seen = heads
+        .recv_timeout(Duration::from_secs(10))
+        .expect("origin saw it");
+    let lower = seen.to_ascii_lowercase();
+    assert!(lower.contains("upgrade: websocket"), "{seen}");
+    assert!(
+        lower.contains("sec-websocket-key: dghlihnhbxbszsbub25jzq=="),
+        "{seen}"
+    );
+    for text in ["hello poolgate", "second message"] {
+        s.write_all(&frame(text.as_bytes(), true))
+            .expect("send frame");
+        let (op, payload) = read_frame(&mut s);
+        assert_eq!(op, 1);
+        assert_eq!(payload, format!("echo: {text}").into_bytes());
+    }
+}
+
+#[test]
+fn a_websocket_passes_through_in_both_directions() {
+    talk_through("");
+}
+
+#[test]
+fn a_websocket_passes_through_a_retrying_pool() {
+    talk_through(", retries: 2");
+}
