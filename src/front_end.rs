@@ -4,6 +4,7 @@ use crate::headers::GlobalResponseHeaders;
 use crate::https_policy::{HttpsPolicy, SecureHeaders};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use std::sync::Arc;
 
 /// `WebServer.http_keep_alives`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct FrontEnd {
     pub https_policy: HttpsPolicy,
     /// `secure_headers` (with `csp_allowed`).
     pub secure_headers: Option<SecureHeaders>,
+    /// `serve_static_files`: where requests no pool takes are answered from; `None` = 404.
+    pub static_files: Option<Arc<crate::static_files::StaticFiles>>,
 }
 
 impl FrontEnd {

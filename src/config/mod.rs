@@ -12,6 +12,7 @@ pub mod model;
 mod pools;
 pub mod problem;
 mod queue;
+mod static_files;
 pub mod stats;
 mod targets;
 mod traffic;

@@ -109,6 +109,13 @@ pub struct WebServerConfig {
     /// poolgate: extra CSP sources per directive (`default`, `script`, `style`, `img`, `font`,
     /// `connect`, `frame`, `media`, `object`).
     pub csp_allowed: BTreeMap<String, Vec<String>>,
+    /// Directory static files are served from (`PixlProxy.serve_static_files`); relative to
+    /// the working directory at start.
+    pub http_htdocs_dir: String,
+    /// File served for a directory.
+    pub http_static_index: String,
+    /// `Cache-Control: public, max-age=<ttl>` of static files, in seconds.
+    pub http_static_ttl: u64,
 }
 
 /// pixl-server-web's default ACL: localhost plus the private ranges.
@@ -152,6 +159,9 @@ impl Default for WebServerConfig {
             https_header_detect: BTreeMap::new(),
             secure_headers: false,
             csp_allowed: BTreeMap::new(),
+            http_htdocs_dir: "htdocs".into(),
+            http_static_index: "index.html".into(),
+            http_static_ttl: 0,
         }
     }
 }
@@ -175,6 +185,8 @@ pub struct ProxyConfig {
     pub metrics_uri: String,
     /// Process priority (-20 highest to 19 lowest), set at start.
     pub nice: i32,
+    /// Answer requests no pool takes from `WebServer.http_htdocs_dir` (instead of 404).
+    pub serve_static_files: bool,
 }
 
 impl Default for ProxyConfig {
@@ -187,6 +199,7 @@ impl Default for ProxyConfig {
             stats_api_tokens: Vec::new(),
             metrics_uri: String::new(),
             nice: 0,
+            serve_static_files: false,
         }
     }
 }
