@@ -6,6 +6,7 @@ use crate::https_policy::{HttpsPolicy, SecureHeaders};
 use crate::request_body::UploadLimit;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use std::sync::Arc;
 
 /// `WebServer.http_keep_alives`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,8 @@ pub struct FrontEnd {
     pub h2c: bool,
     /// `http_max_upload_size`.
     pub upload_limit: UploadLimit,
+    /// `serve_static_files`: where requests no pool takes are answered from; `None` = 404.
+    pub static_files: Option<Arc<crate::static_files::StaticFiles>>,
 }
 
 impl FrontEnd {

@@ -13,7 +13,8 @@
 //! - `activity`: per-second pool activity; `degraded`: the `X-Degraded` hint; `clock`.
 //! - `queue`: the blind queue (`use_queue`), its durable journal and its background sender;
 //!   `request_id`: the ids it answers with.
-//! - `front_end`: listeners and client keep-alive policy.
+//! - `front_end`: listeners and client keep-alive policy; `static_files`: answering unrouted
+//!   requests from `http_htdocs_dir` (`serve_static_files`).
 //! - `proxy`: the Pingora `ProxyHttp` hooks, delegating to the modules above.
 //! - `failure`, `reply` and `request_log`: what the client and the log get; `event_log`: the
 //!   PixlProxy-format event log file; `transaction_log` and `perf`: its per-request lines.
@@ -58,6 +59,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sockets;
 pub mod startup;
+pub mod static_files;
 pub mod stats_api;
 pub mod stats_hub;
 pub mod targets;

@@ -236,7 +236,7 @@ fn serve(path: &Path, echo: bool, upgrade: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     poolgate::startup::announce(&runtime, path);
-    if runtime.routes.pools().is_empty() {
+    if runtime.routes.pools().is_empty() && runtime.front.static_files.is_none() {
         log::warn!("no pools configured: every request will be answered 404");
     }
     match server::build(runtime, upgrade) {

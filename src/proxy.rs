@@ -165,6 +165,11 @@ impl ProxyHttp for PoolProxy {
         }
         let route = RouteRequest::of(session.req_header());
         let Some(pool) = self.routes.route(&route).cloned() else {
+            if let Some(files) = &self.front.static_files {
+                client.tls |= self.front.https_policy.detected(session.req_header());
+                files.serve(session, &self.front, client.tls).await;
+                return Ok(true);
+            }
             reply::text(session, &self.front, 404, failure::body_for(404)).await?;
             return Ok(true);
         };

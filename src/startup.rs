@@ -21,6 +21,10 @@ pub fn announce(rt: &RuntimeConfig, config_path: &Path) {
         std::process::id()
     );
     event_log::debug(2, "poolgate", process, None);
+    if let Some(files) = &rt.front.static_files {
+        let msg = format!("Serving static files from: {}", files.root().display());
+        event_log::debug(2, "poolgate", msg, None);
+    }
     for pool in rt.routes.pools() {
         let msg = format!("Setting up pool: {}", pool.id);
         event_log::debug(4, &pool.id, msg, Some(summary(pool)));

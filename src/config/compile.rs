@@ -82,7 +82,11 @@ pub(super) fn one_line(s: &str) -> String {
 
 pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
     let mut problems = Problems::default();
-    let front = front_end(&cfg.web_server, &mut problems);
+    let mut front = front_end(&cfg.web_server, &mut problems);
+    let static_files = super::static_files::static_files(cfg, &mut problems);
+    if let Some(front) = &mut front {
+        front.static_files = static_files;
+    }
     let mut pools = Vec::new();
     for (id, pool) in &cfg.proxy.pools.0 {
         if let Some(p) = super::pools::compile_pool(id, pool, cfg, &mut problems) {
@@ -260,5 +264,6 @@ fn front_end(web: &WebServerConfig, problems: &mut Problems) -> Option<FrontEnd>
         compression: super::protocols::compression(web, problems),
         h2c: web.http_h2c,
         upload_limit: crate::request_body::UploadLimit(web.http_max_upload_size),
+        static_files: None,
     })
 }

@@ -31,9 +31,6 @@ const IGNORED_TOP: &[&str] = &[
 /// `WebServer` keys of pixl-server-web that poolgate accepts and ignores (for now).
 const IGNORED_WEB: &[&str] = &[
     "http_alt_ports",
-    "http_htdocs_dir",
-    "http_static_ttl",
-    "http_static_index",
     "http_regex_json",
     "http_code_response_headers",
     "http_request_timeout",
@@ -64,7 +61,7 @@ const IGNORED_WEB: &[&str] = &[
 ];
 
 /// `PixlProxy` keys outside the pools that poolgate accepts and ignores (for now).
-const IGNORED_PROXY: &[&str] = &["serve_static_files"];
+const IGNORED_PROXY: &[&str] = &[];
 
 /// Pool keys of PixlProxy that poolgate accepts and ignores (for now).
 const IGNORED_POOL: &[&str] = &[];

@@ -13,6 +13,7 @@ mod pools;
 pub mod problem;
 mod protocols;
 mod queue;
+mod static_files;
 pub mod stats;
 mod targets;
 mod traffic;

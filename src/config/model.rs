@@ -109,6 +109,13 @@ pub struct WebServerConfig {
     /// poolgate: extra CSP sources per directive (`default`, `script`, `style`, `img`, `font`,
     /// `connect`, `frame`, `media`, `object`).
     pub csp_allowed: BTreeMap<String, Vec<String>>,
+    /// Directory static files are served from (`PixlProxy.serve_static_files`); relative to
+    /// the working directory at start.
+    pub http_htdocs_dir: String,
+    /// File served for a directory.
+    pub http_static_index: String,
+    /// `Cache-Control: public, max-age=<ttl>` of static files, in seconds.
+    pub http_static_ttl: u64,
     /// Compress text responses the back end did not encode (`http_gzip_text` is the legacy
     /// name; either one turns it on).
     pub http_compress_text: bool,
@@ -198,6 +205,9 @@ impl Default for WebServerConfig {
             https_http2: true,
             http_h2c: false,
             https_sni_certs: BTreeMap::new(),
+            http_htdocs_dir: "htdocs".into(),
+            http_static_index: "index.html".into(),
+            http_static_ttl: 0,
         }
     }
 }
@@ -221,6 +231,8 @@ pub struct ProxyConfig {
     pub metrics_uri: String,
     /// Process priority (-20 highest to 19 lowest), set at start.
     pub nice: i32,
+    /// Answer requests no pool takes from `WebServer.http_htdocs_dir` (instead of 404).
+    pub serve_static_files: bool,
 }
 
 impl Default for ProxyConfig {
@@ -233,6 +245,7 @@ impl Default for ProxyConfig {
             stats_api_tokens: Vec::new(),
             metrics_uri: String::new(),
             nice: 0,
+            serve_static_files: false,
         }
     }
 }

@@ -142,3 +142,27 @@ async fn the_retrying_path_compresses_too() {
         assert_eq!(gunzip(&a.body), text_of(n), "{path}");
     }
 }
+
+#[tokio::test]
+async fn static_text_files_are_compressed_but_not_byte_ranges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("page.html"), text_of(200_000)).expect("write");
+    let web = format!(
+        "  http_compress_text: true\n  http_htdocs_dir: '{}'\n",
+        dir.path().display()
+    );
+    let pg = Poolgate::start(&(config_with(&web, "{}") + "  serve_static_files: true\n"));
+    let a = get(&pg, "/page.html", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(a.encoding.as_deref(), Some("gzip"));
+    assert_eq!(gunzip(&a.body), text_of(200_000));
+    let resp = client()
+        .get(pg.url("/page.html"))
+        .header("accept-encoding", "gzip")
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 206);
+    assert!(resp.headers().get("content-encoding").is_none());
+    assert_eq!(resp.bytes().await.expect("body").to_vec(), text_of(10));
+}

@@ -16,6 +16,7 @@ mod queue;
 mod reload;
 mod retries;
 mod routing;
+mod static_files;
 mod stats;
 mod throttling;
 mod tls;
