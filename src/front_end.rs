@@ -105,6 +105,17 @@ fn client_asked_keep_alive(session: &Session) -> bool {
         })
 }
 
+/// The client's address and whether its connection is TLS.
+pub fn client_facts(session: &Session) -> crate::headers::ClientFacts {
+    crate::headers::ClientFacts {
+        ip: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
+        tls: tls_connection(session),
+    }
+}
+
 /// Whether the client's connection itself is TLS.
 pub fn tls_connection(session: &Session) -> bool {
     session.digest().is_some_and(|d| d.ssl_digest.is_some())

@@ -96,6 +96,17 @@ pub fn ms_rounded(d: Duration, decimals: i32) -> Value {
     json!((d.as_micros() as f64 / 1000.0 * scale).round() / scale)
 }
 
+/// Bytes of a request header on the wire (HTTP/1.1), for `bytes_sent`.
+pub fn request_header_size(req: &pingora::http::RequestHeader) -> u64 {
+    let line = req.method.as_str().len() + req.raw_path().len() + 12;
+    let fields: usize = req
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    (line + fields + 2) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

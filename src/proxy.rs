@@ -10,7 +10,6 @@ use crate::headers::ClientFacts;
 use crate::limits::ConcurrencySlot;
 use crate::perf::PerfTimer;
 use crate::pool::Pool;
-use crate::queue::BlindQueue;
 use crate::reply;
 use crate::routing::{RouteRequest, RouteTable};
 use crate::sockets::SocketEntry;
@@ -86,36 +85,6 @@ impl RequestCtx {
     }
 }
 
-impl PoolProxy {
-    /// A pool with `use_queue`: per-client limits here, the pool-wide ones on each send.
-    async fn enqueue(
-        &self,
-        session: &mut Session,
-        pool: &Pool,
-        queue: &BlindQueue,
-        client: ClientFacts,
-    ) -> Result<bool> {
-        if let Err(refusal) = pool.limits.admit_client(client.ip) {
-            pool.metrics.throttled();
-            log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
-            reply::too_many(session, &self.front, &refusal, &pool.id).await?;
-            return Ok(true);
-        }
-        crate::queue::intake::enqueue(session, pool, queue, &self.front, client).await?;
-        Ok(true)
-    }
-}
-
-pub(crate) fn client_facts(session: &Session) -> ClientFacts {
-    ClientFacts {
-        ip: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip()),
-        tls: crate::front_end::tls_connection(session),
-    }
-}
-
 #[async_trait]
 impl ProxyHttp for PoolProxy {
     type CTX = RequestCtx;
@@ -147,7 +116,7 @@ impl ProxyHttp for PoolProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let mut client = client_facts(session);
+        let mut client = crate::front_end::client_facts(session);
         if let Some(location) = self
             .front
             .https_policy
@@ -190,7 +159,8 @@ impl ProxyHttp for PoolProxy {
         ctx.client = client;
         if let Some(queue) = &pool.queue {
             ctx.queued = true;
-            return self.enqueue(session, &pool, queue, client).await;
+            crate::queue::intake::enqueue(session, &pool, queue, &self.front, client).await?;
+            return Ok(true);
         }
         match pool.limits.admit(client.ip) {
             Ok(slot) => ctx.slot = slot,
@@ -312,7 +282,7 @@ impl ProxyHttp for PoolProxy {
         let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
         pool.rewrite_request(upstream_request, ctx.client, target)?;
         if let Some(perf) = &mut ctx.perf {
-            perf.bytes_sent += header_size(upstream_request);
+            perf.bytes_sent += crate::perf::request_header_size(upstream_request);
         }
         Ok(())
     }
@@ -422,15 +392,4 @@ fn lap(ctx: &mut RequestCtx, phase: Option<&'static str>) {
         (Some(perf), None) => perf.restart_lap(),
         (None, _) => {}
     }
-}
-
-/// Bytes of a request header on the wire (HTTP/1.1), for `bytes_sent`.
-fn header_size(req: &RequestHeader) -> u64 {
-    let line = req.method.as_str().len() + req.raw_path().len() + 12;
-    let fields: usize = req
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
-    (line + fields + 2) as u64
 }

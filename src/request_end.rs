@@ -2,7 +2,8 @@
 //! stats and metrics, the request log, the pool's transaction or error line, the client
 //! connection's entry in `web.sockets`, and the web server's own stats and request log.
 
-use crate::proxy::{client_facts, RequestCtx};
+use crate::front_end::client_facts;
+use crate::proxy::RequestCtx;
 use crate::transaction_log::Transaction;
 use crate::web_log::{WebLog, WebRequest};
 use pingora::proxy::Session;

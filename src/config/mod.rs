@@ -17,6 +17,7 @@ mod static_files;
 pub mod stats;
 mod targets;
 mod traffic;
+pub mod web_server;
 
 pub use compile::RuntimeConfig;
 pub use problem::{Located, Problem, Severity};

@@ -27,6 +27,12 @@ pub async fn enqueue(
     front: &FrontEnd,
     client: ClientFacts,
 ) -> Result<()> {
+    // Per-client limits apply here; the pool-wide ones on each send.
+    if let Err(refusal) = pool.limits.admit_client(client.ip) {
+        pool.metrics.throttled();
+        log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
+        return crate::reply::too_many(session, front, &refusal, &pool.id).await;
+    }
     if queue.is_closing() {
         return refuse(session, front, 503, "Proxy queue is shutting down.".into()).await;
     }

@@ -1,0 +1,154 @@
+//! The typed `WebServer` section: pixl-server-web's keys that poolgate implements, with their
+//! defaults, plus poolgate's own front-end keys.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The front end (pixl-server-web's `WebServer` keys that poolgate implements).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebServerConfig {
+    pub http_port: u16,
+    /// Local address to listen on; empty = all addresses.
+    pub http_bind_address: String,
+    /// Idle read timeout of client sockets in seconds; doubles as the keep-alive idle timeout.
+    pub http_timeout: u64,
+    /// `default`, `request` or `close`.
+    pub http_keep_alives: String,
+    /// `Server` header sent when the back end sends none.
+    pub http_server_signature: String,
+    /// Headers added to every response.
+    pub http_response_headers: BTreeMap<String, String>,
+    pub https: bool,
+    pub https_port: u16,
+    /// Local address of the HTTPS listener; empty = same as `http_bind_address`.
+    pub https_bind_address: String,
+    pub https_cert_file: String,
+    pub https_key_file: String,
+    /// Where request bodies of in-memory blind queues are spooled; empty = the system's temp dir.
+    pub http_temp_dir: String,
+    /// Largest request body accepted for a blind queue, in bytes (pixl-server-web: 32 MB).
+    pub http_max_upload_size: u64,
+    /// Most client connections open at once; the one beyond is hard-closed. 0 = no limit.
+    pub http_max_connections: usize,
+    /// Addresses and CIDR blocks allowed to read the stats API (and `/metrics`).
+    pub http_default_acl: Vec<String>,
+    /// Write a `WebServer` transaction line per client request.
+    pub http_log_requests: bool,
+    /// Only requests whose URI matches are logged by `http_log_requests`.
+    pub http_regex_log: String,
+    /// Recent requests listed in the stats API's `web.recent`.
+    pub http_recent_requests: usize,
+    /// With `https`: redirect plain-HTTP requests to HTTPS (301).
+    pub https_force: bool,
+    /// Request header name -> regex: a match means the client came over HTTPS (a load
+    /// balancer in front terminated TLS).
+    pub https_header_detect: BTreeMap<String, String>,
+    /// poolgate: add HSTS (HTTPS only), X-Content-Type-Options, X-Frame-Options,
+    /// Referrer-Policy and a Content-Security-Policy to responses that lack them.
+    pub secure_headers: bool,
+    /// poolgate: extra CSP sources per directive (`default`, `script`, `style`, `img`, `font`,
+    /// `connect`, `frame`, `media`, `object`).
+    pub csp_allowed: BTreeMap<String, Vec<String>>,
+    /// Directory static files are served from (`PixlProxy.serve_static_files`); relative to
+    /// the working directory at start.
+    pub http_htdocs_dir: String,
+    /// File served for a directory.
+    pub http_static_index: String,
+    /// `Cache-Control: public, max-age=<ttl>` of static files, in seconds.
+    pub http_static_ttl: u64,
+    /// Compress text responses the back end did not encode (`http_gzip_text` is the legacy
+    /// name; either one turns it on).
+    pub http_compress_text: bool,
+    pub http_gzip_text: bool,
+    /// Regex over the response `Content-Type`: only matching responses are compressed.
+    pub http_regex_text: String,
+    /// zlib options; poolgate reads `level` (1-9, default 6).
+    pub http_gzip_opts: CompressOptions,
+    /// Prefer brotli when the client accepts it.
+    pub http_enable_brotli: bool,
+    /// brotli options; poolgate reads `level` (1-11, default 4).
+    pub http_brotli_opts: CompressOptions,
+    /// poolgate: offer HTTP/2 on the HTTPS listener (ALPN `h2`, falling back to HTTP/1.1).
+    pub https_http2: bool,
+    /// poolgate: accept cleartext HTTP/2 (prior knowledge, `h2c`) on the HTTP listener.
+    pub http_h2c: bool,
+    /// poolgate: more certificates, selected by the name the client asks for (SNI):
+    /// host name (or `*.domain`) -> `{cert_file, key_file}`. Other names get `https_cert_file`.
+    pub https_sni_certs: BTreeMap<String, CertFiles>,
+}
+
+/// Options of a compressor (Node's zlib / brotli options). Only `level` is used; the rest are
+/// accepted so a pixl-server-web config loads unchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CompressOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// A certificate chain and its private key (PEM files).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFiles {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// pixl-server-web's default ACL: localhost plus the private ranges.
+pub fn default_acl() -> Vec<String> {
+    [
+        "127.0.0.1/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::1/128",
+        "fd00::/8",
+        "169.254.0.0/16",
+        "fe80::/10",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl Default for WebServerConfig {
+    fn default() -> Self {
+        WebServerConfig {
+            http_port: 80,
+            http_bind_address: String::new(),
+            http_timeout: 120,
+            http_keep_alives: "default".into(),
+            http_server_signature: "WebServer".into(),
+            http_response_headers: BTreeMap::new(),
+            https: false,
+            https_port: 443,
+            https_bind_address: String::new(),
+            https_cert_file: String::new(),
+            https_key_file: String::new(),
+            http_temp_dir: String::new(),
+            http_max_upload_size: 32 * 1024 * 1024,
+            http_max_connections: 0,
+            http_default_acl: default_acl(),
+            http_log_requests: false,
+            http_regex_log: ".+".into(),
+            http_recent_requests: 10,
+            https_force: false,
+            https_header_detect: BTreeMap::new(),
+            secure_headers: false,
+            csp_allowed: BTreeMap::new(),
+            http_compress_text: false,
+            http_gzip_text: false,
+            http_regex_text: "(text|javascript|json|css|html)".into(),
+            http_gzip_opts: CompressOptions::default(),
+            http_enable_brotli: false,
+            http_brotli_opts: CompressOptions::default(),
+            https_http2: true,
+            http_h2c: false,
+            https_sni_certs: BTreeMap::new(),
+            http_htdocs_dir: "htdocs".into(),
+            http_static_index: "index.html".into(),
+            http_static_ttl: 0,
+        }
+    }
+}
