@@ -1,0 +1,411 @@
+//! Criterion micro-benchmarks of the per-request work that is poolgate's own (not Pingora's):
+//!
+//! - `routing`: `RouteTable::route` over 1, 10 and 100 pools, the request matching the last
+//!   pool (the worst case), by `uri_match`, and by `host_match` + `method_match` for 10 pools.
+//! - `headers`: `Pool::rewrite_request` on a 10-header request, the pool's response rules,
+//!   `FrontEnd::finish_response` (also with `secure_headers`), and both as `response_filter`
+//!   runs them.
+//! - `stats`: what a request's end records for the per-second figures (`PoolStats`,
+//!   `PoolActivity`, the Prometheus handles, the web server's stats), one by one and together
+//!   as `request_end` does.
+//! - `log`: building a transaction's event-log line (`Transaction::log`) and rendering event-log
+//!   lines (`EventLine::render`) as the log's writer thread does.
+//!
+//! Pools and the front end are compiled from YAML config text by `poolgate::config::load_str`,
+//! so they are exactly what the server runs. Nothing here starts the event log, so
+//! `Transaction::log` builds its line and then drops it without I/O.
+//!
+//! Run: `cargo bench --bench micro` (a quick pass: add `-- --warm-up-time 1 --measurement-time 2`;
+//! one group: `cargo bench --bench micro -- routing`).
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use pingora::http::{RequestHeader, ResponseHeader};
+use poolgate::config::{load_str, RuntimeConfig};
+use poolgate::event_log::{headers_json, EventLine};
+use poolgate::headers::ClientFacts;
+use poolgate::perf::PerfTimer;
+use poolgate::pool::Pool;
+use poolgate::routing::RouteRequest;
+use poolgate::transaction_log::Transaction;
+use serde_json::{Map, Value};
+use std::fmt::Write;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The runtime config of `yaml`, compiled as the server compiles it.
+fn compile(yaml: &str) -> RuntimeConfig {
+    let loaded = load_str(yaml);
+    let problems: Vec<String> = loaded
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    loaded
+        .runtime
+        .unwrap_or_else(|| panic!("benchmark config does not compile: {problems:?}"))
+}
+
+/// A request header as Pingora parses it from an HTTP/1.1 client (header case kept).
+fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+    let mut req = RequestHeader::build(method, path.as_bytes(), Some(headers.len())).unwrap();
+    for (name, value) in headers {
+        req.append_header(name.to_string(), *value).unwrap();
+    }
+    req
+}
+
+/// A browser-like request of 10 headers: nine common ones plus `tenth`.
+fn browser_request(host: &str, path: &str, tenth: (&str, &str)) -> RequestHeader {
+    request(
+        "GET",
+        path,
+        &[
+            ("Host", host),
+            (
+                "User-Agent",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            ),
+            (
+                "Accept",
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            ),
+            ("Accept-Encoding", "gzip, deflate, br"),
+            ("Accept-Language", "en-US,en;q=0.5"),
+            ("Referer", "https://www.example.com/dashboard"),
+            ("Cookie", "session=3f2a9c1e7b; theme=dark"),
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("Connection", "keep-alive"),
+            tenth,
+        ],
+    )
+}
+
+/// A back end's response of 8 headers, chunked (the default response scrub removes that).
+fn backend_response() -> ResponseHeader {
+    let mut resp = ResponseHeader::build(200, Some(8)).unwrap();
+    for (name, value) in [
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Transfer-Encoding", "chunked"),
+        ("Date", "Tue, 15 Apr 2025 10:00:00 GMT"),
+        ("Server", "nginx"),
+        ("Cache-Control", "private, max-age=0"),
+        ("ETag", "\"5f3a-1b2c\""),
+        ("Vary", "Accept-Encoding"),
+        ("X-Request-Time", "0.012"),
+    ] {
+        resp.append_header(name, value).unwrap();
+    }
+    resp
+}
+
+/// The tenth header of a request that names no pool (routing then tries every pool in turn).
+const NO_X_PROXY: (&str, &str) = ("Sec-Fetch-Mode", "navigate");
+
+/// `n` pools chosen by `uri_match: ^/svc{i}/`, plus the `svc{n-1}` request (the last pool).
+fn uri_pools(n: usize) -> (RuntimeConfig, RequestHeader) {
+    let mut yaml = String::from("PixlProxy:\n  pools:\n");
+    for i in 0..n {
+        let _ = write!(
+            yaml,
+            "    svc{i}:\n      uri_match: '^/svc{i}/'\n      target_hostname: 10.0.0.{}\n      target_port: 8080\n",
+            i % 250 + 1
+        );
+    }
+    let path = format!("/svc{}/items?id=42&page=3", n - 1);
+    (
+        compile(&yaml),
+        browser_request("api.example.com:3020", &path, NO_X_PROXY),
+    )
+}
+
+/// `n` pools chosen by `host_match` and `method_match`, plus a request for the last pool.
+fn host_method_pools(n: usize) -> (RuntimeConfig, RequestHeader) {
+    let mut yaml = String::from("PixlProxy:\n  pools:\n");
+    for i in 0..n {
+        let _ = write!(
+            yaml,
+            "    svc{i}:\n      method_match: '^(GET|HEAD|POST)$'\n      host_match: '^svc{i}\\.example\\.com$'\n      target_hostname: 10.0.0.{}\n      target_port: 8080\n",
+            i % 250 + 1
+        );
+    }
+    let host = format!("svc{}.example.com:3020", n - 1);
+    (
+        compile(&yaml),
+        browser_request(&host, "/items?id=42&page=3", NO_X_PROXY),
+    )
+}
+
+fn routing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("routing");
+    let cases = [1, 10, 100]
+        .map(|n| ("uri_match", n, uri_pools(n)))
+        .into_iter()
+        .chain([("host_method_match", 10, host_method_pools(10))]);
+    for (criteria, n, (rt, req)) in cases {
+        let last = format!("svc{}", n - 1);
+        let routed = rt.routes.route(&RouteRequest::of(&req)).map(|p| &*p.id);
+        assert_eq!(
+            routed,
+            Some(last.as_str()),
+            "the request must match the last pool"
+        );
+        group.bench_with_input(BenchmarkId::new(criteria, n), &req, |b, req| {
+            b.iter(|| rt.routes.route(&RouteRequest::of(black_box(req))))
+        });
+    }
+    group.finish();
+}
+
+/// One pool rewriting headers both ways, behind a front end with response headers.
+const HEADERS_CONFIG: &str = "
+WebServer:
+  http_server_signature: poolgate
+  http_response_headers:
+    Via: poolgate
+    X-Frame-Options: SAMEORIGIN
+PixlProxy:
+  pools:
+    api:
+      target_hostname: backend.internal
+      target_port: 8080
+      preserve_host: false
+      append_to_x_forwarded_for: true
+      insert_request_headers:
+        X-Via-Pool: api
+        X-Request-Source: poolgate
+      insert_response_headers:
+        X-Served-By: poolgate
+";
+
+fn only_pool(rt: &RuntimeConfig) -> &Arc<Pool> {
+    &rt.routes.pools()[0]
+}
+
+fn headers(c: &mut Criterion) {
+    let rt = compile(HEADERS_CONFIG);
+    let secure =
+        compile(&HEADERS_CONFIG.replace("WebServer:\n", "WebServer:\n  secure_headers: true\n"));
+    let pool = only_pool(&rt);
+    let target = pool.primary_target();
+    let client = ClientFacts {
+        ip: Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 23))),
+        tls: false,
+    };
+    // `X-Proxy` names the pool, and the default scrub removes it.
+    let req = browser_request(
+        "api.example.com:3020",
+        "/svc/items?id=42",
+        ("X-Proxy", "api"),
+    );
+    let resp = backend_response();
+    let mut rewritten = req.clone();
+    pool.rewrite_request(&mut rewritten, client, target)
+        .unwrap();
+    let header = |name| rewritten.headers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(header("host"), Some("backend.internal:8080"));
+    assert_eq!(
+        header("x-forwarded-for"),
+        Some("203.0.113.7, 198.51.100.23")
+    );
+    assert_eq!(header("x-proxy"), None);
+
+    let mut group = c.benchmark_group("headers");
+    group.bench_function("rewrite_request", |b| {
+        b.iter_batched(
+            || req.clone(),
+            |mut req| {
+                pool.rewrite_request(&mut req, client, target).unwrap();
+                req
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("response_rules", |b| {
+        b.iter_batched(
+            || resp.clone(),
+            |mut resp| {
+                pool.response_rules.apply(&mut resp).unwrap();
+                resp
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("finish_response", |b| {
+        b.iter_batched(
+            || resp.clone(),
+            |mut resp| {
+                rt.front.finish_response(&mut resp, false).unwrap();
+                resp
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("finish_response_secure_headers", |b| {
+        b.iter_batched(
+            || resp.clone(),
+            |mut resp| {
+                secure.front.finish_response(&mut resp, true).unwrap();
+                resp
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("response_filter", |b| {
+        b.iter_batched(
+            || resp.clone(),
+            |mut resp| {
+                pool.response_rules.apply(&mut resp).unwrap();
+                rt.front.finish_response(&mut resp, false).unwrap();
+                resp
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// A finished back-end request's timer: every phase lapped, bytes counted.
+fn finished_timer() -> PerfTimer {
+    let mut perf = PerfTimer::start();
+    for phase in ["dns", "connect", "send", "wait", "receive"] {
+        perf.lap(phase);
+    }
+    perf.bytes_sent = 512;
+    perf.bytes_received = 16 * 1024;
+    perf
+}
+
+fn stats(c: &mut Criterion) {
+    let rt = compile("PixlProxy: {pools: {api: {target_hostname: backend.internal}}}");
+    let pool = only_pool(&rt);
+    let web = &rt.web_log.stats;
+    let perf = finished_timer();
+    let total = Duration::from_micros(12_345);
+
+    let mut group = c.benchmark_group("stats");
+    group.bench_function("pool_stats_record", |b| {
+        b.iter(|| pool.stats.record(black_box(&perf)))
+    });
+    group.bench_function("activity_record_completion", |b| {
+        b.iter(|| pool.activity.record_completion(black_box(total)))
+    });
+    group.bench_function("metrics_observe", |b| {
+        b.iter(|| pool.metrics.observe(black_box(200), black_box(&perf)))
+    });
+    group.bench_function("web_stats_record_total", |b| {
+        b.iter(|| web.record_total(black_box(total), 16 * 1024, 512))
+    });
+    // `request_end::finish` minus what needs a live session: the pool's in-flight gauge (its
+    // `start_request` too, to keep the gauge level), stats, metrics, activity, the success
+    // check, and the web server's stats.
+    group.bench_function("request_end", |b| {
+        b.iter(|| {
+            let status = black_box(200);
+            pool.stats.start_request();
+            pool.stats.end_request();
+            pool.stats.record(&perf);
+            pool.metrics.observe(status, &perf);
+            pool.activity.record_completion(perf.total());
+            if !pool.retry.is_success(status) {
+                pool.activity.record_error();
+            }
+            web.record_total(perf.total(), perf.bytes_received, perf.bytes_sent);
+        })
+    });
+    group.finish();
+}
+
+/// The line `Transaction::log` hands to the event log for a successful request, built from
+/// the same public pieces (its own builder is private), for timing the writer's rendering.
+fn transaction_event_line(
+    pool: &str,
+    url: &str,
+    req: &http::HeaderMap,
+    resp: &http::HeaderMap,
+    perf: &PerfTimer,
+) -> EventLine {
+    let mut data = Map::new();
+    data.insert("url".into(), url.into());
+    data.insert("method".into(), "GET".into());
+    data.insert("req_headers".into(), headers_json(req));
+    data.insert("http_code".into(), 200.into());
+    data.insert("http_message".into(), "OK".into());
+    data.insert("resp_headers".into(), headers_json(resp));
+    data.insert("perf_metrics".into(), perf.to_json());
+    data.insert("request_id".into(), "".into());
+    EventLine {
+        component: pool.into(),
+        category: "transaction",
+        code: "http".into(),
+        msg: "Proxy Request Completed: HTTP 200 OK".into(),
+        data: Some(Value::Object(data)),
+    }
+}
+
+fn log(c: &mut Criterion) {
+    assert!(
+        !poolgate::event_log::wants_debug(10),
+        "the event log must not be running: Transaction::log would write"
+    );
+    let rt = compile(
+        "PixlProxy: {pools: {api: {target_hostname: backend.internal, target_port: 8080, log_transactions: true}}}",
+    );
+    let pool = only_pool(&rt);
+    let req = browser_request("api.example.com:3020", "/svc/items?id=42", NO_X_PROXY);
+    let resp = backend_response();
+    let perf = finished_timer();
+    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let debug_line = EventLine {
+        component: "poolgate".into(),
+        category: "debug",
+        code: "5".into(),
+        msg: "Pool api: target backend.internal:8080 resolved to 10.0.0.7".into(),
+        data: None,
+    };
+    let base = pool
+        .primary_target()
+        .map(|t| t.base_url())
+        .unwrap_or_default();
+    let transaction_line = transaction_event_line(
+        &pool.id,
+        &format!("{base}{path}"),
+        &req.headers,
+        &resp.headers,
+        &perf,
+    );
+    let hostname = poolgate::event_log::hostname();
+
+    let mut group = c.benchmark_group("log");
+    // As `request_end` builds it: the URL, then the line (headers, perf JSON) on the request's
+    // thread. Without a running event log the line is dropped instead of handed over.
+    group.bench_function("transaction_line", |b| {
+        b.iter(|| {
+            let base = pool.primary_target().map(|t| t.base_url());
+            Transaction {
+                pool: &pool.id,
+                url: format!("{}{path}", base.unwrap_or_default()),
+                method: req.method.as_str(),
+                req_headers: &req.headers,
+                status: 200,
+                resp_headers: Some(&resp.headers),
+                perf: &perf,
+                error: None,
+                failed: false,
+                request_id: String::new(),
+            }
+            .log(black_box(&pool.logging))
+        })
+    });
+    group.bench_function("render_debug_line", |b| {
+        b.iter(|| black_box(&debug_line).render(SystemTime::now(), &hostname))
+    });
+    group.bench_function("render_transaction_line", |b| {
+        b.iter(|| black_box(&transaction_line).render(SystemTime::now(), &hostname))
+    });
+    group.finish();
+}
+
+criterion_group!(micro, routing, headers, stats, log);
+criterion_main!(micro);

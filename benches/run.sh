@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# poolgate's benchmark, one command from a fresh clone:
+#   bash benches/run.sh            full run (10 s per measurement, release build)
+#   bash benches/run.sh --smoke    2 s per measurement on the debug build, checks only that
+#                                  nothing fails (CI runs it; no timing is asserted)
+# Installs what is missing (wrk and nginx from the distribution, oha from crates.io), builds
+# poolgate, the minimal Pingora proxy and the Rust origin in release mode, then runs
+# target/release/examples/bench_runner. Results: target/bench/results.md and results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash deploy/build-deps.sh
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v taskset >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+  # The package starts a system nginx on port 80; the benchmark runs its own.
+  $sudo service nginx stop >/dev/null 2>&1 || true
+fi
+export PATH="$PATH:/usr/sbin"
+if [ "${1:-}" != "--smoke" ] && ! command -v oha >/dev/null && [ ! -x target/bench-tools/bin/oha ]; then
+  cargo install --locked --quiet oha --version 1.16.0 --root target/bench-tools
+fi
+# The smoke run only checks that every contender serves without errors, so it uses the debug
+# build `cargo test` already made; the full run measures release builds.
+profile=release; flags=(--release)
+if [ "${1:-}" = "--smoke" ]; then profile=debug; flags=(); fi
+cargo build "${flags[@]}" --locked --bin poolgate --example bench_floor --example bench_origin --example bench_runner
+exec "target/$profile/examples/bench_runner" --bin-dir "target/$profile" "$@"

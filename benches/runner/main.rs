@@ -1,0 +1,200 @@
+//! The benchmark runner: measures the origin directly, the minimal Pingora proxy, poolgate (one
+//! pool; and 20 regex-routed pools with transaction logging and stats) and nginx when it is
+//! installed, all in one run, with the proxy pinned to one CPU and the origin and the load
+//! generators to the other. Prints a markdown table and writes it, plus JSON lines, to the
+//! output directory. Exit code 1 when any request failed or a contender could not run.
+//!
+//! `bench_runner [--smoke] [--secs N] [--bin-dir DIR] [--out DIR]`
+//! (normally started by `benches/run.sh`).
+
+mod contenders;
+mod loadgen;
+mod report;
+
+use contenders::{Running, Setup};
+use loadgen::LoadResult;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// The proxies under test run here; the origin and load generators on `LOAD_CPU`.
+const PROXY_CPU: &str = "0";
+const LOAD_CPU: &str = "1";
+/// The fixed rate of the latency run (PixlProxy's published figure is at 500 req/s).
+const LATENCY_RATE: u32 = 500;
+
+struct Options {
+    smoke: bool,
+    secs: u32,
+    bin_dir: PathBuf,
+    out: PathBuf,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        smoke: false,
+        secs: 10,
+        bin_dir: PathBuf::from("target/release"),
+        out: PathBuf::from("target/bench"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_default();
+        match arg.as_str() {
+            "--smoke" => {
+                o.smoke = true;
+                o.secs = 2;
+            }
+            "--secs" => o.secs = value().parse().unwrap_or(o.secs),
+            "--bin-dir" => o.bin_dir = PathBuf::from(value()),
+            "--out" => o.out = PathBuf::from(value()),
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    o
+}
+
+/// One contender's figures.
+#[derive(Debug, Default)]
+pub struct Row {
+    pub name: String,
+    pub latency: Option<LoadResult>,
+    pub small: LoadResult,
+    pub large: LoadResult,
+    pub peak_rss_mib: Option<f64>,
+    pub cpu_seconds: Option<f64>,
+    pub stream_growth_mib: Option<f64>,
+}
+
+impl Row {
+    pub fn errors(&self) -> u64 {
+        self.latency.as_ref().map_or(0, |l| l.errors) + self.small.errors + self.large.errors
+    }
+}
+
+/// Starts one proxy in front of the origin; `None` when it is not installed (nginx).
+type StartProxy<'a> = dyn Fn() -> Option<Result<Running, String>> + 'a;
+
+struct Tools {
+    wrk: String,
+    oha: Option<String>,
+}
+
+fn measure(
+    tools: &Tools,
+    o: &Options,
+    name: &str,
+    port: u16,
+    proxy: Option<&Running>,
+) -> Result<Row, String> {
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut row = Row {
+        name: name.to_string(),
+        ..Row::default()
+    };
+    // Warm up: connections, pools, caches.
+    loadgen::wrk(&tools.wrk, LOAD_CPU, &url, 64, 1)?;
+    let cpu_before = proxy.map(Running::cpu_seconds);
+    if let Some(oha) = &tools.oha {
+        row.latency = Some(loadgen::oha(oha, LOAD_CPU, &url, LATENCY_RATE, o.secs)?);
+    }
+    row.small = loadgen::wrk(&tools.wrk, LOAD_CPU, &url, 64, o.secs)?;
+    row.large = loadgen::wrk(&tools.wrk, LOAD_CPU, &format!("{url}1m"), 8, o.secs)?;
+    if let Some(p) = proxy {
+        row.peak_rss_mib = Some(p.peak_rss_mib());
+        row.cpu_seconds = Some(p.cpu_seconds() - cpu_before.unwrap_or(0.0));
+        if !o.smoke {
+            let before = p.rss_mib();
+            stream_one_gib(port)?;
+            row.stream_growth_mib = Some(p.peak_rss_mib().max(p.rss_mib()) - before);
+        }
+    }
+    eprintln!(
+        "  {name}: {:.0} req/s, {} errors",
+        row.small.requests_per_sec,
+        row.errors()
+    );
+    Ok(row)
+}
+
+/// GET `/1g` through the contender and read all of it (the client keeps nothing).
+fn stream_one_gib(port: u16) -> Result<(), String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /1g HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) => return Err(format!("streaming 1 GiB: {e}")),
+        }
+    }
+    if total < 1 << 30 {
+        return Err(format!("streaming 1 GiB: only {total} bytes arrived"));
+    }
+    Ok(())
+}
+
+fn run(o: &Options, tools: &Tools) -> Result<Vec<Row>, String> {
+    // Absolute: nginx resolves relative paths against its prefix.
+    let work = std::path::absolute(o.out.join("work")).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let setup = Setup {
+        bin_dir: o.bin_dir.clone(),
+        work,
+        nginx: loadgen::find("nginx"),
+    };
+    let origin = setup.origin(LOAD_CPU)?;
+    eprintln!("origin: {} on port {}", origin.name, origin.port);
+    let mut rows = vec![measure(tools, o, "direct", origin.port, None)?];
+    let proxies: Vec<Box<StartProxy>> = vec![
+        Box::new(|| Some(setup.floor(PROXY_CPU, origin.port))),
+        Box::new(|| Some(setup.poolgate(PROXY_CPU, origin.port, false))),
+        Box::new(|| Some(setup.poolgate(PROXY_CPU, origin.port, true))),
+        Box::new(|| setup.nginx_proxy(PROXY_CPU, origin.port)),
+    ];
+    for start in proxies {
+        let Some(proxy) = start() else { continue };
+        let proxy = proxy?;
+        let name = proxy.name.clone();
+        rows.push(measure(tools, o, &name, proxy.port, Some(&proxy))?);
+    }
+    Ok(rows)
+}
+
+fn main() {
+    let o = options();
+    let Some(wrk) = loadgen::find("wrk") else {
+        eprintln!("wrk is not installed: run benches/run.sh, which installs it");
+        std::process::exit(1);
+    };
+    let oha = loadgen::find("oha");
+    if oha.is_none() {
+        eprintln!("oha is not installed: the fixed-rate latency run is skipped");
+    }
+    let tools = Tools { wrk, oha };
+    let rows = match run(&o, &tools) {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let table = report::markdown(&rows, o.secs);
+    println!("{table}");
+    if let Err(e) = report::write(&o.out, &table, &rows) {
+        eprintln!("writing results: {e}");
+    }
+    let errors: u64 = rows.iter().map(Row::errors).sum();
+    if errors > 0 {
+        eprintln!("{errors} requests failed");
+        std::process::exit(1);
+    }
+}
