@@ -61,14 +61,14 @@ impl CompressionPolicy {
         whole_up_to: u64,
     ) -> Option<ResponseEncoder> {
         let status = resp.status.as_u16();
-        if matches!(status, 100..=199 | 204 | 206 | 304) || encoded(resp) || no_transform(resp) {
+        if matches!(status, 100..=199 | 204 | 206 | 304) || encoded(resp) {
             return None;
         }
         let forced = resp
             .headers
             .get("x-compress")
             .is_some_and(|v| v.as_bytes() == b"1");
-        if !forced && !self.is_text(resp) {
+        if (!forced && !self.is_text(resp)) || no_transform(resp) {
             return None;
         }
         // The answer differs by Accept-Encoding from here on, whether or not this client gets
@@ -184,8 +184,8 @@ fn no_transform(resp: &ResponseHeader) -> bool {
     resp.headers
         .get_all(CACHE_CONTROL)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("no-transform"))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|d| d.trim_ascii().eq_ignore_ascii_case(b"no-transform"))
 }
 
 fn content_length(resp: &ResponseHeader) -> Option<u64> {

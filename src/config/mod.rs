@@ -116,10 +116,11 @@ pub fn load_with_env(text: &str, vars: &[(String, String)]) -> Loaded {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn errors(text: &str) -> Vec<String> {
+    /// The error problems of a config text, as `path: message` (shared by the config tests).
+    pub(crate) fn errors(text: &str) -> Vec<String> {
         load_str(text)
             .problems
             .iter()

@@ -33,16 +33,8 @@ pub(super) fn static_files(cfg: &FileConfig, problems: &mut Problems) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{load_str, Severity};
-
-    fn errors(text: &str) -> Vec<String> {
-        load_str(text)
-            .problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
-            .map(|p| format!("{}: {}", p.path, p.message))
-            .collect()
-    }
+    use crate::config::load_str;
+    use crate::config::tests::errors;
 
     fn on(dir: &str, rest: &str) -> String {
         format!("WebServer: {{http_htdocs_dir: '{dir}'{rest}}}\nPixlProxy: {{serve_static_files: true}}")
