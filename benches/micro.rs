@@ -21,13 +21,12 @@
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use pingora::http::{RequestHeader, ResponseHeader};
 use poolgate::config::{load_str, RuntimeConfig};
-use poolgate::event_log::{headers_json, EventLine};
+use poolgate::event_log::EventLine;
 use poolgate::headers::ClientFacts;
 use poolgate::perf::PerfTimer;
 use poolgate::pool::Pool;
 use poolgate::routing::RouteRequest;
 use poolgate::transaction_log::Transaction;
-use serde_json::{Map, Value};
 use std::fmt::Write;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -317,33 +316,6 @@ fn stats(c: &mut Criterion) {
     group.finish();
 }
 
-/// The line `Transaction::log` hands to the event log for a successful request, built from
-/// the same public pieces (its own builder is private), for timing the writer's rendering.
-fn transaction_event_line(
-    pool: &str,
-    url: &str,
-    req: &http::HeaderMap,
-    resp: &http::HeaderMap,
-    perf: &PerfTimer,
-) -> EventLine {
-    let mut data = Map::new();
-    data.insert("url".into(), url.into());
-    data.insert("method".into(), "GET".into());
-    data.insert("req_headers".into(), headers_json(req));
-    data.insert("http_code".into(), 200.into());
-    data.insert("http_message".into(), "OK".into());
-    data.insert("resp_headers".into(), headers_json(resp));
-    data.insert("perf_metrics".into(), perf.to_json());
-    data.insert("request_id".into(), "".into());
-    EventLine {
-        component: pool.into(),
-        category: "transaction",
-        code: "http".into(),
-        msg: "Proxy Request Completed: HTTP 200 OK".into(),
-        data: Some(Value::Object(data)),
-    }
-}
-
 fn log(c: &mut Criterion) {
     assert!(
         !poolgate::event_log::wants_debug(10),
@@ -364,39 +336,27 @@ fn log(c: &mut Criterion) {
         msg: "Pool api: target backend.internal:8080 resolved to 10.0.0.7".into(),
         data: None,
     };
-    let base = pool
-        .primary_target()
-        .map(|t| t.base_url())
-        .unwrap_or_default();
-    let transaction_line = transaction_event_line(
-        &pool.id,
-        &format!("{base}{path}"),
-        &req.headers,
-        &resp.headers,
-        &perf,
-    );
+    let base = pool.primary_target().map_or("", |t| t.base_url());
+    let transaction = |perf| Transaction {
+        pool: &pool.id,
+        url: format!("{base}{path}"),
+        method: req.method.as_str(),
+        req_headers: &req.headers,
+        status: 200,
+        resp_headers: Some(&resp.headers),
+        perf,
+        error: None,
+        failed: false,
+        request_id: String::new(),
+    };
+    let transaction_line = transaction(&perf).line();
     let hostname = poolgate::event_log::hostname();
 
     let mut group = c.benchmark_group("log");
     // As `request_end` builds it: the URL, then the line (headers, perf JSON) on the request's
     // thread. Without a running event log the line is dropped instead of handed over.
     group.bench_function("transaction_line", |b| {
-        b.iter(|| {
-            let base = pool.primary_target().map(|t| t.base_url());
-            Transaction {
-                pool: &pool.id,
-                url: format!("{}{path}", base.unwrap_or_default()),
-                method: req.method.as_str(),
-                req_headers: &req.headers,
-                status: 200,
-                resp_headers: Some(&resp.headers),
-                perf: &perf,
-                error: None,
-                failed: false,
-                request_id: String::new(),
-            }
-            .log(black_box(&pool.logging))
-        })
+        b.iter(|| transaction(&perf).log(black_box(&pool.logging)))
     });
     group.bench_function("render_debug_line", |b| {
         b.iter(|| black_box(&debug_line).render(SystemTime::now(), &hostname))

@@ -5,18 +5,14 @@
 //! Rules are compiled once at start (validated names and values, compiled regexes); applying
 //! them clones only reference-counted bytes.
 
+pub use crate::scrub::ScrubRule;
+use crate::scrub::MANAGED;
 use base64::Engine;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
-use regex::Regex;
 use std::net::IpAddr;
-
-/// Headers poolgate itself manages on both sides: message framing and the connection. A scrub
-/// rule never removes these, because Pingora rewrites them for each hop and removing them would
-/// break the message (PixlProxy scrubs them for the same reason: its HTTP library re-adds them).
-const MANAGED: &[&str] = &["host", "content-length", "transfer-encoding", "connection"];
 
 /// A header name/value pair, validated at start.
 #[derive(Debug, Clone)]
@@ -35,34 +31,6 @@ impl HeaderPair {
             name: Bytes::copy_from_slice(name.as_bytes()),
             value,
         })
-    }
-}
-
-/// Removes every header whose (lower-case) name matches the regex, except the managed ones.
-#[derive(Debug, Clone)]
-pub struct ScrubRule(Option<Regex>);
-
-impl ScrubRule {
-    /// Scrub nothing.
-    pub fn none() -> Self {
-        ScrubRule(None)
-    }
-
-    /// Compile a PixlProxy scrub pattern; matching is case-insensitive as the README says.
-    pub fn new(pattern: &str) -> std::result::Result<Self, regex::Error> {
-        if pattern.is_empty() {
-            return Ok(ScrubRule::none());
-        }
-        Ok(ScrubRule(Some(Regex::new(&format!("(?i){pattern}"))?)))
-    }
-
-    fn doomed(&self, headers: &http::HeaderMap) -> Vec<HeaderName> {
-        let Some(re) = &self.0 else { return Vec::new() };
-        headers
-            .keys()
-            .filter(|n| !MANAGED.contains(&n.as_str()) && re.is_match(n.as_str()))
-            .cloned()
-            .collect()
     }
 }
 
@@ -107,18 +75,9 @@ impl RequestRules {
         for name in self.scrub.doomed(&req.headers) {
             req.remove_header(&name);
         }
-        if self.append_x_forwarded_for {
-            if let Some(ip) = client.ip {
-                let xff = match req
-                    .headers
-                    .get("x-forwarded-for")
-                    .and_then(|v| v.to_str().ok())
-                {
-                    Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-                    _ => ip.to_string(),
-                };
-                req.insert_header("X-Forwarded-For", xff)?;
-            }
+        if let (true, Some(ip)) = (self.append_x_forwarded_for, client.ip) {
+            let xff = forwarded_for(req.headers.get(&X_FORWARDED_FOR), ip);
+            req.insert_header("X-Forwarded-For", xff)?;
         }
         if client.tls {
             req.insert_header("X-Forwarded-Proto", "https")?;
@@ -144,6 +103,42 @@ impl RequestRules {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// `X-Forwarded-For` with the client's address appended (or alone when there is none yet),
+/// written byte by byte: this runs for every proxied request.
+fn forwarded_for(prev: Option<&HeaderValue>, ip: IpAddr) -> Vec<u8> {
+    let prev = prev
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    let mut out = Vec::with_capacity(prev.map_or(0, |p| p.len() + 2) + 15);
+    if let Some(prev) = prev {
+        out.extend_from_slice(prev.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+    out
+}
+
 /// Hop-by-hop headers (RFC 9110 section 7.6.1) that never travel to the next hop.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -167,7 +162,7 @@ pub fn strip_hop_by_hop(req: &mut RequestHeader) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty() && !MANAGED.contains(&n.as_str()))
+        .filter(|n| !n.is_empty() && !MANAGED.iter().any(|m| m.as_str() == n))
         .collect();
     for name in nominated
         .iter()
@@ -222,6 +217,25 @@ impl GlobalResponseHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_reads_like_the_address_printed() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let mut ips = vec![v6, "::ffff:10.0.0.1".parse().unwrap()];
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 255] {
+            ips.push(IpAddr::from([a, 255 - a, a / 2, 7]));
+        }
+        for ip in ips {
+            assert_eq!(forwarded_for(None, ip), ip.to_string().into_bytes());
+            let prev = HeaderValue::from_static("1.2.3.4");
+            assert_eq!(
+                forwarded_for(Some(&prev), ip),
+                format!("1.2.3.4, {ip}").into_bytes()
+            );
+            let blank = HeaderValue::from_static("  ");
+            assert_eq!(forwarded_for(Some(&blank), ip), ip.to_string().into_bytes());
+        }
+    }
 
     const PLAIN: ClientFacts = ClientFacts {
         ip: None,

@@ -15,7 +15,8 @@
 //!   `request_id`: the ids it answers with.
 //! - `front_end`: listeners and client keep-alive policy; `static_files`: answering unrouted
 //!   requests from `http_htdocs_dir` (`serve_static_files`).
-//! - `proxy`: the Pingora `ProxyHttp` hooks, delegating to the modules above.
+//! - `proxy`: the Pingora `ProxyHttp` hooks, delegating to the modules above; `request_ctx`:
+//!   the state one request carries between them.
 //! - `failure`, `reply` and `request_log`: what the client and the log get; `event_log`: the
 //!   PixlProxy-format event log file; `transaction_log` and `perf`: its per-request lines.
 //! - `server`: assembling the Pingora server; `demo_origin`: the sample config's origin.
@@ -50,11 +51,13 @@ pub mod queue;
 pub mod redirect;
 pub mod reply;
 pub mod request_body;
+pub mod request_ctx;
 pub mod request_end;
 pub mod request_id;
 pub mod request_log;
 pub mod retry;
 pub mod routing;
+pub mod scrub;
 pub mod server;
 pub mod shutdown;
 pub mod sockets;

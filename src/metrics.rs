@@ -94,8 +94,11 @@ static FAMILIES: Lazy<Families> = Lazy::new(|| {
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "failed"];
 const PHASES: [&str; 6] = ["total", "dns", "connect", "send", "wait", "receive"];
 
-/// One pool's bound metric handles.
-pub struct PoolMetrics {
+/// One pool's bound metric handles; `None` when there is no `metrics_uri` to read them
+/// from, so requests do not pay for figures nobody can see.
+pub struct PoolMetrics(Option<Handles>);
+
+struct Handles {
     requests: Vec<IntCounter>,
     throttled: IntCounter,
     retries: IntCounter,
@@ -111,9 +114,13 @@ impl std::fmt::Debug for PoolMetrics {
 }
 
 impl PoolMetrics {
-    pub fn new(pool: &str) -> Self {
+    /// The pool's metrics, recorded only when `recording` (a Prometheus endpoint exists).
+    pub fn new(pool: &str, recording: bool) -> Self {
+        if !recording {
+            return PoolMetrics(None);
+        }
         let f = &*FAMILIES;
-        PoolMetrics {
+        PoolMetrics(Some(Handles {
             requests: CLASSES
                 .iter()
                 .map(|c| f.requests.with_label_values(&[pool, c]))
@@ -126,36 +133,42 @@ impl PoolMetrics {
                 .iter()
                 .map(|p| f.duration.with_label_values(&[pool, p]))
                 .collect(),
-        }
+        }))
     }
 
     /// A finished back-end request: its status (0 = no answer) and phase times.
     pub fn observe(&self, status: u16, perf: &PerfTimer) {
+        let Some(m) = &self.0 else { return };
         let class = match status {
             100..=599 => usize::from(status / 100 - 1),
             _ => 5,
         };
-        self.requests[class].inc();
-        self.phases[0].observe(perf.total().as_secs_f64());
+        m.requests[class].inc();
+        m.phases[0].observe(perf.total().as_secs_f64());
         for (name, took) in perf.phases() {
             if let Some(i) = PHASES.iter().position(|p| p == name) {
-                self.phases[i].observe(took.as_secs_f64());
+                m.phases[i].observe(took.as_secs_f64());
             }
         }
     }
 
     pub fn throttled(&self) {
-        self.throttled.inc();
+        if let Some(m) = &self.0 {
+            m.throttled.inc();
+        }
     }
 
     pub fn retried(&self) {
-        self.retries.inc();
+        if let Some(m) = &self.0 {
+            m.retries.inc();
+        }
     }
 
     pub fn connected(&self, reused: bool) {
-        match reused {
-            true => self.reused_connections.inc(),
-            false => self.new_connections.inc(),
+        match (&self.0, reused) {
+            (Some(m), true) => m.reused_connections.inc(),
+            (Some(m), false) => m.new_connections.inc(),
+            (None, _) => {}
         }
     }
 }

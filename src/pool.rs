@@ -21,8 +21,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long an idle pooled back-end connection is kept before poolgate closes it.
-pub const BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an idle pooled back-end connection is kept: until the back end closes it (Pingora
+/// watches every idle connection and drops it at once) or the keep-alive pool
+/// (`upstream_keepalive_pool_size`, 128) needs its place, as PixlProxy's Node.js agent does.
+/// A timeout here would cost every request a timer.
+pub const BACKEND_IDLE_TIMEOUT: Option<Duration> = None;
 
 /// Requests one HTTP/2 back-end connection carries at once (`target_http2`).
 const H2_STREAMS_PER_CONNECTION: usize = 100;
@@ -148,17 +151,33 @@ impl Pool {
         }
     }
 
-    /// The Pingora peer for a chosen target.
-    pub fn peer(&self, chosen: &Chosen) -> Result<Box<HttpPeer>> {
+    /// Whether choosing a target may wait for a DNS lookup (a single target named by host
+    /// name); IP literals and balanced sets, resolved in the background, never do.
+    pub fn looks_up_per_request(&self) -> bool {
+        match &self.targets {
+            TargetSet::Single(t) => !t.resolver.is_literal(),
+            TargetSet::Balanced { .. } => false,
+        }
+    }
+
+    /// The Pingora peer for a chosen target. A request without a body (`sends_body` false)
+    /// gets no write timeout: its header goes into the socket buffer at once, and waiting for
+    /// the answer is bounded by the read timeout; this spares such requests a timer. A body
+    /// keeps it, since Pingora stops reading the answer while a body write is stuck.
+    pub fn peer(&self, chosen: &Chosen, sends_body: bool) -> Result<Box<HttpPeer>> {
         let target = self.target(chosen).ok_or_else(|| {
             Error::explain(ErrorType::InternalError, "chosen target does not exist")
         })?;
-        Ok(self.peer_at(
+        let mut peer = self.peer_at(
             chosen.addr,
             target.tls,
             &target.hostname,
             self.connect.group_key,
-        ))
+        );
+        if !sends_body {
+            peer.options.write_timeout = None;
+        }
+        Ok(peer)
     }
 
     /// A peer with the pool's timeouts and TLS checks at any address (redirect hops to other
@@ -182,7 +201,7 @@ impl Pool {
         o.verify_hostname = self.connect.verify_tls;
         // With `use_keep_alives: false` the request carries `Connection: close` (see headers.rs),
         // so Pingora never returns that connection to its pool.
-        o.idle_timeout = Some(BACKEND_IDLE_TIMEOUT);
+        o.idle_timeout = BACKEND_IDLE_TIMEOUT;
         if self.connect.http2 {
             // Over TLS the back end may still pick HTTP/1.1; in clear there is no negotiation.
             let min = if tls { 1 } else { 2 };
@@ -271,7 +290,9 @@ pub(crate) mod tests {
             limits: PoolLimits::default(),
             retry: RetryPolicy {
                 retries: 0,
-                success: Regex::new(crate::config::model::DEFAULT_SUCCESS_MATCH).unwrap(),
+                success: crate::retry::SuccessCodes::from_regex(
+                    &Regex::new(crate::config::model::DEFAULT_SUCCESS_MATCH).unwrap(),
+                ),
                 delay: RetryDelay::default(),
                 max_body_bytes: 0,
             },
@@ -281,7 +302,7 @@ pub(crate) mod tests {
             queue: None,
             logging: LogPolicy::default(),
             stats: PoolStats::default(),
-            metrics: PoolMetrics::new(id),
+            metrics: PoolMetrics::new(id, true),
             min_stream_size: 0,
         })
     }

@@ -132,8 +132,14 @@ impl PoolStats {
                 let cell = &slot.phases[i];
                 cell.count.fetch_add(1, Ordering::Relaxed);
                 cell.sum_us.fetch_add(us, Ordering::Relaxed);
-                cell.min_us.fetch_min(us, Ordering::Relaxed);
-                cell.max_us.fetch_max(us, Ordering::Relaxed);
+                // Minimum and maximum rarely move once a second has a few samples: a plain
+                // read first spares most requests two locked read-modify-writes.
+                if us < cell.min_us.load(Ordering::Relaxed) {
+                    cell.min_us.fetch_min(us, Ordering::Relaxed);
+                }
+                if us > cell.max_us.load(Ordering::Relaxed) {
+                    cell.max_us.fetch_max(us, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -165,9 +171,10 @@ impl PoolStats {
         let _ = self.slot_for(sec);
     }
 
-    /// The last full second.
+    /// The last full second. Requests are filed by the coarse clock, which may lag a few
+    /// milliseconds; the second read is the exact one, so a reader never looks two seconds back.
     pub fn last_second(&self) -> SecondStats {
-        self.second(clock::now_sec().wrapping_sub(1))
+        self.second(clock::now_sec_exact().wrapping_sub(1))
     }
 
     fn second(&self, sec: u32) -> SecondStats {

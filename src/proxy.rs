@@ -2,28 +2,22 @@
 //! the work to the module named after the concept (routing, limits, pool, exchange, failure,
 //! reply).
 
-use crate::compression::ResponseEncoder;
 use crate::exchange::Exchange;
 use crate::failure;
 use crate::front_end::FrontEnd;
-use crate::headers::ClientFacts;
-use crate::limits::ConcurrencySlot;
 use crate::perf::PerfTimer;
-use crate::pool::Pool;
 use crate::reply;
+pub use crate::request_ctx::RequestCtx;
 use crate::routing::{RouteRequest, RouteTable};
-use crate::sockets::SocketEntry;
 use crate::stats_api::StatsApi;
 use crate::stats_hub::StatsHub;
-use crate::targets::Chosen;
 use crate::web_log::WebLog;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
-use std::net::SocketAddr;
+use pingora::{Error, Result};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,50 +35,6 @@ pub struct PoolProxy {
     pub web_log: Arc<WebLog>,
 }
 
-/// Per-request state.
-#[derive(Default)]
-pub struct RequestCtx {
-    /// The pool chosen by routing; `None` until `request_filter` ran or when nothing matched.
-    pub(crate) pool: Option<Arc<Pool>>,
-    /// The pool's concurrency slot: freed once the back end has answered in full, on failure,
-    /// and in any case when the context is dropped.
-    pub(crate) slot: Option<ConcurrencySlot>,
-    /// The client's address and protocol, read once in `request_filter`.
-    pub(crate) client: ClientFacts,
-    /// When the request was admitted to its pool.
-    pub(crate) started: Option<Instant>,
-    /// Back-end addresses that failed, so a retry picks another target.
-    pub(crate) tried: Vec<SocketAddr>,
-    /// The target of the current streaming attempt.
-    pub(crate) chosen: Option<Chosen>,
-    /// Retries left on the streaming path (connect failures only).
-    pub(crate) retries_left: u32,
-    /// The final failure was already counted in the pool's per-second errors.
-    pub(crate) final_error_counted: bool,
-    /// The request went through the buffered exchange (which counts its own errors).
-    pub(crate) via_exchange: bool,
-    /// The request was queued (`use_queue`): its send is counted by the queue's sender.
-    pub(crate) queued: bool,
-    /// Phase times and byte counts of the back-end request.
-    pub(crate) perf: Option<PerfTimer>,
-    /// When the request's header had been read.
-    pub(crate) arrived: Option<Instant>,
-    /// The client connection's entry in `web.sockets`.
-    pub(crate) socket: Option<Arc<SocketEntry>>,
-    /// Request body bytes read from the client so far (`http_max_upload_size`).
-    pub(crate) body_received: u64,
-    /// Compresses the response body when the client gets it encoded.
-    pub(crate) encoder: Option<ResponseEncoder>,
-}
-
-impl RequestCtx {
-    fn pool(&self) -> Result<&Arc<Pool>> {
-        self.pool
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool chosen for request"))
-    }
-}
-
 #[async_trait]
 impl ProxyHttp for PoolProxy {
     type CTX = RequestCtx;
@@ -98,23 +48,25 @@ impl ProxyHttp for PoolProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.arrived = Some(Instant::now());
-        let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
-        ctx.socket = peer.and_then(|p| self.stats.sockets.find(p));
+        let now = Instant::now();
+        ctx.arrived = Some(now);
+        if self.stats_api.shows_connections() {
+            let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+            ctx.socket = peer.and_then(|p| self.stats.sockets.find(p));
+        }
         if let Some(socket) = &ctx.socket {
             let req = session.req_header();
             let tls = crate::front_end::tls_connection(session);
-            socket.begin(
-                &req.method,
-                &req.uri,
-                req.headers.get(http::header::HOST),
-                tls,
-            );
+            let host = req.headers.get(http::header::HOST);
+            socket.begin(&req.method, &req.uri, host, tls, now);
         }
         self.front.apply_keep_alive(session);
         Ok(())
     }
 
+    /// The rare branches (redirects, the stats API, static files, the queue, refusals, the
+    /// buffered exchange) are boxed: their state would otherwise size this hook's future, which
+    /// is built and copied for every request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let mut client = crate::front_end::client_facts(session);
         if let Some(location) = self
@@ -122,24 +74,29 @@ impl ProxyHttp for PoolProxy {
             .https_policy
             .redirect(session.req_header(), client.tls)
         {
-            reply::redirect(session, &self.front, &location).await?;
+            Box::pin(reply::redirect(session, &self.front, &location)).await?;
             return Ok(true);
         }
         if let Some(endpoint) = self.stats_api.endpoint(session.req_header()) {
             let (front, hub) = (&self.front, &self.stats);
-            self.stats_api
-                .serve(session, front, hub, endpoint, client.ip)
-                .await?;
+            let api = &self.stats_api;
+            Box::pin(api.serve(session, front, hub, endpoint, client.ip)).await?;
             return Ok(true);
         }
         let route = RouteRequest::of(session.req_header());
         let Some(pool) = self.routes.route(&route).cloned() else {
             if let Some(files) = &self.front.static_files {
                 client.tls |= self.front.https_policy.detected(session.req_header());
-                files.serve(session, &self.front, client.tls).await;
+                Box::pin(files.serve(session, &self.front, client.tls)).await;
                 return Ok(true);
             }
-            reply::text(session, &self.front, 404, failure::body_for(404)).await?;
+            Box::pin(reply::text(
+                session,
+                &self.front,
+                404,
+                failure::body_for(404),
+            ))
+            .await?;
             return Ok(true);
         };
         ctx.pool = Some(pool.clone());
@@ -151,7 +108,13 @@ impl ProxyHttp for PoolProxy {
         {
             // The body is not read: the connection cannot be reused.
             session.set_keepalive(None);
-            reply::text(session, &self.front, 413, failure::body_for(413)).await?;
+            Box::pin(reply::text(
+                session,
+                &self.front,
+                413,
+                failure::body_for(413),
+            ))
+            .await?;
             return Ok(true);
         }
         // A load balancer in front may have terminated TLS (`https_header_detect`).
@@ -159,7 +122,14 @@ impl ProxyHttp for PoolProxy {
         ctx.client = client;
         if let Some(queue) = &pool.queue {
             ctx.queued = true;
-            crate::queue::intake::enqueue(session, &pool, queue, &self.front, client).await?;
+            Box::pin(crate::queue::intake::enqueue(
+                session,
+                &pool,
+                queue,
+                &self.front,
+                client,
+            ))
+            .await?;
             return Ok(true);
         }
         match pool.limits.admit(client.ip) {
@@ -167,12 +137,15 @@ impl ProxyHttp for PoolProxy {
             Err(refusal) => {
                 pool.metrics.throttled();
                 log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
-                reply::too_many(session, &self.front, &refusal, &pool.id).await?;
+                Box::pin(reply::too_many(session, &self.front, &refusal, &pool.id)).await?;
                 return Ok(true);
             }
         }
-        ctx.started = Some(Instant::now());
-        ctx.perf = Some(PerfTimer::start());
+        // Timed from the request's arrival: routing and admission take microseconds, and
+        // reusing that reading saves a clock read per request.
+        let now = ctx.arrived.unwrap_or_else(Instant::now);
+        ctx.started = Some(now);
+        ctx.perf = Some(PerfTimer::start_at(now));
         pool.stats.start_request();
         ctx.retries_left = pool.retry.retries;
         if pool.uses_exchange() && !session.is_upgrade_req() {
@@ -184,9 +157,8 @@ impl ProxyHttp for PoolProxy {
                 client,
             };
             let mut perf = ctx.perf.take().unwrap_or_default();
-            let result = exchange
-                .run(session, &mut ctx.tried, &mut ctx.slot, &mut perf)
-                .await;
+            let run = exchange.run(session, &mut ctx.tried, &mut ctx.slot, &mut perf);
+            let result = Box::pin(run).await;
             ctx.perf = Some(perf);
             result?;
             return Ok(true);
@@ -200,18 +172,28 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let pool = ctx.pool()?.clone();
-        if !ctx.tried.is_empty() {
+        let retry = !ctx.tried.is_empty();
+        if retry {
             let delay = pool.retry_delay();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
         }
         let key = pool.selection_key(session.req_header(), ctx.client.ip);
-        lap(ctx, None);
+        // The clock is read around the choice only when it can take time (a DNS lookup).
+        let timed = pool.looks_up_per_request();
+        if retry || timed {
+            ctx.restart_lap();
+        }
         let chosen = pool.choose(&key, &ctx.tried).await?;
-        lap(ctx, Some("dns"));
+        match timed {
+            true => ctx.lap("dns"),
+            false => ctx.skip_phase("dns"),
+        }
         ctx.chosen = Some(chosen);
-        pool.peer(&chosen)
+        // An upgraded connection (WebSocket) sends data after its bodiless request.
+        let sends_body = !session.is_body_empty() || session.is_upgrade_req();
+        pool.peer(&chosen, sends_body)
     }
 
     async fn connected_to_upstream(
@@ -223,7 +205,7 @@ impl ProxyHttp for PoolProxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        lap(ctx, Some("connect"));
+        ctx.lap("connect");
         if let Some(pool) = &ctx.pool {
             pool.metrics.connected(reused);
         }
@@ -293,7 +275,7 @@ impl ProxyHttp for PoolProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        lap(ctx, Some("wait"));
+        ctx.lap("wait");
         let status = upstream_response.status.as_u16();
         let bodiless =
             session.req_header().method == http::Method::HEAD || status == 204 || status == 304;
@@ -382,14 +364,5 @@ impl ProxyHttp for PoolProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         crate::request_end::finish(session, e, ctx, &self.web_log);
-    }
-}
-
-/// End a phase of the request's timing (`None`: skip the time since the last lap).
-fn lap(ctx: &mut RequestCtx, phase: Option<&'static str>) {
-    match (&mut ctx.perf, phase) {
-        (Some(perf), Some(name)) => perf.lap(name),
-        (Some(perf), None) => perf.restart_lap(),
-        (None, _) => {}
     }
 }

@@ -8,11 +8,17 @@ use crate::transaction_log::Transaction;
 use crate::web_log::{WebLog, WebRequest};
 use pingora::proxy::Session;
 use pingora::Error;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-pub fn finish(session: &Session, e: Option<&Error>, ctx: &RequestCtx, web_log: &WebLog) {
+pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut RequestCtx, web_log: &WebLog) {
+    // One clock read serves every figure below.
+    let now = Instant::now();
+    if let Some(perf) = &mut ctx.perf {
+        perf.end(now);
+    }
+    let ctx = &*ctx;
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    record_activity(ctx, e.is_some(), status);
+    record_activity(ctx, e.is_some(), status, now);
     crate::request_log::log_request(session, e, ctx.pool.as_deref(), status);
     log_transaction(session, e, ctx, status);
     let (bytes_in, bytes_out) = (session.body_bytes_read(), session.body_bytes_sent());
@@ -20,15 +26,17 @@ pub fn finish(session: &Session, e: Option<&Error>, ctx: &RequestCtx, web_log: &
     if let Some(socket) = &ctx.socket {
         socket.end(bytes_in, bytes_out);
     }
-    let total = ctx.arrived.map_or(Duration::ZERO, |t| t.elapsed());
+    let total = ctx
+        .arrived
+        .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
     web_log.stats.record_total(total, bytes_out, bytes_in);
     if web_log.wants() {
-        web_log.record(web_request(session, ctx, status));
+        web_log.record(web_request(session, status, total));
     }
 }
 
 /// The request as the web server saw it, for `http_log_requests` and `web.recent`.
-fn web_request(session: &Session, ctx: &RequestCtx, status: u16) -> WebRequest {
+fn web_request(session: &Session, status: u16, total: Duration) -> WebRequest {
     let req = session.req_header();
     let header = |name| req.headers.get(name).cloned();
     let client = client_facts(session);
@@ -45,7 +53,7 @@ fn web_request(session: &Session, ctx: &RequestCtx, status: u16) -> WebRequest {
         host: header(http::header::HOST),
         ip: client.ip,
         ua: header(http::header::USER_AGENT),
-        total: ctx.arrived.map_or(Duration::ZERO, |t| t.elapsed()),
+        total,
         bytes_in: session.body_bytes_read() as u64,
         bytes_out: session.body_bytes_sent() as u64,
     }
@@ -64,15 +72,18 @@ fn log_transaction(session: &Session, e: Option<&Error>, ctx: &RequestCtx, statu
     let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
     let base = target
         .or_else(|| pool.primary_target())
-        .map(|t| t.base_url());
+        .map_or("", |t| t.base_url());
     let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut url = String::with_capacity(base.len() + path.len());
+    url.push_str(base);
+    url.push_str(path);
     let error = match e {
         Some(e) => Some(e.to_string()),
         None => failed.then(|| format!("HTTP {status}")),
     };
     Transaction {
         pool: &pool.id,
-        url: format!("{}{path}", base.unwrap_or_default()),
+        url,
         method: req.method.as_str(),
         req_headers: &req.headers,
         status,
@@ -86,7 +97,7 @@ fn log_transaction(session: &Session, e: Option<&Error>, ctx: &RequestCtx, statu
 }
 
 /// Feed the pool's per-second activity (retry back-off, degraded hints), stats and metrics.
-fn record_activity(ctx: &RequestCtx, failed: bool, status: u16) {
+fn record_activity(ctx: &RequestCtx, failed: bool, status: u16, now: Instant) {
     let (Some(pool), Some(started), false) = (&ctx.pool, ctx.started, ctx.queued) else {
         return;
     };
@@ -95,7 +106,8 @@ fn record_activity(ctx: &RequestCtx, failed: bool, status: u16) {
         pool.stats.record(perf);
         pool.metrics.observe(if failed { 0 } else { status }, perf);
     }
-    pool.activity.record_completion(started.elapsed());
+    pool.activity
+        .record_completion(now.saturating_duration_since(started));
     let failed = failed || !pool.retry.is_success(status);
     if failed && !ctx.via_exchange && !ctx.final_error_counted {
         pool.activity.record_error();

@@ -8,8 +8,8 @@ use std::time::Duration;
 pub struct RetryPolicy {
     /// Extra attempts after a failed one: a failing back end sees `retries + 1` attempts.
     pub retries: u32,
-    /// Matched against the status code as three digits.
-    pub success: Regex,
+    /// `resp_code_success_match`, decided for every status code at start.
+    pub success: SuccessCodes,
     pub delay: RetryDelay,
     /// Request bodies up to this size are kept in memory so they can be sent again.
     pub max_body_bytes: u64,
@@ -17,7 +17,36 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     pub fn is_success(&self, status: u16) -> bool {
-        http::StatusCode::from_u16(status).is_ok_and(|s| self.success.is_match(s.as_str()))
+        self.success.contains(status)
+    }
+}
+
+/// The status codes (100-999) a success pattern accepts, matched against each code's three
+/// digits once at start, so judging a request is a bit test instead of a regex search.
+#[derive(Clone, PartialEq)]
+pub struct SuccessCodes([u64; 16]);
+
+impl SuccessCodes {
+    pub fn from_regex(pattern: &Regex) -> Self {
+        let mut bits = [0u64; 16];
+        for code in 100u16..=999 {
+            if pattern.is_match(&code.to_string()) {
+                bits[usize::from(code / 64)] |= 1 << (code % 64);
+            }
+        }
+        SuccessCodes(bits)
+    }
+
+    pub fn contains(&self, status: u16) -> bool {
+        (100..=999).contains(&status)
+            && self.0[usize::from(status / 64)] & (1 << (status % 64)) != 0
+    }
+}
+
+impl std::fmt::Debug for SuccessCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let codes = (100u16..=999).filter(|c| self.contains(*c)).count();
+        write!(f, "SuccessCodes({codes} codes)")
     }
 }
 
@@ -68,11 +97,17 @@ mod tests {
     fn default_success_range_is_200_to_399() {
         let p = RetryPolicy {
             retries: 1,
-            success: Regex::new(crate::config::model::DEFAULT_SUCCESS_MATCH).unwrap(),
+            success: SuccessCodes::from_regex(
+                &Regex::new(crate::config::model::DEFAULT_SUCCESS_MATCH).unwrap(),
+            ),
             delay: RetryDelay::default(),
             max_body_bytes: 0,
         };
         assert!(p.is_success(200) && p.is_success(302) && p.is_success(399));
         assert!(!p.is_success(199) && !p.is_success(404) && !p.is_success(500));
+        assert!(!p.is_success(0) && !p.is_success(1000) && !p.is_success(u16::MAX));
+        let odd = SuccessCodes::from_regex(&Regex::new("^(404|9\\d\\d)$").unwrap());
+        assert!(odd.contains(404) && odd.contains(999) && odd.contains(900));
+        assert!(!odd.contains(200) && !odd.contains(405));
     }
 }

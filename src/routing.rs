@@ -4,7 +4,7 @@
 //! one hash lookup, with no allocation.
 
 use crate::pool::Pool;
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -24,10 +24,16 @@ pub struct RouteCriteria {
 
 impl RouteCriteria {
     pub fn matches(&self, req: &RouteRequest) -> bool {
+        self.matches_besides_uri(req) && self.uri.as_ref().is_none_or(|re| re.is_match(req.uri))
+    }
+
+    fn matches_besides_uri(&self, req: &RouteRequest) -> bool {
         let ok = |re: &Option<Regex>, s: &str| re.as_ref().is_none_or(|re| re.is_match(s));
-        ok(&self.method, req.method) && ok(&self.host, req.host) && ok(&self.uri, req.uri)
+        ok(&self.method, req.method) && ok(&self.host, req.host)
     }
 }
+
+const X_PROXY: http::HeaderName = http::HeaderName::from_static("x-proxy");
 
 /// The parts of a request that routing looks at.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +61,7 @@ impl<'a> RouteRequest<'a> {
             method: req.method.as_str(),
             host: strip_port(host),
             uri: req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-            x_proxy: req.headers.get("x-proxy").and_then(|v| v.to_str().ok()),
+            x_proxy: req.headers.get(&X_PROXY).and_then(|v| v.to_str().ok()),
         }
     }
 }
@@ -65,7 +71,13 @@ impl<'a> RouteRequest<'a> {
 pub struct RouteTable {
     pools: Vec<Arc<Pool>>,
     by_id: HashMap<String, usize>,
+    /// Every pool's `uri_match` in one automaton (a pool without one matches any URI), so a
+    /// request's URI is read once however many pools there are; `None` for a few pools.
+    uri_set: Option<RegexSet>,
 }
+
+/// From this many pools on, the URI is matched against all of them at once.
+const URI_SET_MIN_POOLS: usize = 4;
 
 impl RouteTable {
     pub fn new(mut pools: Vec<Arc<Pool>>) -> Self {
@@ -76,7 +88,12 @@ impl RouteTable {
             .enumerate()
             .map(|(i, p)| (p.id.to_string(), i))
             .collect();
-        RouteTable { pools, by_id }
+        let uri_set = uri_set(&pools);
+        RouteTable {
+            pools,
+            by_id,
+            uri_set,
+        }
     }
 
     pub fn pools(&self) -> &[Arc<Pool>] {
@@ -94,10 +111,31 @@ impl RouteTable {
                 return Some(pool);
             }
         }
-        self.pools
-            .iter()
-            .find(|p| !p.x_proxy_only && p.criteria.matches(req))
+        let Some(set) = &self.uri_set else {
+            return self
+                .pools
+                .iter()
+                .find(|p| !p.x_proxy_only && p.criteria.matches(req));
+        };
+        let uri_hits = set.matches(req.uri);
+        self.pools.iter().enumerate().find_map(|(i, p)| {
+            let hit = uri_hits.matched(i) && !p.x_proxy_only;
+            (hit && p.criteria.matches_besides_uri(req)).then_some(p)
+        })
     }
+}
+
+/// The set of every pool's URI pattern, when there are enough pools and some have one. A set
+/// too large to build leaves routing to the pools one by one.
+fn uri_set(pools: &[Arc<Pool>]) -> Option<RegexSet> {
+    let some_uri = pools.iter().any(|p| p.criteria.uri.is_some());
+    if pools.len() < URI_SET_MIN_POOLS || !some_uri {
+        return None;
+    }
+    let patterns = pools
+        .iter()
+        .map(|p| p.criteria.uri.as_ref().map_or("", |re| re.as_str()));
+    RegexSet::new(patterns).ok()
 }
 
 /// The host part of a Host header value: `example.com:8080` -> `example.com`, `[::1]:80` -> `[::1]`.
@@ -186,6 +224,40 @@ mod tests {
         assert_eq!(
             routed(&t, req("PUT", "x", "/api", Some("api"))).as_deref(),
             Some("default")
+        );
+    }
+
+    #[test]
+    fn the_uri_set_routes_as_trying_pools_one_by_one_would() {
+        let t = RouteTable::new(vec![
+            pool_with("a", None, None, Some("^/svc1/(api|v2)/"), false),
+            pool_with("b", Some("(?i)^POST$"), None, Some("^/svc"), false),
+            pool_with("c", None, Some("^h$"), None, false),
+            pool_with("d", None, None, Some("\\.png$"), true),
+            pool_with("e", None, None, Some("^/"), false),
+        ]);
+        assert!(t.uri_set.is_some());
+        for (method, host, uri) in [
+            ("GET", "x", "/svc1/api/1"),
+            ("POST", "x", "/svc2/"),
+            ("POST", "x", "/svc1/v2/"),
+            ("GET", "h", "/svc2/"),
+            ("GET", "x", "/a.png"),
+            ("GET", "x", "/"),
+            ("GET", "x", "relative"),
+        ] {
+            let r = req(method, host, uri, None);
+            let one_by_one = t
+                .pools()
+                .iter()
+                .find(|p| !p.x_proxy_only && p.criteria.matches(&r))
+                .map(|p| p.id.to_string());
+            assert_eq!(routed(&t, r), one_by_one, "{method} {host} {uri}");
+        }
+        assert_eq!(routed(&t, req("GET", "x", "relative", None)), None);
+        assert_eq!(
+            routed(&t, req("GET", "h", "/a.png", None)).as_deref(),
+            Some("c")
         );
     }
 

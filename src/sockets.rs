@@ -35,15 +35,22 @@ pub struct SocketEntry {
 }
 
 impl SocketEntry {
-    /// A request started on this connection.
-    pub fn begin(&self, method: &Method, uri: &Uri, host: Option<&HeaderValue>, tls: bool) {
+    /// A request started on this connection at `since`.
+    pub fn begin(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        host: Option<&HeaderValue>,
+        tls: bool,
+        since: Instant,
+    ) {
         self.tls.store(tls, Ordering::Relaxed);
         if let Ok(mut current) = self.current.lock() {
             *current = Some(Current {
                 method: method.clone(),
                 uri: uri.clone(),
                 host: host.cloned(),
-                since: Instant::now(),
+                since,
             });
         }
     }
@@ -178,7 +185,13 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let guard = table.open(peer, 3020);
         let entry = table.find(peer).unwrap();
-        entry.begin(&Method::GET, &"/x?y=1".parse().unwrap(), None, false);
+        entry.begin(
+            &Method::GET,
+            &"/x?y=1".parse().unwrap(),
+            None,
+            false,
+            Instant::now(),
+        );
         let json = table.to_json();
         assert_eq!(json["c1"]["state"], "processing");
         assert_eq!(json["c1"]["uri"], "/x?y=1");

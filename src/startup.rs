@@ -33,7 +33,7 @@ pub fn announce(rt: &RuntimeConfig, config_path: &Path) {
 
 /// What a pool sends where, for the log: targets, connection and traffic settings.
 fn summary(pool: &Pool) -> serde_json::Value {
-    let targets: Vec<String> = pool.all_targets().iter().map(|t| t.base_url()).collect();
+    let targets: Vec<&str> = pool.all_targets().iter().map(|t| t.base_url()).collect();
     json!({
         "targets": targets,
         "use_keep_alives": pool.use_keep_alives,

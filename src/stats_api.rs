@@ -34,6 +34,12 @@ pub enum Endpoint {
 }
 
 impl StatsApi {
+    /// Whether the JSON stats API exists, and with it the per-request view of client
+    /// connections (`web.sockets`) that only it shows.
+    pub fn shows_connections(&self) -> bool {
+        self.uri.is_some()
+    }
+
     /// Which endpoint a request is for, if any (checked before routing to pools).
     pub fn endpoint(&self, req: &RequestHeader) -> Option<Endpoint> {
         if self

@@ -170,12 +170,14 @@ impl BackgroundService for StatsTicker {
         let hub = &self.0;
         let mut last_cpu = cpu_time();
         loop {
-            let wait = Duration::from_millis(clock::ms_to_next_second() + 2);
+            // Past the coarse clock's lag (a scheduler tick, at most 10 ms), so no request is
+            // still being filed under the second this tick reads.
+            let wait = Duration::from_millis(clock::ms_to_next_second() + 20);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
             }
-            let now = clock::now_sec();
+            let now = clock::now_sec_exact();
             hub.pools.iter().for_each(|p| p.stats.prepare(now + 1));
             let cpu = cpu_time();
             if let (Some(before), Some(after)) = (last_cpu, cpu) {

@@ -40,6 +40,8 @@ pub struct Target {
     /// What `preserve_host: false` sends as Host: the name, plus the port when not default.
     pub host_header: Option<HeaderValue>,
     pub resolver: TargetResolver,
+    /// `http://host:port`, written once (every log line names it).
+    base_url: String,
 }
 
 impl Target {
@@ -55,13 +57,13 @@ impl Target {
             port,
             host_header: HeaderValue::from_str(&host).ok(),
             resolver: TargetResolver::new(hostname, port, cache_dns_sec),
+            base_url: format!("{}://{hostname}:{port}", if tls { "https" } else { "http" }),
         }
     }
 
     /// `http://host:port`, for log lines.
-    pub fn base_url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}:{}", self.hostname, self.port)
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 }
 

@@ -4,10 +4,15 @@
 //! `req_headers`, `http_code`, `http_message`, `resp_headers`, `perf_metrics`, `error_details`
 //! (errors only) and `request_id` (queued requests; empty otherwise).
 
-use crate::event_log::{self, EventLine};
+use crate::event_log::{self, EventLine, JsonObject};
 use crate::perf::PerfTimer;
-use serde_json::{json, Map, Value};
+use std::fmt::Write;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Room for a typical line's data (a dozen headers each way), so it is written without
+/// growing.
+const DATA_CAPACITY: usize = 1024;
 
 /// A pool's `log_transactions`, `log_perf_ms` and `log_errors`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,7 +50,7 @@ impl LogPolicy {
 
 /// One finished back-end request.
 pub struct Transaction<'a> {
-    pub pool: &'a str,
+    pub pool: &'a Arc<str>,
     pub url: String,
     pub method: &'a str,
     pub req_headers: &'a http::HeaderMap,
@@ -67,37 +72,50 @@ impl Transaction<'_> {
         }
     }
 
-    fn line(&self) -> EventLine {
+    /// The event-log line for this request (what `log` writes).
+    pub fn line(&self) -> EventLine {
         let message = http::StatusCode::from_u16(self.status)
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
-        let mut data = Map::new();
-        data.insert("url".into(), self.url.clone().into());
-        data.insert("method".into(), self.method.into());
-        data.insert(
-            "req_headers".into(),
-            event_log::headers_json(self.req_headers),
-        );
-        data.insert("http_code".into(), self.status.into());
-        data.insert("http_message".into(), message.into());
-        let resp = self.resp_headers.map_or(json!({}), event_log::headers_json);
-        data.insert("resp_headers".into(), resp);
-        data.insert("perf_metrics".into(), self.perf.to_json());
-        if let Some(error) = &self.error {
-            data.insert("error_details".into(), format!("Error: {error}").into());
+        let mut data = JsonObject::with_capacity(DATA_CAPACITY);
+        data.string("url", &self.url);
+        data.string("method", self.method);
+        data.headers("req_headers", self.req_headers);
+        data.count("http_code", u64::from(self.status));
+        data.string("http_message", message);
+        match self.resp_headers {
+            Some(headers) => data.headers("resp_headers", headers),
+            None => {
+                data.open("resp_headers");
+                data.close();
+            }
         }
-        data.insert("request_id".into(), self.request_id.clone().into());
+        data.open("perf_metrics");
+        self.perf.write_json(&mut data);
+        data.close();
+        if let Some(error) = &self.error {
+            data.string("error_details", &format!("Error: {error}"));
+        }
+        data.string("request_id", &self.request_id);
         let (category, code, what) = match self.failed {
-            true => ("error", self.status.to_string(), "Proxy Request Error"),
-            false => ("transaction", "http".to_string(), "Proxy Request Completed"),
+            true => (
+                "error",
+                self.status.to_string().into(),
+                "Proxy Request Error",
+            ),
+            false => ("transaction", "http".into(), "Proxy Request Completed"),
         };
+        let mut msg = String::with_capacity(what.len() + 12 + message.len());
+        msg.push_str(what);
+        let _ = write!(msg, ": HTTP {} ", self.status);
+        msg.push_str(message);
         EventLine {
-            component: self.pool.into(),
+            component: self.pool.clone(),
             category,
             code,
-            msg: format!("{what}: HTTP {} {message}", self.status),
-            data: Some(Value::Object(data)),
+            msg,
+            data: Some(data.finish()),
         }
     }
 }
@@ -125,7 +143,7 @@ mod tests {
         req.insert("host", "h".parse().unwrap());
         let perf = PerfTimer::start();
         let t = Transaction {
-            pool: "MyPool1",
+            pool: &Arc::from("MyPool1"),
             url: "http://b:1/x".into(),
             method: "GET",
             req_headers: &req,
@@ -137,12 +155,15 @@ mod tests {
             request_id: String::new(),
         };
         let line = t.line();
-        assert_eq!((line.category, line.code.as_str()), ("error", "500"));
+        assert_eq!((line.category, &*line.code), ("error", "500"));
         assert_eq!(
             line.msg,
             "Proxy Request Error: HTTP 500 Internal Server Error"
         );
-        let data = line.data.unwrap();
+        let data: serde_json::Value = serde_json::from_str(&line.data.unwrap()).unwrap();
+        assert_eq!(data["resp_headers"], serde_json::json!({}));
+        assert_eq!(data["req_headers"]["host"], "h");
+        assert_eq!(data["perf_metrics"]["scale"], 1000);
         let keys: Vec<_> = data.as_object().unwrap().keys().cloned().collect();
         assert_eq!(
             keys,

@@ -117,9 +117,9 @@ impl WebLog {
         EventLine {
             component: "WebServer".into(),
             category: "transaction",
-            code: format!("HTTP {} {}", req.status, req.status_text()),
+            code: format!("HTTP {} {}", req.status, req.status_text()).into(),
             msg: path.into(),
-            data: Some(data),
+            data: Some(data.to_string()),
         }
     }
 
@@ -187,14 +187,11 @@ mod tests {
         let log = WebLog::new(Some(Regex::new(".+").unwrap()), 0);
         let line = log.line(3, &request(1), "/r1");
         assert_eq!(
-            (line.component.as_str(), line.category),
+            (&*line.component, line.category),
             ("WebServer", "transaction")
         );
-        assert_eq!(
-            (line.code.as_str(), line.msg.as_str()),
-            ("HTTP 200 OK", "/r1")
-        );
-        let data = line.data.unwrap().to_string();
+        assert_eq!((&*line.code, line.msg.as_str()), ("HTTP 200 OK", "/r1"));
+        let data = line.data.unwrap();
         assert!(data.starts_with(r#"{"id":"r4","method":"GET","proto":"http","ip":"127.0.0.1","ips":["127.0.0.1"],"port":3020"#), "{data}");
     }
 }

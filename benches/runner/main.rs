@@ -4,7 +4,7 @@
 //! generators to the other. Prints a markdown table and writes it, plus JSON lines, to the
 //! output directory. Exit code 1 when any request failed or a contender could not run.
 //!
-//! `bench_runner [--smoke] [--secs N] [--bin-dir DIR] [--out DIR]`
+//! `bench_runner [--smoke] [--secs N] [--rounds N] [--bin-dir DIR] [--out DIR]`
 //! (normally started by `benches/run.sh`).
 
 mod contenders;
@@ -21,10 +21,15 @@ const PROXY_CPU: &str = "0";
 const LOAD_CPU: &str = "1";
 /// The fixed rate of the latency run (PixlProxy's published figure is at 500 req/s).
 const LATENCY_RATE: u32 = 500;
+/// Closed-loop throughput is measured in rounds that visit every contender in turn, and the
+/// median round counts: a shared machine's speed drifts over seconds, and interleaving spreads
+/// the drift over all contenders instead of handing it to whichever ran at the wrong time.
+const THROUGHPUT_ROUNDS: usize = 5;
 
 struct Options {
     smoke: bool,
     secs: u32,
+    rounds: usize,
     bin_dir: PathBuf,
     out: PathBuf,
 }
@@ -33,6 +38,7 @@ fn options() -> Options {
     let mut o = Options {
         smoke: false,
         secs: 10,
+        rounds: THROUGHPUT_ROUNDS,
         bin_dir: PathBuf::from("target/release"),
         out: PathBuf::from("target/bench"),
     };
@@ -43,8 +49,10 @@ fn options() -> Options {
             "--smoke" => {
                 o.smoke = true;
                 o.secs = 2;
+                o.rounds = 1;
             }
             "--secs" => o.secs = value().parse().unwrap_or(o.secs),
+            "--rounds" => o.rounds = value().parse().unwrap_or(o.rounds).max(1),
             "--bin-dir" => o.bin_dir = PathBuf::from(value()),
             "--out" => o.out = PathBuf::from(value()),
             other => {
@@ -54,6 +62,16 @@ fn options() -> Options {
         }
     }
     o
+}
+
+impl Options {
+    /// Seconds per throughput round: together the rounds take twice one measurement's time.
+    fn round_secs(&self) -> u32 {
+        match self.rounds {
+            1 => self.secs,
+            n => (self.secs * 2 / n as u32).max(1),
+        }
+    }
 }
 
 /// One contender's figures.
@@ -96,27 +114,54 @@ fn measure(
     };
     // Warm up: connections, pools, caches.
     loadgen::wrk(&tools.wrk, LOAD_CPU, &url, 64, 1)?;
-    let cpu_before = proxy.map(Running::cpu_seconds);
     if let Some(oha) = &tools.oha {
         row.latency = Some(loadgen::oha(oha, LOAD_CPU, &url, LATENCY_RATE, o.secs)?);
     }
-    row.small = loadgen::wrk(&tools.wrk, LOAD_CPU, &url, 64, o.secs)?;
     row.large = loadgen::wrk(&tools.wrk, LOAD_CPU, &format!("{url}1m"), 8, o.secs)?;
     if let Some(p) = proxy {
-        row.peak_rss_mib = Some(p.peak_rss_mib());
-        row.cpu_seconds = Some(p.cpu_seconds() - cpu_before.unwrap_or(0.0));
         if !o.smoke {
             let before = p.rss_mib();
             stream_one_gib(port)?;
             row.stream_growth_mib = Some(p.peak_rss_mib().max(p.rss_mib()) - before);
         }
     }
-    eprintln!(
-        "  {name}: {:.0} req/s, {} errors",
-        row.small.requests_per_sec,
-        row.errors()
-    );
+    eprintln!("  {name}: latency and 1 MiB done, {} errors", row.errors());
     Ok(row)
+}
+
+/// Closed-loop throughput on 64 connections: `o.rounds` rounds of `o.round_secs()`, each round
+/// visiting every contender; each row gets the median round (and every error of every round).
+fn interleaved_throughput(
+    tools: &Tools,
+    o: &Options,
+    ports: &[u16],
+    rows: &mut [Row],
+) -> Result<(), String> {
+    let mut runs: Vec<Vec<LoadResult>> = ports.iter().map(|_| Vec::new()).collect();
+    for round in 1..=o.rounds {
+        for (i, port) in ports.iter().enumerate() {
+            let url = format!("http://127.0.0.1:{port}/");
+            runs[i].push(loadgen::wrk(
+                &tools.wrk,
+                LOAD_CPU,
+                &url,
+                64,
+                o.round_secs(),
+            )?);
+        }
+        eprintln!("  throughput round {round}/{} done", o.rounds);
+    }
+    for (row, mut results) in rows.iter_mut().zip(runs) {
+        let errors = results.iter().map(|r| r.errors).sum();
+        let requests = results.iter().map(|r| r.requests).sum();
+        results.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
+        let mut median = results.swap_remove(results.len() / 2);
+        median.errors = errors;
+        median.requests = requests;
+        eprintln!("  {}: {:.0} req/s", row.name, median.requests_per_sec);
+        row.small = median;
+    }
+    Ok(())
 }
 
 /// GET `/1g` through the contender and read all of it (the client keeps nothing).
@@ -153,18 +198,31 @@ fn run(o: &Options, tools: &Tools) -> Result<Vec<Row>, String> {
     };
     let origin = setup.origin(LOAD_CPU)?;
     eprintln!("origin: {} on port {}", origin.name, origin.port);
-    let mut rows = vec![measure(tools, o, "direct", origin.port, None)?];
-    let proxies: Vec<Box<StartProxy>> = vec![
+    let starts: Vec<Box<StartProxy>> = vec![
         Box::new(|| Some(setup.floor(PROXY_CPU, origin.port))),
         Box::new(|| Some(setup.poolgate(PROXY_CPU, origin.port, false))),
         Box::new(|| Some(setup.poolgate(PROXY_CPU, origin.port, true))),
         Box::new(|| setup.nginx_proxy(PROXY_CPU, origin.port)),
     ];
-    for start in proxies {
-        let Some(proxy) = start() else { continue };
-        let proxy = proxy?;
-        let name = proxy.name.clone();
-        rows.push(measure(tools, o, &name, proxy.port, Some(&proxy))?);
+    // Every proxy runs from here to the end (idle while another is measured), so the
+    // throughput rounds can visit them in turn.
+    let mut proxies = Vec::new();
+    for start in starts {
+        if let Some(proxy) = start() {
+            proxies.push(proxy?);
+        }
+    }
+    let mut rows = vec![measure(tools, o, "direct", origin.port, None)?];
+    for proxy in &proxies {
+        rows.push(measure(tools, o, &proxy.name, proxy.port, Some(proxy))?);
+    }
+    let mut ports = vec![origin.port];
+    ports.extend(proxies.iter().map(|p| p.port));
+    interleaved_throughput(tools, o, &ports, &mut rows)?;
+    // Peak memory and CPU time over the whole run, the 64-connection rounds included.
+    for (row, proxy) in rows[1..].iter_mut().zip(&proxies) {
+        row.peak_rss_mib = Some(proxy.peak_rss_mib());
+        row.cpu_seconds = Some(proxy.cpu_seconds());
     }
     Ok(rows)
 }
@@ -187,7 +245,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let table = report::markdown(&rows, o.secs);
+    let table = report::markdown(&rows, o.secs, o.rounds, o.round_secs());
     println!("{table}");
     if let Err(e) = report::write(&o.out, &table, &rows) {
         eprintln!("writing results: {e}");

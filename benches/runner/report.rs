@@ -13,7 +13,7 @@ fn num(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
-pub fn markdown(rows: &[Row], secs: u32) -> String {
+pub fn markdown(rows: &[Row], secs: u32, rounds: usize, round_secs: u32) -> String {
     let direct = rows.iter().find(|r| r.name == "direct");
     let lat = |r: &Row, f: fn(&crate::LoadResult) -> Option<f64>| r.latency.as_ref().and_then(f);
     let added =
@@ -43,7 +43,7 @@ pub fn markdown(rows: &[Row], secs: u32) -> String {
     }
     let _ = writeln!(
         t,
-        "\n{secs} s per run. Ratios to the minimal Pingora proxy (same run):\n"
+        "\n{secs} s per latency and 1 MiB run; req/s is the median of {rounds} interleaved rounds of {round_secs} s. Ratios to the minimal Pingora proxy (same run):\n"
     );
     let floor = rows.iter().find(|r| r.name == "pingora floor");
     for name in ["poolgate", "poolgate-20", "nginx"] {

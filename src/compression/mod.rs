@@ -44,6 +44,9 @@ impl Default for CompressionPolicy {
     }
 }
 
+/// pixl-server-web's switch: a back end answering `X-Compress: 1` gets its body compressed.
+const X_COMPRESS: http::HeaderName = http::HeaderName::from_static("x-compress");
+
 /// One response being compressed.
 pub struct ResponseEncoder {
     encoder: Box<dyn Encode + Send + Sync>,
@@ -66,7 +69,7 @@ impl CompressionPolicy {
         }
         let forced = resp
             .headers
-            .get("x-compress")
+            .get(&X_COMPRESS)
             .is_some_and(|v| v.as_bytes() == b"1");
         if (!forced && !self.is_text(resp)) || no_transform(resp) {
             return None;

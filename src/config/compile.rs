@@ -110,7 +110,12 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
         true => problems.regex("WebServer.http_regex_log", &web.http_regex_log, false),
         false => None,
     };
-    let web_log = crate::web_log::WebLog::new(log_regex, web.http_recent_requests);
+    // The recent requests are only ever read by the stats API: without it, none are kept.
+    let recent = match cfg.proxy.stats_uri_match {
+        Some(_) => web.http_recent_requests,
+        None => 0,
+    };
+    let web_log = crate::web_log::WebLog::new(log_regex, recent);
     if !(1..=10).contains(&cfg.debug_level) {
         problems.push("debug_level", "must be between 1 and 10");
     }

@@ -77,7 +77,7 @@ pub(super) fn compile_pool(
             errors: p.log_errors,
         },
         stats: Default::default(),
-        metrics: crate::metrics::PoolMetrics::new(id),
+        metrics: crate::metrics::PoolMetrics::new(id, !cfg.proxy.metrics_uri.is_empty()),
         min_stream_size: p.min_stream_size,
     })
 }

@@ -6,7 +6,7 @@ use super::pools::PoolPath;
 use crate::client_limit::ClientRateLimit;
 use crate::degraded::DegradedMonitor;
 use crate::limits::{ConcurrencyLimit, PoolLimits, RateLimit};
-use crate::retry::{RetryDelay, RetryPolicy};
+use crate::retry::{RetryDelay, RetryPolicy, SuccessCodes};
 use std::time::Duration;
 
 pub(super) fn limits(p: &PoolConfig) -> PoolLimits {
@@ -34,7 +34,7 @@ pub(super) fn retry_policy(
     let success = problems.regex(&key, &p.resp_code_success_match, false)?;
     Some(RetryPolicy {
         retries: p.retries,
-        success,
+        success: SuccessCodes::from_regex(&success),
         delay: RetryDelay {
             base_ms: p.error_retry_delay_base_ms,
             mult_ms: p.error_retry_delay_mult_ms,

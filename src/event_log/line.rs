@@ -2,59 +2,105 @@
 //! `[hires_epoch][date][hostname][component][category][code][msg][data]`, `data` as compact
 //! JSON (an empty column when there is none), `date` in local time.
 
-use std::fmt::Write;
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What one line says; the first three columns are added when it is written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventLine {
-    pub component: String,
+    /// Shared, since a pool's lines all name it.
+    pub component: Arc<str>,
     /// `debug`, `error` or `transaction` (and `warning` for poolgate's warnings).
     pub category: &'static str,
     /// The debug level, an HTTP status, or a short key.
-    pub code: String,
+    pub code: Cow<'static, str>,
     pub msg: String,
-    pub data: Option<serde_json::Value>,
+    /// Compact JSON, written on the caller's thread (so the writer only copies it).
+    pub data: Option<String>,
 }
 
 impl EventLine {
     /// The whole line (without a newline), stamped `at` on host `hostname`.
     pub fn render(&self, at: SystemTime, hostname: &str) -> String {
+        let mut out = String::new();
+        self.render_into(&mut out, at, hostname, &mut LocalDates::default());
+        out
+    }
+
+    /// Append the line (without a newline) to `out`; the writer reuses one buffer and one
+    /// date for all the lines of a second.
+    pub fn render_into(
+        &self,
+        out: &mut String,
+        at: SystemTime,
+        hostname: &str,
+        dates: &mut LocalDates,
+    ) {
         let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let mut out = String::with_capacity(128 + self.msg.len());
+        out.reserve(128 + self.msg.len() + self.data.as_ref().map_or(0, |d| d.len()));
         out.push('[');
-        push_epoch(&mut out, since.as_secs(), since.subsec_millis());
+        let (secs, date) = dates.of(since.as_secs());
+        out.push_str(secs);
+        push_millis(out, since.subsec_millis());
         out.push_str("][");
-        out.push_str(&local_date(since.as_secs()));
-        for column in [hostname, &self.component, self.category, &self.code] {
+        out.push_str(date);
+        // The host name is read once and the category is one of a few fixed words; the pool
+        // and the code come from configuration and requests.
+        out.push_str("][");
+        out.push_str(hostname);
+        for column in [&self.component, self.category, &self.code] {
             out.push_str("][");
-            push_column(&mut out, column);
+            push_column(out, column);
         }
         out.push_str("][");
-        push_column(&mut out, &self.msg);
+        push_column(out, &self.msg);
         out.push_str("][");
+        // JSON text never holds a raw line break.
         if let Some(data) = &self.data {
-            push_column(&mut out, &data.to_string());
+            out.push_str(data);
         }
         out.push(']');
-        out
     }
 }
 
-/// Seconds with milliseconds, written as JavaScript writes `Date.now() / 1000` (no trailing
-/// zeros: `1508477033.311`, `1508477033.3`, `1508477033`).
-fn push_epoch(out: &mut String, secs: u64, millis: u32) {
-    let _ = write!(out, "{secs}");
+/// The epoch seconds and local date of the last second a line was stamped with.
+#[derive(Debug, Default)]
+pub struct LocalDates {
+    sec: u64,
+    secs: String,
+    date: String,
+}
+
+impl LocalDates {
+    fn of(&mut self, sec: u64) -> (&str, &str) {
+        if self.date.is_empty() || self.sec != sec {
+            self.sec = sec;
+            self.secs = sec.to_string();
+            self.date = local_date(sec);
+        }
+        (&self.secs, &self.date)
+    }
+}
+
+/// The milliseconds of the epoch column, written as JavaScript writes `Date.now() / 1000`
+/// (no trailing zeros: `1508477033.311`, `1508477033.3`, `1508477033`).
+fn push_millis(out: &mut String, millis: u32) {
     if millis > 0 {
-        let frac = format!("{millis:03}");
+        let digits = [millis / 100, millis / 10 % 10, millis % 10];
+        let keep = match digits {
+            [_, 0, 0] => 1,
+            [_, _, 0] => 2,
+            _ => 3,
+        };
         out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
+        out.extend(digits[..keep].iter().map(|d| char::from(b'0' + *d as u8)));
     }
 }
 
 /// A column never spans lines: line breaks become spaces.
 fn push_column(out: &mut String, text: &str) {
-    if text.contains(['\n', '\r']) {
+    if text.bytes().any(|b| b == b'\n' || b == b'\r') {
         out.push_str(&text.replace(['\n', '\r'], " "));
     } else {
         out.push_str(text);
@@ -100,7 +146,7 @@ mod tests {
             category: "transaction",
             code: "http".into(),
             msg: "Proxy Request Completed: HTTP 200 OK".into(),
-            data: Some(serde_json::json!({"http_code": 200})),
+            data: Some(serde_json::json!({"http_code": 200}).to_string()),
         };
         let text = line.render(at(1_508_477_033_311), "joedark.local");
         let date = local_date(1_508_477_033);
@@ -126,6 +172,8 @@ mod tests {
             "{text}"
         );
         assert!(line.render(at(5_000), "h").starts_with("[5]["));
+        assert!(line.render(at(5_020), "h").starts_with("[5.02]["));
+        assert!(line.render(at(5_007), "h").starts_with("[5.007]["));
     }
 
     #[test]

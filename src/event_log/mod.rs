@@ -5,11 +5,15 @@
 //! (`bridge.rs`), next to stderr.
 
 mod bridge;
+mod json_text;
 mod line;
 mod writer;
 
 pub use bridge::{init_logging, CONSOLE_ONLY};
+pub use json_text::JsonObject;
 pub use line::EventLine;
+use line::LocalDates;
+use std::cell::RefCell;
 
 use once_cell::sync::OnceCell;
 use std::io;
@@ -30,7 +34,9 @@ pub struct EventLogSettings {
 }
 
 struct EventLog {
-    lines: SyncSender<(SystemTime, EventLine)>,
+    /// Rendered lines, on their way to the writer.
+    lines: SyncSender<String>,
+    hostname: String,
     dropped: Arc<AtomicU64>,
     /// Lines handed to the writer, and lines it has written and flushed.
     sent: AtomicU64,
@@ -62,6 +68,7 @@ pub fn start(settings: EventLogSettings) -> io::Result<()> {
     watch_reopen_signals(reopen)?;
     let log = EventLog {
         lines,
+        hostname: hostname(),
         dropped,
         sent: AtomicU64::new(0),
         written,
@@ -85,10 +92,23 @@ pub fn emit(line: EventLine) {
     events.push(line);
 }
 
+thread_local! {
+    /// The date columns of the last second this thread stamped a line with.
+    static DATES: RefCell<LocalDates> = RefCell::new(LocalDates::default());
+}
+
 impl EventLog {
-    /// Hand a line to the writer, or count it dropped when the buffer is full.
+    /// Render a line here, on the caller's thread, and hand it to the writer, or count it
+    /// dropped when the buffer is full. Rendering here means one string per line crosses to
+    /// the writer (allocated and freed on different threads once, not once per part).
     fn push(&self, line: EventLine) {
-        match self.lines.try_send((SystemTime::now(), line)) {
+        let mut text = String::new();
+        let at = SystemTime::now();
+        DATES.with(|dates| match dates.try_borrow_mut() {
+            Ok(mut dates) => line.render_into(&mut text, at, &self.hostname, &mut dates),
+            Err(_) => line.render_into(&mut text, at, &self.hostname, &mut LocalDates::default()),
+        });
+        match self.lines.try_send(text) {
             Ok(()) => {
                 self.sent.fetch_add(1, Ordering::AcqRel);
             }
@@ -116,9 +136,9 @@ pub fn debug(level: u8, component: &str, msg: impl Into<String>, data: Option<se
         emit(EventLine {
             component: component.into(),
             category: "debug",
-            code: level.to_string(),
+            code: level.to_string().into(),
             msg: msg.into(),
-            data,
+            data: data.map(|d| d.to_string()),
         });
     }
 }
@@ -133,9 +153,9 @@ pub fn error(
     emit(EventLine {
         component: component.into(),
         category: "error",
-        code: code.to_string(),
+        code: code.to_string().into(),
         msg: msg.into(),
-        data: Some(data),
+        data: Some(data.to_string()),
     });
 }
 
@@ -149,7 +169,7 @@ pub fn dropped() -> u64 {
 /// This machine's host name (the log's third column and the stats API's `hostname`).
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
+        .map(|h| h.trim().replace(['\n', '\r'], " "))
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
@@ -213,6 +233,7 @@ mod tests {
         let (lines, _writer_not_reading) = sync_channel(2);
         let log = EventLog {
             lines,
+            hostname: "h".into(),
             dropped: Arc::new(AtomicU64::new(0)),
             sent: AtomicU64::new(0),
             written: Arc::new(AtomicU64::new(0)),

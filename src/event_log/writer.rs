@@ -1,8 +1,8 @@
-//! The event log's own thread: it renders and writes lines (and echoes them with `--echo`), so
-//! request threads only hand a line over. The file is reopened after SIGUSR1 or SIGHUP, for
+//! The event log's own thread: it writes the lines request threads rendered (and echoes them
+//! with `--echo`), so a request never waits on the file. The file is reopened after SIGUSR1 or SIGHUP, for
 //! logrotate.
 
-use super::line::EventLine;
+use super::line::{EventLine, LocalDates};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +13,10 @@ use std::time::{Duration, SystemTime};
 
 /// Lines written with one flush.
 const MAX_BATCH: usize = 1024;
+/// How long a busy writer lets lines gather before it writes them.
+const GATHER: Duration = Duration::from_millis(10);
+/// The file's write buffer: one write call per this many bytes of lines.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 pub(super) struct Writer {
     pub(super) path: PathBuf,
@@ -30,12 +34,14 @@ pub(super) fn open(path: &Path) -> io::Result<BufWriter<File>> {
         std::fs::create_dir_all(dir)?;
     }
     let file = OpenOptions::new().create(true).append(true).open(path)?;
-    Ok(BufWriter::new(file))
+    Ok(BufWriter::with_capacity(WRITE_BUFFER, file))
 }
 
 impl Writer {
-    pub(super) fn run(mut self, lines: Receiver<(SystemTime, EventLine)>) {
+    pub(super) fn run(mut self, lines: Receiver<String>) {
         let mut reported = 0;
+        let mut dates = LocalDates::default();
+        let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
             let first = match lines.recv_timeout(Duration::from_secs(1)) {
                 Ok(line) => Some(line),
@@ -45,7 +51,7 @@ impl Writer {
             if self.reopen.swap(false, Ordering::AcqRel) {
                 self.reopen_file();
             }
-            let mut batch: Vec<_> = first.into_iter().collect();
+            batch.extend(first);
             while batch.len() < MAX_BATCH {
                 match lines.try_recv() {
                     Ok(line) => batch.push(line),
@@ -55,19 +61,30 @@ impl Writer {
             let handed_over = batch.len() as u64;
             let dropped = self.dropped.load(Ordering::Relaxed);
             if dropped > reported {
-                batch.push((SystemTime::now(), dropped_line(dropped - reported)));
+                let mut notice = String::new();
+                let line = dropped_line(dropped - reported);
+                line.render_into(&mut notice, SystemTime::now(), &self.hostname, &mut dates);
+                batch.push(notice);
                 reported = dropped;
             }
-            for (at, line) in &batch {
-                self.write(&line.render(*at, &self.hostname));
+            for line in batch.drain(..) {
+                self.write(&line);
             }
             let _ = self.out.flush();
             self.written.fetch_add(handed_over, Ordering::Release);
+            // While lines keep coming, let them gather for a moment instead of being woken for
+            // each one: a wake-up per line costs the request threads a futex call and a context
+            // switch (measured at 2.7 per request with transaction logging on).
+            // A full batch means more are waiting: write on at once.
+            if handed_over > 0 && handed_over < MAX_BATCH as u64 {
+                std::thread::sleep(GATHER);
+            }
         }
     }
 
     fn write(&mut self, text: &str) {
-        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.write_all(text.as_bytes());
+        let _ = self.out.write_all(b"\n");
         if self.echo {
             println!("{text}");
         }

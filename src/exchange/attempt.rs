@@ -27,7 +27,7 @@ impl Exchange<'_> {
     ) -> Result<(Box<HttpPeer>, Option<&Target>, SocketAddr)> {
         if hop.on_pool {
             let chosen = self.pool.choose(key, tried).await?;
-            let peer = self.pool.peer(&chosen)?;
+            let peer = self.pool.peer(&chosen, true)?;
             return Ok((peer, self.pool.target(&chosen), chosen.addr));
         }
         let resolver = crate::dns::TargetResolver::new(&hop.url.host, hop.url.port, 0);

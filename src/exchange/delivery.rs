@@ -72,7 +72,7 @@ impl Exchange<'_> {
             .map_err(|e| e.into_down())?;
         if reusable && self.pool.use_keep_alives {
             self.connector
-                .release_http_session(up, &*peer, Some(BACKEND_IDLE_TIMEOUT))
+                .release_http_session(up, &*peer, BACKEND_IDLE_TIMEOUT)
                 .await;
         }
         Ok(())

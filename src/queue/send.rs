@@ -136,7 +136,7 @@ impl Delivery<'_> {
         perf.lap("dns");
         let addr = chosen.addr;
         let fail = |e: Box<Error>| (e, Some(addr));
-        let peer = self.pool.peer(&chosen).map_err(fail)?;
+        let peer = self.pool.peer(&chosen, true).map_err(fail)?;
         let header = self
             .request_header(req, self.pool.target(&chosen))
             .map_err(fail)?;
@@ -168,7 +168,7 @@ impl Delivery<'_> {
         perf.lap("receive");
         if self.pool.use_keep_alives {
             self.connector
-                .release_http_session(up, &*peer, Some(BACKEND_IDLE_TIMEOUT))
+                .release_http_session(up, &*peer, BACKEND_IDLE_TIMEOUT)
                 .await;
         }
         Ok((status, addr, headers))
