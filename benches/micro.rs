@@ -277,7 +277,10 @@ fn finished_timer() -> PerfTimer {
 }
 
 fn stats(c: &mut Criterion) {
-    let rt = compile("PixlProxy: {pools: {api: {target_hostname: backend.internal}}}");
+    // With a Prometheus endpoint, so the metrics are recorded (without one they are skipped).
+    let rt = compile(
+        "PixlProxy: {metrics_uri: /metrics, pools: {api: {target_hostname: backend.internal}}}",
+    );
     let pool = only_pool(&rt);
     let web = &rt.web_log.stats;
     let perf = finished_timer();
