@@ -24,7 +24,7 @@ const LATENCY_RATE: u32 = 500;
 /// Closed-loop throughput is measured in rounds that visit every contender in turn, and the
 /// median round counts: a shared machine's speed drifts over seconds, and interleaving spreads
 /// the drift over all contenders instead of handing it to whichever ran at the wrong time.
-const THROUGHPUT_ROUNDS: usize = 5;
+const THROUGHPUT_ROUNDS: usize = 8;
 
 struct Options {
     smoke: bool,
@@ -152,6 +152,11 @@ fn interleaved_throughput(
         eprintln!("  throughput round {round}/{} done", o.rounds);
     }
     for (row, mut results) in rows.iter_mut().zip(runs) {
+        let each: Vec<String> = results
+            .iter()
+            .map(|r| format!("{:.0}", r.requests_per_sec))
+            .collect();
+        eprintln!("  {} rounds: {}", row.name, each.join(" "));
         let errors = results.iter().map(|r| r.errors).sum();
         let requests = results.iter().map(|r| r.requests).sum();
         results.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
