@@ -140,17 +140,22 @@ fn uri_set(pools: &[Arc<Pool>]) -> Option<RegexSet> {
 
 /// The host part of a Host header value: `example.com:8080` -> `example.com`, `[::1]:80` -> `[::1]`.
 pub fn strip_port(host: &str) -> &str {
-    match host.rfind(':') {
-        Some(i)
-            if !host[i + 1..].is_empty() && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            if host.starts_with('[') || !host[..i].contains(':') {
-                &host[..i]
-            } else {
-                host
-            }
-        }
-        _ => host,
+    // One pass from the end over the digits, then a look at what precedes them.
+    let bytes = host.as_bytes();
+    let digits = bytes
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 || digits == bytes.len() || bytes[bytes.len() - digits - 1] != b':' {
+        return host;
+    }
+    let name = &host[..bytes.len() - digits - 1];
+    // `::1` is an address, not `:` + port 1; a bracketed address is followed by its port.
+    if name.starts_with('[') || !name.contains(':') {
+        name
+    } else {
+        host
     }
 }
 
@@ -273,5 +278,11 @@ mod tests {
         assert_eq!(strip_port("localhost"), "localhost");
         assert_eq!(strip_port("[::1]:80"), "[::1]");
         assert_eq!(strip_port("::1"), "::1");
+        assert_eq!(strip_port("127.0.0.1:18082"), "127.0.0.1");
+        assert_eq!(strip_port("host:"), "host:");
+        assert_eq!(strip_port("8080"), "8080");
+        assert_eq!(strip_port(":80"), "");
+        assert_eq!(strip_port("a:b:80"), "a:b:80");
+        assert_eq!(strip_port(""), "");
     }
 }
