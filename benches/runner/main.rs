@@ -21,10 +21,11 @@ const PROXY_CPU: &str = "0";
 const LOAD_CPU: &str = "1";
 /// The fixed rate of the latency run (PixlProxy's published figure is at 500 req/s).
 const LATENCY_RATE: u32 = 500;
-/// Closed-loop throughput is measured in rounds that visit every contender in turn, and the
-/// median round counts: a shared machine's speed drifts over seconds, and interleaving spreads
-/// the drift over all contenders instead of handing it to whichever ran at the wrong time.
-const THROUGHPUT_ROUNDS: usize = 8;
+/// Latency and closed-loop throughput are measured in rounds that visit every contender in
+/// turn, and each figure's median round counts: a shared machine's speed drifts over seconds,
+/// and interleaving spreads the drift over all contenders instead of handing it to whichever
+/// ran at the wrong time.
+const ROUNDS: usize = 8;
 
 struct Options {
     smoke: bool,
@@ -38,7 +39,7 @@ fn options() -> Options {
     let mut o = Options {
         smoke: false,
         secs: 10,
-        rounds: THROUGHPUT_ROUNDS,
+        rounds: ROUNDS,
         bin_dir: PathBuf::from("target/release"),
         out: PathBuf::from("target/bench"),
     };
@@ -65,7 +66,7 @@ fn options() -> Options {
 }
 
 impl Options {
-    /// Seconds per throughput round: together the rounds take twice one measurement's time.
+    /// Seconds per round: together the rounds take twice one measurement's time.
     fn round_secs(&self) -> u32 {
         match self.rounds {
             1 => self.secs,
@@ -114,9 +115,6 @@ fn measure(
     };
     // Warm up: connections, pools, caches.
     loadgen::wrk(&tools.wrk, LOAD_CPU, &url, 64, 1)?;
-    if let Some(oha) = &tools.oha {
-        row.latency = Some(loadgen::oha(oha, LOAD_CPU, &url, LATENCY_RATE, o.secs)?);
-    }
     row.large = loadgen::wrk(&tools.wrk, LOAD_CPU, &format!("{url}1m"), 8, o.secs)?;
     if let Some(p) = proxy {
         if !o.smoke {
@@ -125,46 +123,80 @@ fn measure(
             row.stream_growth_mib = Some(p.peak_rss_mib().max(p.rss_mib()) - before);
         }
     }
-    eprintln!("  {name}: latency and 1 MiB done, {} errors", row.errors());
+    eprintln!("  {name}: 1 MiB done, {} errors", row.errors());
     Ok(row)
 }
 
-/// Closed-loop throughput on 64 connections: `o.rounds` rounds of `o.round_secs()`, each round
-/// visiting every contender; each row gets the median round (and every error of every round).
-fn interleaved_throughput(
+/// Runs `load` against every contender in turn, `o.rounds` times: each contender's results.
+fn interleaved(
+    o: &Options,
+    ports: &[u16],
+    what: &str,
+    load: impl Fn(&str) -> Result<LoadResult, String>,
+) -> Result<Vec<Vec<LoadResult>>, String> {
+    let mut runs: Vec<Vec<LoadResult>> = ports.iter().map(|_| Vec::new()).collect();
+    for round in 1..=o.rounds {
+        for (i, port) in ports.iter().enumerate() {
+            runs[i].push(load(&format!("http://127.0.0.1:{port}/"))?);
+        }
+        eprintln!("  {what} round {round}/{} done", o.rounds);
+    }
+    Ok(runs)
+}
+
+/// The median of one figure over the rounds that have it.
+fn median(results: &[LoadResult], figure: impl Fn(&LoadResult) -> Option<f64>) -> Option<f64> {
+    let mut values: Vec<f64> = results.iter().filter_map(figure).collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// Rounds combined: the median of each figure, the worst `max`, every request and error.
+fn combined(results: &[LoadResult]) -> LoadResult {
+    LoadResult {
+        requests_per_sec: median(results, |r| Some(r.requests_per_sec)).unwrap_or(0.0),
+        bytes_per_sec: median(results, |r| Some(r.bytes_per_sec)).unwrap_or(0.0),
+        p50_ms: median(results, |r| r.p50_ms),
+        p90_ms: median(results, |r| r.p90_ms),
+        p99_ms: median(results, |r| r.p99_ms),
+        max_ms: results.iter().filter_map(|r| r.max_ms).reduce(f64::max),
+        requests: results.iter().map(|r| r.requests).sum(),
+        errors: results.iter().map(|r| r.errors).sum(),
+    }
+}
+
+/// Latency at a fixed rate and closed-loop throughput on 64 connections, each in `o.rounds`
+/// interleaved rounds of `o.round_secs()`; every row gets the medians.
+fn interleaved_runs(
     tools: &Tools,
     o: &Options,
     ports: &[u16],
     rows: &mut [Row],
 ) -> Result<(), String> {
-    let mut runs: Vec<Vec<LoadResult>> = ports.iter().map(|_| Vec::new()).collect();
-    for round in 1..=o.rounds {
-        for (i, port) in ports.iter().enumerate() {
-            let url = format!("http://127.0.0.1:{port}/");
-            runs[i].push(loadgen::wrk(
-                &tools.wrk,
-                LOAD_CPU,
-                &url,
-                64,
-                o.round_secs(),
-            )?);
+    let secs = o.round_secs();
+    if let Some(oha) = &tools.oha {
+        let runs = interleaved(o, ports, "latency", |url| {
+            loadgen::oha(oha, LOAD_CPU, url, LATENCY_RATE, secs)
+        })?;
+        for (row, results) in rows.iter_mut().zip(runs) {
+            let p99s: Vec<String> = results
+                .iter()
+                .map(|r| format!("{:.3}", r.p99_ms.unwrap_or(0.0)))
+                .collect();
+            eprintln!("  {} p99 by round: {}", row.name, p99s.join(" "));
+            row.latency = Some(combined(&results));
         }
-        eprintln!("  throughput round {round}/{} done", o.rounds);
     }
-    for (row, mut results) in rows.iter_mut().zip(runs) {
+    let runs = interleaved(o, ports, "throughput", |url| {
+        loadgen::wrk(&tools.wrk, LOAD_CPU, url, 64, secs)
+    })?;
+    for (row, results) in rows.iter_mut().zip(runs) {
         let each: Vec<String> = results
             .iter()
             .map(|r| format!("{:.0}", r.requests_per_sec))
             .collect();
-        eprintln!("  {} rounds: {}", row.name, each.join(" "));
-        let errors = results.iter().map(|r| r.errors).sum();
-        let requests = results.iter().map(|r| r.requests).sum();
-        results.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
-        let mut median = results.swap_remove(results.len() / 2);
-        median.errors = errors;
-        median.requests = requests;
-        eprintln!("  {}: {:.0} req/s", row.name, median.requests_per_sec);
-        row.small = median;
+        eprintln!("  {} req/s by round: {}", row.name, each.join(" "));
+        row.small = combined(&results);
     }
     Ok(())
 }
@@ -223,7 +255,7 @@ fn run(o: &Options, tools: &Tools) -> Result<Vec<Row>, String> {
     }
     let mut ports = vec![origin.port];
     ports.extend(proxies.iter().map(|p| p.port));
-    interleaved_throughput(tools, o, &ports, &mut rows)?;
+    interleaved_runs(tools, o, &ports, &mut rows)?;
     // Peak memory and CPU time over the whole run, the 64-connection rounds included.
     for (row, proxy) in rows[1..].iter_mut().zip(&proxies) {
         row.peak_rss_mib = Some(proxy.peak_rss_mib());

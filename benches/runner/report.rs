@@ -43,7 +43,7 @@ pub fn markdown(rows: &[Row], secs: u32, rounds: usize, round_secs: u32) -> Stri
     }
     let _ = writeln!(
         t,
-        "\n{secs} s per latency and 1 MiB run; req/s is the median of {rounds} interleaved rounds of {round_secs} s. Ratios to the minimal Pingora proxy (same run):\n"
+        "\n1 MiB: {secs} s per contender. Latency (500 req/s) and req/s: the median of {rounds} interleaved rounds of {round_secs} s (max: the worst round). Ratios to the minimal Pingora proxy (same run):\n"
     );
     let floor = rows.iter().find(|r| r.name == "pingora floor");
     for name in ["poolgate", "poolgate-20", "nginx"] {
