@@ -81,6 +81,9 @@ pub struct PoolStats {
     slots: [Slot; 3],
     /// Back-end requests of this pool in progress (the queue counts its own).
     executing: AtomicUsize,
+    /// Nothing reads these figures (no stats API, no Prometheus endpoint, `debug_level` below
+    /// 2), so requests do not record them.
+    unread: bool,
 }
 
 impl std::fmt::Debug for PoolStats {
@@ -90,13 +93,26 @@ impl std::fmt::Debug for PoolStats {
 }
 
 impl PoolStats {
+    /// Figures nobody reads: every recording call does nothing.
+    pub fn unread() -> Self {
+        PoolStats {
+            unread: true,
+            ..PoolStats::default()
+        }
+    }
+
     /// Count one finished back-end request.
     pub fn record(&self, perf: &PerfTimer) {
-        self.record_at(clock::now_sec(), perf);
+        if !self.unread {
+            self.record_at(clock::now_sec(), perf);
+        }
     }
 
     /// Count one request known only by its total time and bytes (the web server's view).
     pub fn record_total(&self, total: Duration, bytes_sent: u64, bytes_received: u64) {
+        if self.unread {
+            return;
+        }
         let sample = Sample {
             total,
             phases: &[],
@@ -210,11 +226,15 @@ impl PoolStats {
     }
 
     pub fn start_request(&self) {
-        self.executing.fetch_add(1, Ordering::Relaxed);
+        if !self.unread {
+            self.executing.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn end_request(&self) {
-        self.executing.fetch_sub(1, Ordering::Relaxed);
+        if !self.unread {
+            self.executing.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     pub fn executing(&self) -> usize {
@@ -290,6 +310,25 @@ mod tests {
         stats.record_at(103, &timer());
         assert_eq!(stats.second(103).requests, 1);
         assert_eq!(stats.second(100), SecondStats::default());
+    }
+
+    #[test]
+    fn unread_figures_are_not_recorded() {
+        let stats = PoolStats::unread();
+        stats.start_request();
+        stats.record(&timer());
+        stats.record_total(Duration::from_millis(5), 1, 2);
+        assert_eq!(stats.executing(), 0);
+        assert_eq!(stats.second(clock::now_sec()).requests, 0);
+        let read = PoolStats::default();
+        read.start_request();
+        let sec = clock::now_sec();
+        read.record(&timer());
+        assert_eq!(read.executing(), 1);
+        // (Unless the second turned over in between.)
+        if clock::now_sec() == sec {
+            assert_eq!(read.second(sec).requests, 1);
+        }
     }
 
     #[test]

@@ -115,7 +115,11 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
         Some(_) => web.http_recent_requests,
         None => 0,
     };
-    let web_log = crate::web_log::WebLog::new(log_regex, recent);
+    let mut web_log = crate::web_log::WebLog::new(log_regex, recent);
+    // The web server's own per-second figures appear only in the stats API.
+    if cfg.proxy.stats_uri_match.is_none() {
+        web_log.stats = crate::pool_stats::PoolStats::unread();
+    }
     if !(1..=10).contains(&cfg.debug_level) {
         problems.push("debug_level", "must be between 1 and 10");
     }

@@ -6,6 +6,7 @@ use super::model::{FileConfig, PoolConfig};
 use crate::activity::PoolActivity;
 use crate::headers::{RequestRules, ResponseRules, ScrubRule};
 use crate::pool::{PeerSettings, Pool};
+use crate::pool_stats::PoolStats;
 use crate::routing::RouteCriteria;
 use crate::transaction_log::LogPolicy;
 use http::HeaderValue;
@@ -76,10 +77,19 @@ pub(super) fn compile_pool(
             perf_ms: p.log_perf_ms,
             errors: p.log_errors,
         },
-        stats: Default::default(),
+        stats: match stats_are_read(cfg) {
+            true => PoolStats::default(),
+            false => PoolStats::unread(),
+        },
         metrics: crate::metrics::PoolMetrics::new(id, !cfg.proxy.metrics_uri.is_empty()),
         min_stream_size: p.min_stream_size,
     })
+}
+
+/// Whether anything reads a pool's per-second figures: the stats API, the Prometheus
+/// endpoint (its in-flight gauge) or the per-second debug line (`debug_level` 2 and up).
+pub(super) fn stats_are_read(cfg: &FileConfig) -> bool {
+    cfg.proxy.stats_uri_match.is_some() || !cfg.proxy.metrics_uri.is_empty() || cfg.debug_level >= 2
 }
 
 fn route_criteria(p: &PoolConfig, path: &PoolPath, problems: &mut Problems) -> RouteCriteria {
