@@ -35,6 +35,20 @@ pub struct PoolProxy {
     pub web_log: Arc<WebLog>,
 }
 
+impl PoolProxy {
+    /// Answer with `status` and its standard text (boxed, like `request_filter`'s other rare
+    /// branches).
+    async fn answer(&self, session: &mut Session, status: u16) -> Result<()> {
+        Box::pin(reply::text(
+            session,
+            &self.front,
+            status,
+            failure::body_for(status),
+        ))
+        .await
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for PoolProxy {
     type CTX = RequestCtx;
@@ -90,13 +104,7 @@ impl ProxyHttp for PoolProxy {
                 Box::pin(files.serve(session, &self.front, client.tls)).await;
                 return Ok(true);
             }
-            Box::pin(reply::text(
-                session,
-                &self.front,
-                404,
-                failure::body_for(404),
-            ))
-            .await?;
+            self.answer(session, 404).await?;
             return Ok(true);
         };
         ctx.pool = Some(pool.clone());
@@ -108,13 +116,7 @@ impl ProxyHttp for PoolProxy {
         {
             // The body is not read: the connection cannot be reused.
             session.set_keepalive(None);
-            Box::pin(reply::text(
-                session,
-                &self.front,
-                413,
-                failure::body_for(413),
-            ))
-            .await?;
+            self.answer(session, 413).await?;
             return Ok(true);
         }
         // A load balancer in front may have terminated TLS (`https_header_detect`).
