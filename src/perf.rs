@@ -50,6 +50,10 @@ impl PerfTimer {
         let now = Instant::now();
         let took = now - self.last;
         self.last = now;
+        self.add(name, took);
+    }
+
+    fn add(&mut self, name: &'static str, took: Duration) {
         match self.laps[..self.phases]
             .iter_mut()
             .find(|(n, _)| *n == name)
@@ -66,10 +70,7 @@ impl PerfTimer {
     /// Record phase `name` as taking no time, without reading the clock (a phase known to
     /// be empty, such as the DNS lookup of an IP address).
     pub fn skip(&mut self, name: &'static str) {
-        if !self.laps[..self.phases].iter().any(|(n, _)| *n == name) && self.phases < MAX_PHASES {
-            self.laps[self.phases] = (name, Duration::ZERO);
-            self.phases += 1;
-        }
+        self.add(name, Duration::ZERO);
     }
 
     /// Skip the time since the last lap (it belongs to no phase).

@@ -146,7 +146,6 @@ impl ProxyHttp for PoolProxy {
         // Timed from the request's arrival: routing and admission take microseconds, and
         // reusing that reading saves a clock read per request.
         let now = ctx.arrived.unwrap_or_else(Instant::now);
-        ctx.started = Some(now);
         ctx.perf = Some(PerfTimer::start_at(now));
         pool.stats.start_request();
         ctx.retries_left = pool.retry.retries;

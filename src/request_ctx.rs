@@ -22,8 +22,6 @@ pub struct RequestCtx {
     pub(crate) slot: Option<ConcurrencySlot>,
     /// The client's address and protocol, read once in `request_filter`.
     pub(crate) client: ClientFacts,
-    /// When the request was admitted to its pool.
-    pub(crate) started: Option<Instant>,
     /// Back-end addresses that failed, so a retry picks another target.
     pub(crate) tried: Vec<SocketAddr>,
     /// The target of the current streaming attempt.
@@ -36,7 +34,8 @@ pub struct RequestCtx {
     pub(crate) via_exchange: bool,
     /// The request was queued (`use_queue`): its send is counted by the queue's sender.
     pub(crate) queued: bool,
-    /// Phase times and byte counts of the back-end request.
+    /// Phase times and byte counts of the back-end request; set when the request is admitted
+    /// to its pool, timed from its arrival.
     pub(crate) perf: Option<PerfTimer>,
     /// When the request's header had been read.
     pub(crate) arrived: Option<Instant>,

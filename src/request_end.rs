@@ -18,7 +18,7 @@ pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut RequestCtx, web_lo
     }
     let ctx = &*ctx;
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    record_activity(ctx, e.is_some(), status, now);
+    record_activity(ctx, e.is_some(), status);
     crate::request_log::log_request(session, e, ctx.pool.as_deref(), status);
     log_transaction(session, e, ctx, status);
     let (bytes_in, bytes_out) = (session.body_bytes_read(), session.body_bytes_sent());
@@ -97,17 +97,15 @@ fn log_transaction(session: &Session, e: Option<&Error>, ctx: &RequestCtx, statu
 }
 
 /// Feed the pool's per-second activity (retry back-off, degraded hints), stats and metrics.
-fn record_activity(ctx: &RequestCtx, failed: bool, status: u16, now: Instant) {
-    let (Some(pool), Some(started), false) = (&ctx.pool, ctx.started, ctx.queued) else {
+/// Only requests admitted to their pool have a phase timer (stopped in `finish`).
+fn record_activity(ctx: &RequestCtx, failed: bool, status: u16) {
+    let (Some(pool), Some(perf), false) = (&ctx.pool, &ctx.perf, ctx.queued) else {
         return;
     };
     pool.stats.end_request();
-    if let Some(perf) = &ctx.perf {
-        pool.stats.record(perf);
-        pool.metrics.observe(if failed { 0 } else { status }, perf);
-    }
-    pool.activity
-        .record_completion(now.saturating_duration_since(started));
+    pool.stats.record(perf);
+    pool.metrics.observe(if failed { 0 } else { status }, perf);
+    pool.activity.record_completion(perf.total());
     let failed = failed || !pool.retry.is_success(status);
     if failed && !ctx.via_exchange && !ctx.final_error_counted {
         pool.activity.record_error();

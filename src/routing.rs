@@ -1,7 +1,7 @@
 //! Request routing (PixlProxy "Request Routing"): which pool a request goes to.
 //!
 //! Criteria are compiled once at start; `RouteTable::route` only runs precompiled regexes and
-//! one hash lookup, with no allocation.
+//! one hash lookup (and, from four pools on, allocates the one small set of URI matches).
 
 use crate::pool::Pool;
 use regex::{Regex, RegexSet};

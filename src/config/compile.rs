@@ -110,14 +110,16 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
         true => problems.regex("WebServer.http_regex_log", &web.http_regex_log, false),
         false => None,
     };
-    // The recent requests are only ever read by the stats API: without it, none are kept.
-    let recent = match cfg.proxy.stats_uri_match {
-        Some(_) => web.http_recent_requests,
-        None => 0,
+    // The recent requests and the web server's own per-second figures are read only by the
+    // stats API: without it, neither is kept.
+    let stats_api_on = cfg.proxy.stats_uri_match.is_some();
+    let recent = if stats_api_on {
+        web.http_recent_requests
+    } else {
+        0
     };
     let mut web_log = crate::web_log::WebLog::new(log_regex, recent);
-    // The web server's own per-second figures appear only in the stats API.
-    if cfg.proxy.stats_uri_match.is_none() {
+    if !stats_api_on {
         web_log.stats = crate::pool_stats::PoolStats::unread();
     }
     if !(1..=10).contains(&cfg.debug_level) {

@@ -88,7 +88,7 @@ pub(super) fn compile_pool(
 
 /// Whether anything reads a pool's per-second figures: the stats API, the Prometheus
 /// endpoint (its in-flight gauge) or the per-second debug line (`debug_level` 2 and up).
-pub(super) fn stats_are_read(cfg: &FileConfig) -> bool {
+fn stats_are_read(cfg: &FileConfig) -> bool {
     cfg.proxy.stats_uri_match.is_some() || !cfg.proxy.metrics_uri.is_empty() || cfg.debug_level >= 2
 }
 

@@ -57,15 +57,8 @@ impl JsonObject {
         self.key(key);
         push_u64(&mut self.buf, micros / 1000);
         self.buf.push(b'.');
-        let frac = micros % 1000;
-        let digits = [frac / 100, frac / 10 % 10, frac % 10];
-        let keep = match digits {
-            [_, 0, 0] => 1,
-            [_, _, 0] => 2,
-            _ => 3,
-        };
-        self.buf
-            .extend(digits[..keep].iter().map(|d| b'0' + *d as u8));
+        let (digits, keep) = thousandths((micros % 1000) as u16);
+        self.buf.extend_from_slice(&digits[..keep]);
     }
 
     /// Start a nested object under `key`; end it with [`JsonObject::close`].
@@ -105,7 +98,7 @@ impl JsonObject {
     /// The finished text.
     pub fn finish(mut self) -> String {
         self.buf.push(b'}');
-        // Only `str`s and serde_json's output went in, so the bytes are UTF-8.
+        // Only `str`s, ASCII digits and ASCII punctuation went in, so the bytes are UTF-8.
         String::from_utf8(self.buf)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
@@ -174,6 +167,18 @@ fn push_escaped(buf: &mut Vec<u8>, b: u8) {
         }
     };
     buf.extend_from_slice(short);
+}
+
+/// The three decimal digits of `n` (0-999 thousandths) as ASCII, and how many to write: no
+/// trailing zeros, at least one digit (`400` -> `4`, `7` -> `007`, `0` -> `0`).
+pub(super) fn thousandths(n: u16) -> ([u8; 3], usize) {
+    let digits = [n / 100 % 10, n / 10 % 10, n % 10].map(|d| b'0' + d as u8);
+    let keep = match digits {
+        [_, b'0', b'0'] => 1,
+        [_, _, b'0'] => 2,
+        _ => 3,
+    };
+    (digits, keep)
 }
 
 fn push_u64(buf: &mut Vec<u8>, mut n: u64) {

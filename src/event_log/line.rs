@@ -87,14 +87,9 @@ impl LocalDates {
 /// (no trailing zeros: `1508477033.311`, `1508477033.3`, `1508477033`).
 fn push_millis(out: &mut String, millis: u32) {
     if millis > 0 {
-        let digits = [millis / 100, millis / 10 % 10, millis % 10];
-        let keep = match digits {
-            [_, 0, 0] => 1,
-            [_, _, 0] => 2,
-            _ => 3,
-        };
+        let (digits, keep) = super::json_text::thousandths((millis % 1000) as u16);
         out.push('.');
-        out.extend(digits[..keep].iter().map(|d| char::from(b'0' + *d as u8)));
+        out.extend(digits[..keep].iter().map(|d| char::from(*d)));
     }
 }
 

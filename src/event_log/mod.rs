@@ -53,10 +53,11 @@ pub fn start(settings: EventLogSettings) -> io::Result<()> {
     let dropped = Arc::new(AtomicU64::new(0));
     let written = Arc::new(AtomicU64::new(0));
     let reopen = Arc::new(AtomicBool::new(false));
+    let hostname = hostname();
     let w = writer::Writer {
         path: settings.path,
         out,
-        hostname: hostname(),
+        hostname: hostname.clone(),
         echo: settings.echo,
         reopen: reopen.clone(),
         dropped: dropped.clone(),
@@ -68,7 +69,7 @@ pub fn start(settings: EventLogSettings) -> io::Result<()> {
     watch_reopen_signals(reopen)?;
     let log = EventLog {
         lines,
-        hostname: hostname(),
+        hostname,
         dropped,
         sent: AtomicU64::new(0),
         written,

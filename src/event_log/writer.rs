@@ -1,6 +1,6 @@
 //! The event log's own thread: it writes the lines request threads rendered (and echoes them
-//! with `--echo`), so a request never waits on the file. The file is reopened after SIGUSR1 or SIGHUP, for
-//! logrotate.
+//! with `--echo`), so a request never waits on the file. The file is reopened after SIGUSR1 or
+//! SIGHUP, for logrotate.
 
 use super::line::{EventLine, LocalDates};
 use std::fs::{File, OpenOptions};
