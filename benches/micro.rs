@@ -21,12 +21,12 @@
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use pingora::http::{RequestHeader, ResponseHeader};
 use poolgate::config::{load_str, RuntimeConfig};
+use poolgate::event_log::transaction::Transaction;
 use poolgate::event_log::EventLine;
-use poolgate::headers::ClientFacts;
-use poolgate::perf::PerfTimer;
+use poolgate::pool::headers::ClientFacts;
+use poolgate::pool::routing::RouteRequest;
 use poolgate::pool::Pool;
-use poolgate::routing::RouteRequest;
-use poolgate::transaction_log::Transaction;
+use poolgate::timing::PerfTimer;
 use std::fmt::Write;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

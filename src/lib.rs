@@ -21,51 +21,17 @@
 //!   PixlProxy-format event log file; `transaction_log` and `perf`: its per-request lines.
 //! - `server`: assembling the Pingora server; `demo_origin`: the sample config's origin.
 
-pub mod acl;
-pub mod activity;
-pub mod boot;
-pub mod client_limit;
+pub mod admission;
+pub mod cli;
 pub mod clock;
-pub mod compression;
 pub mod config;
-pub mod connection_limit;
-pub mod control;
-pub mod degraded;
-pub mod demo_origin;
-pub mod dns;
 pub mod event_log;
-pub mod exchange;
-pub mod failure;
 pub mod front_end;
-pub mod headers;
-pub mod health;
-pub mod https_policy;
-pub mod limits;
-pub mod metrics;
-pub mod perf;
 pub mod pool;
-pub mod pool_stats;
-pub mod privileges;
 pub mod proxy;
 pub mod queue;
-pub mod redirect;
-pub mod reply;
-pub mod request_body;
-pub mod request_ctx;
-pub mod request_end;
-pub mod request_id;
-pub mod request_log;
-pub mod retry;
-pub mod routing;
-pub mod scrub;
 pub mod server;
-pub mod shutdown;
-pub mod sockets;
-pub mod startup;
-pub mod static_files;
-pub mod stats_api;
-pub mod stats_hub;
-pub mod targets;
-pub mod tls_certs;
-pub mod transaction_log;
-pub mod web_log;
+pub mod stats;
+pub mod timing;
+
+pub use cli::main;

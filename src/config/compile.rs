@@ -4,8 +4,8 @@
 use super::model::{FileConfig, WebServerConfig};
 use super::problem::Problem;
 use crate::front_end::{listen_addr, FrontEnd, KeepAliveMode, TlsListener};
-use crate::headers::{GlobalResponseHeaders, HeaderPair};
-use crate::routing::RouteTable;
+use crate::pool::headers::{GlobalResponseHeaders, HeaderPair};
+use crate::pool::routing::RouteTable;
 use http::HeaderValue;
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -26,11 +26,11 @@ pub struct RuntimeConfig {
     pub debug_level: u8,
     pub demo_origin_port: u16,
     /// The JSON stats API and Prometheus endpoint, with their access rules.
-    pub stats_api: crate::stats_api::StatsApi,
+    pub stats_api: crate::stats::api::StatsApi,
     /// `http_log_requests` / `http_regex_log` and `http_recent_requests`.
-    pub web_log: crate::web_log::WebLog,
+    pub web_log: crate::stats::web_log::WebLog,
     /// `uid` / `gid`: who to run as once the listeners are bound.
-    pub identity: crate::privileges::Identity,
+    pub identity: crate::server::privileges::Identity,
     /// `PixlProxy.nice`.
     pub nice: i32,
 }
@@ -94,10 +94,10 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
         }
     }
     let stats_api = super::stats::stats_api(cfg, &mut problems);
-    let identity = crate::privileges::identity(&cfg.uid, &cfg.gid).unwrap_or_else(|e| {
+    let identity = crate::server::privileges::identity(&cfg.uid, &cfg.gid).unwrap_or_else(|e| {
         let key = if e.starts_with("uid") { "uid" } else { "gid" };
         problems.push(key, e);
-        crate::privileges::Identity {
+        crate::server::privileges::Identity {
             uid: None,
             gid: None,
         }
@@ -118,9 +118,9 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
     } else {
         0
     };
-    let mut web_log = crate::web_log::WebLog::new(log_regex, recent);
+    let mut web_log = crate::stats::web_log::WebLog::new(log_regex, recent);
     if !stats_api_on {
-        web_log.stats = crate::pool_stats::PoolStats::unread();
+        web_log.stats = crate::stats::second::PoolStats::unread();
     }
     if !(1..=10).contains(&cfg.debug_level) {
         problems.push("debug_level", "must be between 1 and 10");
@@ -151,7 +151,7 @@ pub fn compile(cfg: &FileConfig) -> Result<RuntimeConfig, Vec<Problem>> {
 fn https_policy(
     web: &WebServerConfig,
     problems: &mut Problems,
-) -> crate::https_policy::HttpsPolicy {
+) -> crate::front_end::https::HttpsPolicy {
     let mut detect = Vec::new();
     for (name, pattern) in &web.https_header_detect {
         let path = format!("WebServer.https_header_detect.{name}");
@@ -163,7 +163,7 @@ fn https_policy(
             detect.push((header, re));
         }
     }
-    crate::https_policy::HttpsPolicy {
+    crate::front_end::https::HttpsPolicy {
         force_to_port: (web.https_force && web.https).then_some(web.https_port),
         detect,
     }
@@ -172,8 +172,8 @@ fn https_policy(
 fn secure_headers(
     web: &WebServerConfig,
     problems: &mut Problems,
-) -> Option<crate::https_policy::SecureHeaders> {
-    let known: Vec<&str> = crate::https_policy::CSP_DIRECTIVES
+) -> Option<crate::front_end::https::SecureHeaders> {
+    let known: Vec<&str> = crate::front_end::https::CSP_DIRECTIVES
         .iter()
         .map(|d| d.0)
         .collect();
@@ -191,7 +191,7 @@ fn secure_headers(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    crate::https_policy::SecureHeaders::new(&extra)
+    crate::front_end::https::SecureHeaders::new(&extra)
         .map_err(|e| problems.push("WebServer.csp_allowed", e))
         .ok()
 }
@@ -274,7 +274,7 @@ fn front_end(web: &WebServerConfig, problems: &mut Problems) -> Option<FrontEnd>
         max_connections: web.http_max_connections,
         compression: super::protocols::compression(web, problems),
         h2c: web.http_h2c,
-        upload_limit: crate::request_body::UploadLimit(web.http_max_upload_size),
+        upload_limit: crate::proxy::exchange::body::UploadLimit(web.http_max_upload_size),
         static_files: None,
     })
 }

@@ -3,12 +3,12 @@
 
 use super::compile::{one_line, Problems};
 use super::model::{FileConfig, PoolConfig};
-use crate::activity::PoolActivity;
-use crate::headers::{RequestRules, ResponseRules, ScrubRule};
+use crate::event_log::transaction::LogPolicy;
+use crate::pool::headers::{RequestRules, ResponseRules, ScrubRule};
+use crate::pool::routing::RouteCriteria;
 use crate::pool::{PeerSettings, Pool};
-use crate::pool_stats::PoolStats;
-use crate::routing::RouteCriteria;
-use crate::transaction_log::LogPolicy;
+use crate::stats::activity::PoolActivity;
+use crate::stats::second::PoolStats;
 use http::HeaderValue;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +81,7 @@ pub(super) fn compile_pool(
             true => PoolStats::default(),
             false => PoolStats::unread(),
         },
-        metrics: crate::metrics::PoolMetrics::new(id, !cfg.proxy.metrics_uri.is_empty()),
+        metrics: crate::stats::metrics::PoolMetrics::new(id, !cfg.proxy.metrics_uri.is_empty()),
         min_stream_size: p.min_stream_size,
     })
 }

@@ -3,7 +3,7 @@
 
 use super::compile::Problems;
 use super::model::{CompressOptions, WebServerConfig};
-use crate::compression::CompressionPolicy;
+use crate::front_end::compression::CompressionPolicy;
 
 /// `http_compress_text` / `http_gzip_text`, `http_regex_text`, the levels and brotli.
 pub(super) fn compression(web: &WebServerConfig, problems: &mut Problems) -> CompressionPolicy {

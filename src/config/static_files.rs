@@ -3,7 +3,7 @@
 
 use super::compile::Problems;
 use super::model::FileConfig;
-use crate::static_files::{SetupError, StaticFiles};
+use crate::front_end::static_files::{SetupError, StaticFiles};
 use std::path::Path;
 use std::sync::Arc;
 

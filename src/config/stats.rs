@@ -4,8 +4,8 @@
 
 use super::compile::Problems;
 use super::model::FileConfig;
-use crate::acl::Acl;
-use crate::stats_api::StatsApi;
+use crate::stats::acl::Acl;
+use crate::stats::api::StatsApi;
 
 pub const TOKENS_ENV: &str = "POOLGATE_STATS_API_TOKENS";
 pub const TOKENS_FILE_ENV: &str = "POOLGATE_STATS_API_TOKENS_FILE";

@@ -4,12 +4,12 @@
 use super::compile::Problems;
 use super::model::{HealthCheckConfig, PoolConfig};
 use super::pools::PoolPath;
-use crate::health::{CheckKind, TargetHealthCheck};
-use crate::pool::TargetSet;
-use crate::redirect::split_authority;
-use crate::targets::{
+use crate::pool::health::{CheckKind, TargetHealthCheck};
+use crate::pool::redirect::split_authority;
+use crate::pool::targets::{
     default_port, BalancedTargets, BalancerSpec, Balancing, HashOn, HealthSettings, Target,
 };
+use crate::pool::TargetSet;
 use std::sync::Arc;
 use std::time::Duration;
 

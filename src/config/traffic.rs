@@ -3,10 +3,10 @@
 use super::compile::Problems;
 use super::model::PoolConfig;
 use super::pools::PoolPath;
-use crate::client_limit::ClientRateLimit;
-use crate::degraded::DegradedMonitor;
-use crate::limits::{ConcurrencyLimit, PoolLimits, RateLimit};
-use crate::retry::{RetryDelay, RetryPolicy, SuccessCodes};
+use crate::admission::per_client::ClientRateLimit;
+use crate::admission::{ConcurrencyLimit, PoolLimits, RateLimit};
+use crate::pool::degraded::DegradedMonitor;
+use crate::pool::retry::{RetryDelay, RetryPolicy, SuccessCodes};
 use std::time::Duration;
 
 pub(super) fn limits(p: &PoolConfig) -> PoolLimits {

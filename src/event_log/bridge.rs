@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn pool_prefixes_become_the_component() {
         assert_eq!(
-            split_component("[api] target down", "poolgate::health"),
+            split_component("[api] target down", "poolgate::pool::health"),
             ("api", "target down")
         );
         assert_eq!(

@@ -4,6 +4,8 @@
 //! (1-10) filters debug lines. Everything poolgate logs through the `log` crate lands here too
 //! (`bridge.rs`), next to stderr.
 
+pub mod transaction;
+
 mod bridge;
 mod json_text;
 mod line;

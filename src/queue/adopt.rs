@@ -5,7 +5,7 @@
 use super::journal::{sync_dir, Writer};
 use super::record::{self, Record};
 use super::QueuedRequest;
-use crate::request_id::RequestId;
+use crate::queue::request_id::RequestId;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions, TryLockError};
 use std::io::{self, Read};

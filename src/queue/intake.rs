@@ -8,10 +8,10 @@ use super::{BlindQueue, QueueSettings, QueuedBody, QueuedRequest};
 use crate::clock;
 use crate::event_log::{self, CONSOLE_ONLY};
 use crate::front_end::FrontEnd;
-use crate::headers::ClientFacts;
+use crate::pool::headers::ClientFacts;
 use crate::pool::Pool;
-use crate::reply;
-use crate::request_id::RequestId;
+use crate::proxy::reply;
+use crate::queue::request_id::RequestId;
 use bytes::BytesMut;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
@@ -31,7 +31,7 @@ pub async fn enqueue(
     if let Err(refusal) = pool.limits.admit_client(client.ip) {
         pool.metrics.throttled();
         log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
-        return crate::reply::too_many(session, front, &refusal, &pool.id).await;
+        return crate::proxy::reply::too_many(session, front, &refusal, &pool.id).await;
     }
     if queue.is_closing() {
         return refuse(session, front, 503, "Proxy queue is shutting down.".into()).await;

@@ -17,7 +17,7 @@
 
 use super::record::{self, Record};
 use super::QueuedRequest;
-use crate::request_id::RequestId;
+use crate::queue::request_id::RequestId;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -302,7 +302,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::headers::ClientFacts;
+    use crate::pool::headers::ClientFacts;
     use crate::queue::QueuedBody;
     use bytes::Bytes;
     use pingora::http::RequestHeader;

@@ -13,8 +13,8 @@
 //! The waiting requests sit in a per-pool deque behind a mutex held only to push or pop; the
 //! counters the stats read are atomics.
 
-use crate::headers::ClientFacts;
-use crate::request_id::RequestId;
+use crate::pool::headers::ClientFacts;
+use crate::queue::request_id::RequestId;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use std::collections::VecDeque;
@@ -28,6 +28,7 @@ mod adopt;
 pub mod intake;
 mod journal;
 mod record;
+pub mod request_id;
 mod send;
 pub mod sender;
 

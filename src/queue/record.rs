@@ -10,8 +10,8 @@
 //! ```
 
 use super::{QueuedBody, QueuedRequest};
-use crate::headers::ClientFacts;
-use crate::request_id::RequestId;
+use crate::pool::headers::ClientFacts;
+use crate::queue::request_id::RequestId;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -3,12 +3,12 @@
 //! the body from memory or its spool file, and `retries` with the pool's back-off.
 
 use super::{BlindQueue, QueuedBody, QueuedRequest, REQUEST_ID_HEADER};
-use crate::exchange::read_answer_header;
-use crate::headers::strip_hop_by_hop;
-use crate::limits::ConcurrencySlot;
-use crate::perf::PerfTimer;
+use crate::admission::ConcurrencySlot;
+use crate::pool::headers::strip_hop_by_hop;
+use crate::pool::targets::Target;
 use crate::pool::{Pool, BACKEND_IDLE_TIMEOUT};
-use crate::targets::Target;
+use crate::proxy::exchange::read_answer_header;
+use crate::timing::PerfTimer;
 use bytes::BytesMut;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;

@@ -4,9 +4,9 @@
 
 use super::send::{Delivery, Outcome, Report};
 use super::{BlindQueue, QueueJournal, QueuedRequest};
+use crate::event_log::transaction::Transaction;
 use crate::event_log::CONSOLE_ONLY;
 use crate::pool::Pool;
-use crate::transaction_log::Transaction;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::server::ShutdownWatch;

@@ -1,0 +1,263 @@
+//! The `poolgate` command line: `serve` runs the proxy, `check` validates a config, and the
+//! control commands (`start`, `stop`, `restart`, `status`, `debug`, `config`, `showconfig`,
+//! `boot`, `unboot`) manage it as a service.
+
+use crate::config::{self, Located, RuntimeConfig, Severity};
+use crate::event_log::{self, EventLogSettings};
+use crate::server::{self, StartError};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod boot;
+pub(crate) mod control;
+
+/// Exit code for a config that cannot run.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "poolgate",
+    version,
+    about = "PixlProxy-compatible HTTP reverse proxy on Pingora"
+)]
+struct Cli {
+    /// Config file (YAML or JSON). Default: $POOLGATE_CONFIG, else conf/config.yaml.
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy in the foreground until SIGTERM (graceful) or SIGINT (fast).
+    Serve {
+        /// Also print every event-log line to standard output.
+        #[arg(long)]
+        echo: bool,
+        /// Take the listening sockets over from the running process (used by `reload`).
+        #[arg(long, hide = true)]
+        upgrade: bool,
+    },
+    /// Validate a config: exit 0 if it can run, else print every problem and exit 2.
+    Check,
+    /// Start the proxy in the background; returns once it listens (or says why it failed).
+    Start,
+    /// Stop the background proxy (SIGTERM) and wait until it has exited.
+    Stop,
+    /// Stop, then start.
+    Restart,
+    /// Zero-downtime reload: a new process (new binary and config) takes the listeners over,
+    /// the old one finishes its requests and exits.
+    Reload,
+    /// Whether the proxy is running (exit 0) or not (exit 3), with its pid and uptime.
+    Status,
+    /// Run in the foreground with the event log echoed to the terminal.
+    Debug,
+    /// Edit the config in $EDITOR, then check it.
+    Config,
+    /// Print the config path and the effective config (secrets redacted).
+    Showconfig,
+    /// Install a systemd unit for this binary and config.
+    Boot {
+        /// Install under this root instead of / (no systemctl calls then).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
+    /// Remove the systemd unit.
+    Unboot {
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
+}
+
+/// Run the command line (the `poolgate` binary).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let path = config::resolve_path(cli.config);
+    match cli.command {
+        Command::Serve { echo, upgrade } => serve(&path, echo, upgrade),
+        Command::Debug => serve(&path, true, false),
+        Command::Reload => with_runtime(&path, |rt| {
+            let log_dir = rt.log_path.parent().unwrap_or(Path::new("."));
+            report(control::reload(rt, &path, log_dir))
+        }),
+        Command::Check => check(&path),
+        Command::Config => edit(&path),
+        Command::Showconfig => showconfig(&path),
+        Command::Start => with_runtime(&path, |rt| {
+            let log_dir = rt.log_path.parent().unwrap_or(Path::new("."));
+            report(control::start(rt, &path, log_dir))
+        }),
+        Command::Stop => with_runtime(&path, |rt| report(control::stop(rt))),
+        Command::Restart => with_runtime(&path, |rt| {
+            let log_dir = rt.log_path.parent().unwrap_or(Path::new("."));
+            match control::stop(rt) {
+                Ok(msg) => println!("{msg}"),
+                Err(e) => return report(Err(e)),
+            }
+            report(control::start(rt, &path, log_dir))
+        }),
+        Command::Status => with_runtime(&path, |rt| {
+            let (running, msg) = control::status(rt);
+            println!("{msg}");
+            match running {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(control::EXIT_NOT_RUNNING),
+            }
+        }),
+        Command::Boot { root } => with_runtime(&path, |rt| {
+            report(boot::boot(
+                &root,
+                &path,
+                rt.shutdown_timeout_sec,
+                &rt.pid_file_path(),
+            ))
+        }),
+        Command::Unboot { root } => report(boot::unboot(&root)),
+    }
+}
+
+/// Load the config and run `f` with it, or print the problems and exit 2.
+fn with_runtime(path: &Path, f: impl FnOnce(&RuntimeConfig) -> ExitCode) -> ExitCode {
+    let loaded = config::load(path);
+    print_problems(path, &loaded.problems);
+    match loaded.runtime {
+        Some(rt) => f(&rt),
+        None => {
+            eprintln!("{}: the config has errors", path.display());
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
+}
+
+fn report(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("poolgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `$EDITOR` (else `vi`) on the config, then `check`.
+fn edit(path: &Path) -> ExitCode {
+    let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
+    let status = std::process::Command::new("sh")
+        .args(["-c", "$0 \"$1\"", &editor])
+        .arg(path)
+        .status();
+    if let Err(e) = status {
+        eprintln!("poolgate: cannot run {editor}: {e}");
+        return ExitCode::FAILURE;
+    }
+    check(path)
+}
+
+fn showconfig(path: &Path) -> ExitCode {
+    let loaded = config::load(path);
+    print_problems(path, &loaded.problems);
+    let Some(file) = loaded.file else {
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    };
+    println!("# {}", path.display());
+    for o in &loaded.overrides {
+        let source = match o.from_file {
+            true => format!("the file named by {}", o.var),
+            false => o.var.clone(),
+        };
+        println!("# {} from {source}", o.path);
+    }
+    match serde_yaml::to_string(&file.redacted()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("poolgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_problems(path: &Path, problems: &[config::Problem]) {
+    let file = path.display().to_string();
+    for problem in problems {
+        eprintln!(
+            "{}",
+            Located {
+                file: &file,
+                problem
+            }
+        );
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    let loaded = config::load(path);
+    print_problems(path, &loaded.problems);
+    let failed =
+        loaded.runtime.is_none() || loaded.problems.iter().any(|p| p.severity == Severity::Typo);
+    if failed {
+        eprintln!("{}: config check failed", path.display());
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    println!("{}: config OK", path.display());
+    if let Some(change) = loaded.runtime.as_ref().and_then(control::listeners_changed) {
+        println!("note: the running poolgate listens elsewhere ({change}): apply with `restart`, not `reload`");
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(path: &Path, echo: bool, upgrade: bool) -> ExitCode {
+    let loaded = config::load(path);
+    print_problems(path, &loaded.problems);
+    let Some(runtime) = loaded.runtime else {
+        eprintln!("{}: not starting: the config has errors", path.display());
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    };
+    let log = EventLogSettings {
+        path: runtime.log_path.clone(),
+        debug_level: runtime.debug_level,
+        echo,
+    };
+    if let Err(e) = event_log::start(log) {
+        eprintln!(
+            "poolgate: cannot start: event log {}: {e}",
+            runtime.log_path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    event_log::init_logging(runtime.debug_level);
+    if let Err(e) = crate::server::privileges::set_nice(runtime.nice) {
+        eprintln!("poolgate: cannot start: {e}");
+        return ExitCode::FAILURE;
+    }
+    crate::server::startup::announce(&runtime, path);
+    if runtime.routes.pools().is_empty() && runtime.front.static_files.is_none() {
+        log::warn!("no pools configured: every request will be answered 404");
+    }
+    match server::build(runtime, upgrade) {
+        Ok(server) => {
+            log::info!(
+                "poolgate {} serving with config {}",
+                env!("CARGO_PKG_VERSION"),
+                path.display()
+            );
+            server.run_forever()
+        }
+        Err(StartError::Config(msg)) => {
+            eprintln!("{}: error: {msg}", path.display());
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Err(StartError::Environment(msg)) => {
+            eprintln!("poolgate: cannot start: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Header rewriting between client and back end (PixlProxy pool properties
+//! `scrub_*_headers`, `insert_*_headers`, `preserve_host`, `append_to_x_forwarded_for`,
+//! `http_user_agent`, `http_basic_auth`, and `WebServer.http_response_headers`).
+//!
+//! Rules are compiled once at start (validated names and values, compiled regexes); applying
+//! them clones only reference-counted bytes.
+
+pub use crate::pool::scrub::ScrubRule;
+use crate::pool::scrub::MANAGED;
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::Result;
+use std::net::IpAddr;
+
+/// A header name/value pair, validated at start.
+#[derive(Debug, Clone)]
+pub struct HeaderPair {
+    name: Bytes,
+    value: HeaderValue,
+}
+
+impl HeaderPair {
+    pub fn new(name: &str, value: &str) -> std::result::Result<Self, String> {
+        HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name `{name}`"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("invalid value for header `{name}`"))?;
+        Ok(HeaderPair {
+            name: Bytes::copy_from_slice(name.as_bytes()),
+            value,
+        })
+    }
+}
+
+/// What a pool does to the request before it goes to the back end.
+#[derive(Debug, Clone)]
+pub struct RequestRules {
+    pub scrub: ScrubRule,
+    pub insert: Vec<HeaderPair>,
+    pub user_agent: Option<HeaderValue>,
+    pub authorization: Option<HeaderValue>,
+    pub append_x_forwarded_for: bool,
+    /// `preserve_host`: keep the client's Host; otherwise send the target's host name.
+    pub preserve_host: bool,
+    /// `use_keep_alives: false` sends `Connection: close` so the back-end connection is not pooled.
+    pub close_connection: bool,
+}
+
+/// Facts about the client connection that request rules need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientFacts {
+    pub ip: Option<IpAddr>,
+    pub tls: bool,
+}
+
+impl RequestRules {
+    /// `USERNAME:PASSWORD` -> `Basic base64(...)`.
+    pub fn basic_auth(credentials: &str) -> Option<HeaderValue> {
+        if credentials.is_empty() {
+            return None;
+        }
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        HeaderValue::from_str(&format!("Basic {encoded}")).ok()
+    }
+
+    /// Rewrite `req` for the back end; `target_host` is what `preserve_host: false` sends.
+    pub fn apply(
+        &self,
+        req: &mut RequestHeader,
+        client: ClientFacts,
+        target_host: Option<&HeaderValue>,
+    ) -> Result<()> {
+        for name in self.scrub.doomed(&req.headers) {
+            req.remove_header(&name);
+        }
+        if let (true, Some(ip)) = (self.append_x_forwarded_for, client.ip) {
+            let xff = forwarded_for(req.headers.get(&X_FORWARDED_FOR), ip);
+            req.insert_header("X-Forwarded-For", xff)?;
+        }
+        if client.tls {
+            req.insert_header("X-Forwarded-Proto", "https")?;
+        }
+        if let Some(ua) = &self.user_agent {
+            if !req.headers.contains_key(http::header::USER_AGENT) {
+                req.insert_header("User-Agent", ua.clone())?;
+            }
+        }
+        if let Some(auth) = &self.authorization {
+            req.insert_header("Authorization", auth.clone())?;
+        }
+        if let (false, Some(host)) = (self.preserve_host, target_host) {
+            req.insert_header("Host", host.clone())?;
+        }
+        for h in &self.insert {
+            req.insert_header(h.name.clone(), h.value.clone())?;
+        }
+        if self.close_connection {
+            req.insert_header("Connection", "close")?;
+        }
+        Ok(())
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// `X-Forwarded-For` with the client's address appended (or alone when there is none yet),
+/// written byte by byte: this runs for every proxied request.
+fn forwarded_for(prev: Option<&HeaderValue>, ip: IpAddr) -> Vec<u8> {
+    let prev = prev
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    let mut out = Vec::with_capacity(prev.map_or(0, |p| p.len() + 2) + 15);
+    if let Some(prev) = prev {
+        out.extend_from_slice(prev.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+    out
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1) that never travel to the next hop.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Remove hop-by-hop headers and the ones the client nominated in `Connection`, as Pingora's
+/// proxy does for each hop; used where poolgate sends requests with Pingora's client itself.
+pub fn strip_hop_by_hop(req: &mut RequestHeader) {
+    let nominated: Vec<String> = req
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty() && !MANAGED.iter().any(|m| m.as_str() == n))
+        .collect();
+    for name in nominated
+        .iter()
+        .map(String::as_str)
+        .chain(HOP_BY_HOP.iter().copied())
+    {
+        req.remove_header(name);
+    }
+}
+
+/// What a pool does to the back end's response before it goes to the client.
+#[derive(Debug, Clone)]
+pub struct ResponseRules {
+    pub scrub: ScrubRule,
+    pub insert: Vec<HeaderPair>,
+}
+
+impl ResponseRules {
+    pub fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
+        for name in self.scrub.doomed(&resp.headers) {
+            resp.remove_header(&name);
+        }
+        for h in &self.insert {
+            resp.insert_header(h.name.clone(), h.value.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// Headers every response gets, from the proxy or from a back end (`WebServer` settings).
+#[derive(Debug, Clone)]
+pub struct GlobalResponseHeaders {
+    pub always: Vec<HeaderPair>,
+    /// `http_server_signature`, sent as `Server` when the response has none.
+    pub server: Option<HeaderValue>,
+}
+
+impl GlobalResponseHeaders {
+    pub fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
+        for h in &self.always {
+            resp.insert_header(h.name.clone(), h.value.clone())?;
+        }
+        if let Some(server) = &self.server {
+            if !resp.headers.contains_key(http::header::SERVER) {
+                resp.insert_header("Server", server.clone())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_reads_like_the_address_printed() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let mut ips = vec![v6, "::ffff:10.0.0.1".parse().unwrap()];
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 255] {
+            ips.push(IpAddr::from([a, 255 - a, a / 2, 7]));
+        }
+        for ip in ips {
+            assert_eq!(forwarded_for(None, ip), ip.to_string().into_bytes());
+            let prev = HeaderValue::from_static("1.2.3.4");
+            assert_eq!(
+                forwarded_for(Some(&prev), ip),
+                format!("1.2.3.4, {ip}").into_bytes()
+            );
+            let blank = HeaderValue::from_static("  ");
+            assert_eq!(forwarded_for(Some(&blank), ip), ip.to_string().into_bytes());
+        }
+    }
+
+    const PLAIN: ClientFacts = ClientFacts {
+        ip: None,
+        tls: false,
+    };
+
+    fn rules() -> RequestRules {
+        RequestRules {
+            scrub: ScrubRule::new(crate::config::model::DEFAULT_SCRUB_REQUEST).unwrap(),
+            insert: vec![HeaderPair::new("Via", "poolgate").unwrap()],
+            user_agent: HeaderValue::from_str("UA/1").ok(),
+            authorization: RequestRules::basic_auth("admin:12345"),
+            append_x_forwarded_for: true,
+            preserve_host: true,
+            close_connection: false,
+        }
+    }
+
+    fn request(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (n, v) in headers {
+            req.append_header(n.to_string(), *v).unwrap();
+        }
+        req
+    }
+
+    fn get<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+        req.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn default_scrub_removes_x_proxy_but_keeps_framing_and_host() {
+        let mut req = request(&[
+            ("Host", "h"),
+            ("X-Proxy", "p"),
+            ("X-Proxy-Queue", "1"),
+            ("Content-Length", "3"),
+            ("Expect", "100-continue"),
+        ]);
+        rules().apply(&mut req, PLAIN, None).unwrap();
+        assert_eq!(get(&req, "x-proxy"), None);
+        assert_eq!(get(&req, "x-proxy-queue"), None);
+        assert_eq!(get(&req, "expect"), None);
+        assert_eq!(get(&req, "host"), Some("h"));
+        assert_eq!(get(&req, "content-length"), Some("3"));
+    }
+
+    #[test]
+    fn forwarding_headers() {
+        let mut req = request(&[("X-Forwarded-For", "10.0.0.1")]);
+        let ip = "127.0.0.2".parse().ok();
+        rules()
+            .apply(&mut req, ClientFacts { ip, tls: true }, None)
+            .unwrap();
+        assert_eq!(get(&req, "x-forwarded-for"), Some("10.0.0.1, 127.0.0.2"));
+        assert_eq!(get(&req, "x-forwarded-proto"), Some("https"));
+        assert_eq!(get(&req, "user-agent"), Some("UA/1"));
+        assert_eq!(get(&req, "authorization"), Some("Basic YWRtaW46MTIzNDU="));
+        assert_eq!(get(&req, "via"), Some("poolgate"));
+    }
+
+    #[test]
+    fn client_user_agent_wins() {
+        let mut req = request(&[("User-Agent", "curl")]);
+        rules().apply(&mut req, PLAIN, None).unwrap();
+        assert_eq!(get(&req, "user-agent"), Some("curl"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_nominated_headers_are_stripped() {
+        let mut req = request(&[
+            ("Connection", "keep-alive, X-Secret"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Content-Length", "2"),
+            ("X-Kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut req);
+        assert_eq!(get(&req, "x-secret"), None);
+        assert_eq!(get(&req, "connection"), None);
+        assert_eq!(get(&req, "keep-alive"), None);
+        assert_eq!(get(&req, "te"), None);
+        assert_eq!(get(&req, "content-length"), Some("2"));
+        assert_eq!(get(&req, "x-kept"), Some("1"));
+    }
+
+    #[test]
+    fn bad_header_names_are_rejected() {
+        assert!(HeaderPair::new("Bad Name", "x").is_err());
+        assert!(HeaderPair::new("X-Ok", "line\nbreak").is_err());
+    }
+}

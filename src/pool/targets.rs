@@ -1,0 +1,262 @@
+//! Where a pool's requests go: one back end (`target_hostname`/`target_port`, PixlProxy's form)
+//! or several (`targets`, poolgate's form) balanced by pingora-load-balancing with optional
+//! active health checks.
+//!
+//! Balanced targets are re-resolved by a Pingora background service every `cache_dns_sec`
+//! (at least once a second for host names) and health-checked on their own schedule, so the
+//! request path only reads an atomically swapped selector: no DNS, no locks.
+
+use crate::pool::dns::TargetResolver;
+use crate::pool::health::TargetHealthCheck;
+use async_trait::async_trait;
+use http::HeaderValue;
+use pingora::server::Server;
+use pingora::services::background::GenBackgroundService;
+use pingora::{Error, ErrorType, Result};
+use pingora_load_balancing::discovery::ServiceDiscovery;
+use pingora_load_balancing::selection::RoundRobin;
+use pingora_load_balancing::selection::{BackendIter, BackendSelection, Consistent, Random};
+use pingora_load_balancing::{Backend, Backends, LoadBalancer};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The port of a scheme when none is given: 443 for HTTPS, 80 for HTTP.
+pub fn default_port(tls: bool) -> u16 {
+    if tls {
+        443
+    } else {
+        80
+    }
+}
+
+/// One configured back end.
+#[derive(Debug)]
+pub struct Target {
+    pub tls: bool,
+    pub hostname: String,
+    pub port: u16,
+    /// What `preserve_host: false` sends as Host: the name, plus the port when not default.
+    pub host_header: Option<HeaderValue>,
+    pub resolver: TargetResolver,
+    /// `http://host:port`, written once (every log line names it).
+    base_url: String,
+}
+
+impl Target {
+    pub fn new(tls: bool, hostname: &str, port: u16, cache_dns_sec: u64) -> Self {
+        let host = if port == default_port(tls) {
+            hostname.to_string()
+        } else {
+            format!("{hostname}:{port}")
+        };
+        Target {
+            tls,
+            hostname: hostname.to_string(),
+            port,
+            host_header: HeaderValue::from_str(&host).ok(),
+            resolver: TargetResolver::new(hostname, port, cache_dns_sec),
+            base_url: format!("{}://{hostname}:{port}", if tls { "https" } else { "http" }),
+        }
+    }
+
+    /// `http://host:port`, for log lines.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+}
+
+/// Which request property a hashing balancer keys on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashOn {
+    ClientIp,
+    Uri,
+    Header(http::HeaderName),
+}
+
+/// How balanced targets are chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Balancing {
+    RoundRobin,
+    Random,
+    Hash(HashOn),
+}
+
+/// The chosen back end for one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Chosen {
+    pub addr: SocketAddr,
+    /// Index into the pool's targets.
+    pub target: usize,
+}
+
+/// The index of the configured target a discovered backend belongs to (in `Backend::ext`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TargetIndex(pub(crate) usize);
+
+enum Selector {
+    RoundRobin(Arc<LoadBalancer<RoundRobin>>),
+    Random(Arc<LoadBalancer<Random>>),
+    Hash(Arc<LoadBalancer<Consistent>>),
+}
+
+/// Several targets behind a load balancer.
+pub struct BalancedTargets {
+    pool_id: String,
+    selector: Selector,
+    pub hash_on: Option<HashOn>,
+}
+
+impl std::fmt::Debug for BalancedTargets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BalancedTargets")
+            .field("pool_id", &self.pool_id)
+            .finish()
+    }
+}
+
+/// Health-check settings compiled from the pool's `health_check`.
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    pub check: TargetHealthCheck,
+    pub interval: Duration,
+}
+
+/// Everything needed to build the balancer of one pool.
+pub struct BalancerSpec {
+    pub pool_id: String,
+    pub targets: Arc<Vec<Target>>,
+    pub balancing: Balancing,
+    pub cache_dns_sec: u64,
+    pub health: Option<HealthSettings>,
+}
+
+impl BalancedTargets {
+    pub fn new(spec: BalancerSpec) -> Self {
+        let hash_on = match &spec.balancing {
+            Balancing::Hash(on) => Some(on.clone()),
+            _ => None,
+        };
+        let selector = match spec.balancing {
+            Balancing::RoundRobin => Selector::RoundRobin(balancer(&spec)),
+            Balancing::Random => Selector::Random(balancer(&spec)),
+            Balancing::Hash(_) => Selector::Hash(balancer(&spec)),
+        };
+        BalancedTargets {
+            pool_id: spec.pool_id,
+            selector,
+            hash_on,
+        }
+    }
+
+    /// Resolve the targets once before serving, so the first requests find them.
+    pub async fn prime(&self) -> Result<()> {
+        match &self.selector {
+            Selector::RoundRobin(lb) => lb.update().await,
+            Selector::Random(lb) => lb.update().await,
+            Selector::Hash(lb) => lb.update().await,
+        }
+    }
+
+    /// A healthy target not in `avoid` (falling back to any healthy one), or a 502-class error
+    /// when none is healthy.
+    pub fn select(&self, key: &[u8], avoid: &[SocketAddr]) -> Result<Chosen> {
+        let fresh = |b: &Backend, healthy: bool| healthy && !avoid.contains(&addr_of(b));
+        let picked = match &self.selector {
+            Selector::RoundRobin(lb) => pick(lb, key, fresh),
+            Selector::Random(lb) => pick(lb, key, fresh),
+            Selector::Hash(lb) => pick(lb, key, fresh),
+        };
+        let backend = picked.ok_or_else(|| {
+            let why = format!("no healthy target in pool {}", self.pool_id);
+            Error::explain(ErrorType::ConnectNoRoute, why).into_up()
+        })?;
+        let target = backend.ext.get::<TargetIndex>().map_or(0, |t| t.0);
+        Ok(Chosen {
+            addr: addr_of(&backend),
+            target,
+        })
+    }
+
+    /// Run discovery and health checks as a Pingora background service.
+    pub fn add_background_service(&self, server: &mut Server) {
+        let name = format!("targets of pool {}", self.pool_id);
+        match &self.selector {
+            Selector::RoundRobin(lb) => {
+                server.add_service(GenBackgroundService::new(name, lb.clone()))
+            }
+            Selector::Random(lb) => server.add_service(GenBackgroundService::new(name, lb.clone())),
+            Selector::Hash(lb) => server.add_service(GenBackgroundService::new(name, lb.clone())),
+        };
+    }
+}
+
+/// Iterations a selection may take before giving up (bounds the search on large rings).
+const MAX_SELECT_ITERATIONS: usize = 256;
+
+fn pick<S, F>(lb: &LoadBalancer<S>, key: &[u8], fresh: F) -> Option<Backend>
+where
+    S: BackendSelection + 'static,
+    S::Iter: BackendIter,
+    F: Fn(&Backend, bool) -> bool,
+{
+    lb.select_with(key, MAX_SELECT_ITERATIONS, fresh)
+        .or_else(|| lb.select(key, MAX_SELECT_ITERATIONS))
+}
+
+fn addr_of(b: &Backend) -> SocketAddr {
+    b.addr
+        .as_inet()
+        .copied()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+fn balancer<S>(spec: &BalancerSpec) -> Arc<LoadBalancer<S>>
+where
+    S: BackendSelection + 'static,
+    S::Iter: BackendIter,
+{
+    let discovery = TargetDiscovery {
+        pool_id: spec.pool_id.clone(),
+        targets: spec.targets.clone(),
+    };
+    let mut lb = LoadBalancer::<S>::from_backends(Backends::new(Box::new(discovery)));
+    let all_literal = spec.targets.iter().all(|t| t.resolver.is_literal());
+    lb.update_frequency = (!all_literal).then(|| Duration::from_secs(spec.cache_dns_sec.max(1)));
+    if let Some(health) = &spec.health {
+        lb.set_health_check(Box::new(health.check.clone()));
+        lb.health_check_frequency = Some(health.interval);
+        lb.parallel_health_check = true;
+    }
+    Arc::new(lb)
+}
+
+/// Resolves every configured target into backends, tagging each with its target index.
+struct TargetDiscovery {
+    pool_id: String,
+    targets: Arc<Vec<Target>>,
+}
+
+#[async_trait]
+impl ServiceDiscovery for TargetDiscovery {
+    async fn discover(&self) -> Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        let mut found = BTreeSet::new();
+        for (i, target) in self.targets.iter().enumerate() {
+            match target.resolver.resolve().await {
+                Ok(addr) => {
+                    let mut backend = Backend::new(&addr.to_string())?;
+                    backend.ext.insert(TargetIndex(i));
+                    found.insert(backend);
+                }
+                // One unresolvable target must not take the others down with it.
+                Err(e) => log::warn!(
+                    "[{}] target {} is left out: {e}",
+                    self.pool_id,
+                    target.base_url()
+                ),
+            }
+        }
+        Ok((found, HashMap::new()))
+    }
+}

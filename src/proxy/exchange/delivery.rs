@@ -1,0 +1,84 @@
+//! Handing the chosen answer to the client: the pool's and the global response rules, framing,
+//! and the body streamed chunk by chunk; the back-end connection goes back to its pool.
+
+use super::{Answer, Exchange};
+use crate::admission::ConcurrencySlot;
+use crate::pool::BACKEND_IDLE_TIMEOUT;
+use crate::timing::PerfTimer;
+use http::Method;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+impl Exchange<'_> {
+    pub(super) async fn deliver(
+        &self,
+        session: &mut Session,
+        answer: Answer,
+        slot: &mut Option<ConcurrencySlot>,
+        perf: &mut PerfTimer,
+    ) -> Result<()> {
+        let Answer {
+            session: mut up,
+            peer,
+            reusable,
+            ..
+        } = answer;
+        let mut resp =
+            Box::new(up.response_header().cloned().ok_or_else(|| {
+                Error::explain(ErrorType::InternalError, "answer without a header")
+            })?);
+        self.pool.response_rules.apply(&mut resp)?;
+        self.front.finish_response(&mut resp, self.client.tls)?;
+        let req = session.req_header();
+        let whole_up_to = self.pool.min_stream_size;
+        let mut encoder = self.front.compression.begin(req, &mut resp, whole_up_to);
+        if !resp.headers.contains_key(http::header::CONTENT_LENGTH)
+            && !resp.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && has_body(resp.status.as_u16(), &session.req_header().method)
+        {
+            // A close-delimited answer is re-framed so the client connection can be kept.
+            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        session
+            .write_response_header(resp, false)
+            .await
+            .map_err(|e| e.into_down())?;
+        while let Some(chunk) = up.read_response_body().await.map_err(|e| e.into_up())? {
+            perf.bytes_received += chunk.len() as u64;
+            if up.response_done() {
+                // The back end is done: free the slot before the client sees the end.
+                slot.take();
+            }
+            let chunk = match &mut encoder {
+                Some(encoder) => encoder.encode(Some(&chunk), false)?,
+                None => Some(chunk),
+            };
+            if chunk.is_some() {
+                session
+                    .write_response_body(chunk, false)
+                    .await
+                    .map_err(|e| e.into_down())?;
+            }
+        }
+        perf.lap("receive");
+        slot.take();
+        let last = match &mut encoder {
+            Some(encoder) => encoder.encode(None, true)?,
+            None => None,
+        };
+        session
+            .write_response_body(last, true)
+            .await
+            .map_err(|e| e.into_down())?;
+        if reusable && self.pool.use_keep_alives {
+            self.connector
+                .release_http_session(up, &*peer, BACKEND_IDLE_TIMEOUT)
+                .await;
+        }
+        Ok(())
+    }
+}
+
+fn has_body(status: u16, method: &Method) -> bool {
+    *method != Method::HEAD && !(100..200).contains(&status) && status != 204 && status != 304
+}

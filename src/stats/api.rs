@@ -1,0 +1,164 @@
+//! PixlProxy's JSON stats API (`stats_uri_match`, `?pretty=1`) and poolgate's Prometheus
+//! endpoint (`metrics_uri`) on the main port. Both are private: the client's address must be
+//! in `http_default_acl`, or the request must carry one of the stats API tokens as
+//! `Authorization: Bearer <token>` (so the stats can be read from outside the ACL). Anything
+//! else gets 403. `?html=1` serves a live page that draws the figures.
+
+use crate::front_end::FrontEnd;
+use crate::proxy::reply;
+use crate::stats::acl::Acl;
+use crate::stats::hub::StatsHub;
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+use regex::Regex;
+use serde_json::json;
+use std::net::IpAddr;
+
+#[derive(Debug, Default)]
+pub struct StatsApi {
+    /// `stats_uri_match`; `None` = no JSON stats API.
+    pub uri: Option<Regex>,
+    /// `metrics_uri`; `None` = no Prometheus endpoint.
+    pub metrics_uri: Option<String>,
+    pub acl: Acl,
+    /// Accepted bearer tokens (config, `POOLGATE_STATS_API_TOKENS`, `..._FILE`).
+    pub tokens: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Endpoint {
+    Stats,
+    Metrics,
+}
+
+impl StatsApi {
+    /// Whether the JSON stats API exists, and with it the per-request view of client
+    /// connections (`web.sockets`) that only it shows.
+    pub fn shows_connections(&self) -> bool {
+        self.uri.is_some()
+    }
+
+    /// Which endpoint a request is for, if any (checked before routing to pools).
+    pub fn endpoint(&self, req: &RequestHeader) -> Option<Endpoint> {
+        if self
+            .metrics_uri
+            .as_deref()
+            .is_some_and(|m| req.uri.path() == m)
+        {
+            return Some(Endpoint::Metrics);
+        }
+        let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        self.uri
+            .as_ref()
+            .filter(|re| re.is_match(target))
+            .map(|_| Endpoint::Stats)
+    }
+
+    fn allows(&self, req: &RequestHeader, ip: Option<IpAddr>) -> bool {
+        let bearer = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let token_ok = bearer.is_some_and(|b| self.tokens.iter().any(|t| same(t, b)));
+        token_ok || ip.is_some_and(|ip| self.acl.allows(ip))
+    }
+
+    pub async fn serve(
+        &self,
+        session: &mut Session,
+        front: &FrontEnd,
+        hub: &StatsHub,
+        endpoint: Endpoint,
+        ip: Option<IpAddr>,
+    ) -> Result<()> {
+        let query = session.req_header().uri.query().unwrap_or("");
+        let flag = |name: &str| query.split('&').any(|kv| kv == name);
+        if endpoint == Endpoint::Stats && flag("html=1") {
+            // The page holds no data (it fetches the JSON with the same access rules), so it is
+            // served to anyone: from outside the ACL it asks for a token.
+            let page = Bytes::from_static(LIVE_PAGE.as_bytes());
+            return reply::page(session, front, page).await;
+        }
+        let pretty = flag("pretty=1");
+        if !self.allows(session.req_header(), ip) {
+            let who = ip.map_or("unknown".into(), |ip| ip.to_string());
+            log::warn!("stats: refused {who}: not in http_default_acl and no valid token");
+            let body = json!({"code": 403, "description": "Forbidden: not in http_default_acl and no valid token."});
+            return reply::json(session, front, 403, body).await;
+        }
+        match endpoint {
+            Endpoint::Stats => {
+                let doc = hub.document();
+                let text = match pretty {
+                    true => serde_json::to_string_pretty(&doc),
+                    false => serde_json::to_string(&doc),
+                }
+                .unwrap_or_default();
+                reply::raw(session, front, 200, "application/json", Bytes::from(text)).await
+            }
+            Endpoint::Metrics => {
+                let text = crate::stats::metrics::render(hub);
+                let kind = "text/plain; version=0.0.4; charset=utf-8";
+                reply::raw(session, front, 200, kind, Bytes::from(text)).await
+            }
+        }
+    }
+}
+
+/// The live page (`?html=1`): one self-contained file that polls the JSON once a second and
+/// draws each pool's request rate and average time for the last five minutes.
+const LIVE_PAGE: &str = include_str!("page.html");
+
+/// Token comparison that takes the same time wherever the first difference is.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api() -> StatsApi {
+        StatsApi {
+            uri: Some(Regex::new("^/proxy-stats").unwrap()),
+            metrics_uri: Some("/metrics".into()),
+            acl: Acl::parse(&["10.0.0.0/8".to_string()]).unwrap(),
+            tokens: vec!["s3cret".into()],
+        }
+    }
+
+    fn req(path: &str, auth: Option<&str>) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        if let Some(a) = auth {
+            r.insert_header("Authorization", a).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn endpoints_are_found_by_uri() {
+        let a = api();
+        assert_eq!(
+            a.endpoint(&req("/proxy-stats?pretty=1", None)),
+            Some(Endpoint::Stats)
+        );
+        assert_eq!(a.endpoint(&req("/metrics", None)), Some(Endpoint::Metrics));
+        assert_eq!(a.endpoint(&req("/other", None)), None);
+    }
+
+    #[test]
+    fn acl_or_token_opens_the_api() {
+        let a = api();
+        let inside = Some("10.1.1.1".parse().unwrap());
+        let outside = Some("8.8.8.8".parse().unwrap());
+        assert!(a.allows(&req("/proxy-stats", None), inside));
+        assert!(!a.allows(&req("/proxy-stats", None), outside));
+        assert!(a.allows(&req("/proxy-stats", Some("Bearer s3cret")), outside));
+        assert!(!a.allows(&req("/proxy-stats", Some("Bearer s3cre")), outside));
+        assert!(!a.allows(&req("/proxy-stats", Some("Basic s3cret")), outside));
+    }
+}
