@@ -5,45 +5,31 @@
 //! - `headers`: `Pool::rewrite_request` on a 10-header request, the pool's response rules,
 //!   `FrontEnd::finish_response` (also with `secure_headers`), and both as `response_filter`
 //!   runs them.
-//! - `stats`: what a request's end records for the per-second figures (`PoolStats`,
-//!   `PoolActivity`, the Prometheus handles, the web server's stats), one by one and together
-//!   as `request_end` does.
+//! - `stats`: what a request's end records for the per-second figures (`PoolStats`, the
+//!   Prometheus handles, the web server's stats), one by one and together as `request_end`
+//!   does.
 //! - `log`: building a transaction's event-log line (`Transaction::log`) and rendering event-log
 //!   lines (`EventLine::render`) as the log's writer thread does.
 //!
-//! Pools and the front end are compiled from YAML config text by `poolgate::config::load_str`,
-//! so they are exactly what the server runs. Nothing here starts the event log, so
-//! `Transaction::log` builds its line and then drops it without I/O.
+//! Pools and the front end are built from YAML config text by `poolgate::bench::Fixture`, with
+//! the same code the server uses. Nothing here starts the event log, so a transaction line is
+//! built and then dropped without I/O.
 //!
 //! Run: `cargo bench --bench micro` (a quick pass: add `-- --warm-up-time 1 --measurement-time 2`;
 //! one group: `cargo bench --bench micro -- routing`).
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use pingora::http::{RequestHeader, ResponseHeader};
-use poolgate::config::{load_str, RuntimeConfig};
-use poolgate::event_log::transaction::Transaction;
-use poolgate::event_log::EventLine;
-use poolgate::pool::headers::ClientFacts;
-use poolgate::pool::routing::RouteRequest;
-use poolgate::pool::Pool;
-use poolgate::timing::PerfTimer;
+use poolgate::bench::{self, BenchPool, Fixture, LogLine, Timer};
 use std::fmt::Write;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// The runtime config of `yaml`, compiled as the server compiles it.
-fn compile(yaml: &str) -> RuntimeConfig {
-    let loaded = load_str(yaml);
-    let problems: Vec<String> = loaded
-        .problems
-        .iter()
-        .map(|p| format!("{}: {}", p.path, p.message))
-        .collect();
-    loaded
-        .runtime
-        .unwrap_or_else(|| panic!("benchmark config does not compile: {problems:?}"))
+/// The pools and front end of `yaml`, built as the server builds them.
+fn compile(yaml: &str) -> Fixture {
+    Fixture::from_yaml(yaml)
+        .unwrap_or_else(|problems| panic!("benchmark config does not compile: {problems}"))
 }
 
 /// A request header as Pingora parses it from an HTTP/1.1 client (header case kept).
@@ -103,7 +89,7 @@ fn backend_response() -> ResponseHeader {
 const NO_X_PROXY: (&str, &str) = ("Sec-Fetch-Mode", "navigate");
 
 /// `n` pools chosen by `uri_match: ^/svc{i}/`, plus the `svc{n-1}` request (the last pool).
-fn uri_pools(n: usize) -> (RuntimeConfig, RequestHeader) {
+fn uri_pools(n: usize) -> (Fixture, RequestHeader) {
     let mut yaml = String::from("PixlProxy:\n  pools:\n");
     for i in 0..n {
         let _ = write!(
@@ -120,7 +106,7 @@ fn uri_pools(n: usize) -> (RuntimeConfig, RequestHeader) {
 }
 
 /// `n` pools chosen by `host_match` and `method_match`, plus a request for the last pool.
-fn host_method_pools(n: usize) -> (RuntimeConfig, RequestHeader) {
+fn host_method_pools(n: usize) -> (Fixture, RequestHeader) {
     let mut yaml = String::from("PixlProxy:\n  pools:\n");
     for i in 0..n {
         let _ = write!(
@@ -144,14 +130,14 @@ fn routing(c: &mut Criterion) {
         .chain([("host_method_match", 10, host_method_pools(10))]);
     for (criteria, n, (rt, req)) in cases {
         let last = format!("svc{}", n - 1);
-        let routed = rt.routes.route(&RouteRequest::of(&req)).map(|p| &*p.id);
+        let routed = rt.route(&req);
         assert_eq!(
             routed,
             Some(last.as_str()),
             "the request must match the last pool"
         );
         group.bench_with_input(BenchmarkId::new(criteria, n), &req, |b, req| {
-            b.iter(|| rt.routes.route(&RouteRequest::of(black_box(req))))
+            b.iter(|| rt.route(black_box(req)).is_some())
         });
     }
     group.finish();
@@ -178,8 +164,8 @@ PixlProxy:
         X-Served-By: poolgate
 ";
 
-fn only_pool(rt: &RuntimeConfig) -> &Arc<Pool> {
-    &rt.routes.pools()[0]
+fn only_pool(rt: &Fixture) -> BenchPool<'_> {
+    rt.first_pool().expect("the config has a pool")
 }
 
 fn headers(c: &mut Criterion) {
@@ -187,11 +173,7 @@ fn headers(c: &mut Criterion) {
     let secure =
         compile(&HEADERS_CONFIG.replace("WebServer:\n", "WebServer:\n  secure_headers: true\n"));
     let pool = only_pool(&rt);
-    let target = pool.primary_target();
-    let client = ClientFacts {
-        ip: Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 23))),
-        tls: false,
-    };
+    let client = Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 23)));
     // `X-Proxy` names the pool, and the default scrub removes it.
     let req = browser_request(
         "api.example.com:3020",
@@ -200,8 +182,7 @@ fn headers(c: &mut Criterion) {
     );
     let resp = backend_response();
     let mut rewritten = req.clone();
-    pool.rewrite_request(&mut rewritten, client, target)
-        .unwrap();
+    pool.rewrite_request(&mut rewritten, client).unwrap();
     let header = |name| rewritten.headers.get(name).and_then(|v| v.to_str().ok());
     assert_eq!(header("host"), Some("backend.internal:8080"));
     assert_eq!(
@@ -215,7 +196,7 @@ fn headers(c: &mut Criterion) {
         b.iter_batched(
             || req.clone(),
             |mut req| {
-                pool.rewrite_request(&mut req, client, target).unwrap();
+                pool.rewrite_request(&mut req, client).unwrap();
                 req
             },
             BatchSize::SmallInput,
@@ -225,7 +206,7 @@ fn headers(c: &mut Criterion) {
         b.iter_batched(
             || resp.clone(),
             |mut resp| {
-                pool.response_rules.apply(&mut resp).unwrap();
+                pool.apply_response_rules(&mut resp).unwrap();
                 resp
             },
             BatchSize::SmallInput,
@@ -235,7 +216,7 @@ fn headers(c: &mut Criterion) {
         b.iter_batched(
             || resp.clone(),
             |mut resp| {
-                rt.front.finish_response(&mut resp, false).unwrap();
+                rt.finish_response(&mut resp, false).unwrap();
                 resp
             },
             BatchSize::SmallInput,
@@ -245,7 +226,7 @@ fn headers(c: &mut Criterion) {
         b.iter_batched(
             || resp.clone(),
             |mut resp| {
-                secure.front.finish_response(&mut resp, true).unwrap();
+                secure.finish_response(&mut resp, true).unwrap();
                 resp
             },
             BatchSize::SmallInput,
@@ -255,8 +236,8 @@ fn headers(c: &mut Criterion) {
         b.iter_batched(
             || resp.clone(),
             |mut resp| {
-                pool.response_rules.apply(&mut resp).unwrap();
-                rt.front.finish_response(&mut resp, false).unwrap();
+                pool.apply_response_rules(&mut resp).unwrap();
+                rt.finish_response(&mut resp, false).unwrap();
                 resp
             },
             BatchSize::SmallInput,
@@ -266,54 +247,36 @@ fn headers(c: &mut Criterion) {
 }
 
 /// A finished back-end request's timer: every phase lapped, bytes counted.
-fn finished_timer() -> PerfTimer {
-    let mut perf = PerfTimer::start();
-    for phase in ["dns", "connect", "send", "wait", "receive"] {
-        perf.lap(phase);
-    }
-    perf.bytes_sent = 512;
-    perf.bytes_received = 16 * 1024;
-    perf
+fn finished_timer() -> Timer {
+    Timer::finished(512, 16 * 1024)
 }
 
 fn stats(c: &mut Criterion) {
-    // With a Prometheus endpoint, so the metrics are recorded (without one they are skipped).
+    // With a Prometheus endpoint, so the metrics are recorded (without one they are skipped),
+    // and with it every per-second figure.
     let rt = compile(
         "PixlProxy: {metrics_uri: /metrics, pools: {api: {target_hostname: backend.internal}}}",
     );
     let pool = only_pool(&rt);
-    let web = &rt.web_log.stats;
     let perf = finished_timer();
     let total = Duration::from_micros(12_345);
 
     let mut group = c.benchmark_group("stats");
     group.bench_function("pool_stats_record", |b| {
-        b.iter(|| pool.stats.record(black_box(&perf)))
-    });
-    group.bench_function("activity_record_completion", |b| {
-        b.iter(|| pool.activity.record_completion(black_box(total)))
+        b.iter(|| pool.record_stats(black_box(&perf)))
     });
     group.bench_function("metrics_observe", |b| {
-        b.iter(|| pool.metrics.observe(black_box(200), black_box(&perf)))
+        b.iter(|| pool.observe_metrics(black_box(200), black_box(&perf)))
     });
     group.bench_function("web_stats_record_total", |b| {
-        b.iter(|| web.record_total(black_box(total), 16 * 1024, 512))
+        b.iter(|| rt.record_web_request(black_box(total), 16 * 1024, 512))
     });
-    // `request_end::finish` minus what needs a live session: the pool's in-flight gauge (its
-    // `start_request` too, to keep the gauge level), stats, metrics, activity, the success
-    // check, and the web server's stats.
+    // `request_end::finish` minus what needs a live session: the pool's in-flight gauge,
+    // figures, metrics, the success check, and the web server's figures.
     group.bench_function("request_end", |b| {
         b.iter(|| {
-            let status = black_box(200);
-            pool.stats.start_request();
-            pool.stats.end_request();
-            pool.stats.record(&perf);
-            pool.metrics.observe(status, &perf);
-            pool.activity.record_completion(perf.total());
-            if !pool.retry.is_success(status) {
-                pool.activity.record_error();
-            }
-            web.record_total(perf.total(), perf.bytes_received, perf.bytes_sent);
+            pool.record_request_end(black_box(200), &perf);
+            rt.record_web_request(total, 16 * 1024, 512);
         })
     });
     group.finish();
@@ -321,8 +284,8 @@ fn stats(c: &mut Criterion) {
 
 fn log(c: &mut Criterion) {
     assert!(
-        !poolgate::event_log::wants_debug(10),
-        "the event log must not be running: Transaction::log would write"
+        !bench::event_log_runs(),
+        "the event log must not be running: a transaction line would be written"
     );
     let rt = compile(
         "PixlProxy: {pools: {api: {target_hostname: backend.internal, target_port: 8080, log_transactions: true}}}",
@@ -331,35 +294,19 @@ fn log(c: &mut Criterion) {
     let req = browser_request("api.example.com:3020", "/svc/items?id=42", NO_X_PROXY);
     let resp = backend_response();
     let perf = finished_timer();
-    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let debug_line = EventLine {
-        component: "poolgate".into(),
-        category: "debug",
-        code: "5".into(),
-        msg: "Pool api: target backend.internal:8080 resolved to 10.0.0.7".into(),
-        data: None,
-    };
-    let base = pool.primary_target().map_or("", |t| t.base_url());
-    let transaction = |perf| Transaction {
-        pool: &pool.id,
-        url: format!("{base}{path}"),
-        method: req.method.as_str(),
-        req_headers: &req.headers,
-        status: 200,
-        resp_headers: Some(&resp.headers),
-        perf,
-        error: None,
-        failed: false,
-        request_id: String::new(),
-    };
-    let transaction_line = transaction(&perf).line();
-    let hostname = poolgate::event_log::hostname();
+    let debug_line = LogLine::debug(
+        5,
+        "poolgate",
+        "Pool api: target backend.internal:8080 resolved to 10.0.0.7",
+    );
+    let transaction_line = pool.transaction_line(&req, &resp, &perf);
+    let hostname = bench::host_name();
 
     let mut group = c.benchmark_group("log");
     // As `request_end` builds it: the URL, then the line (headers, perf JSON) on the request's
     // thread. Without a running event log the line is dropped instead of handed over.
     group.bench_function("transaction_line", |b| {
-        b.iter(|| transaction(&perf).log(black_box(&pool.logging)))
+        b.iter(|| pool.log_transaction(black_box(&req), &resp, &perf))
     });
     group.bench_function("render_debug_line", |b| {
         b.iter(|| black_box(&debug_line).render(SystemTime::now(), &hostname))

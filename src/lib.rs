@@ -1,37 +1,41 @@
 //! poolgate: a PixlProxy-compatible HTTP reverse proxy built on Cloudflare's Pingora.
 //!
-//! Module map (each named after the concept it owns):
-//! - `config`: reading, auditing and compiling the config file.
-//! - `routing`: which pool a request goes to.
-//! - `pool`: a pool's runtime form; `targets`: its back ends and load balancing; `health`:
-//!   active health checks; `dns`: resolving host names.
-//! - `headers`: request and response header rewriting.
-//! - `limits` and `client_limit`: pool throttling (429); `connection_limit`: the client
-//!   connection cap.
-//! - `retry`, `redirect`: retry and redirect policy; `exchange`: the buffered exchange that
-//!   applies them; `request_body`: keeping request bodies for it.
-//! - `activity`: per-second pool activity; `degraded`: the `X-Degraded` hint; `clock`.
-//! - `queue`: the blind queue (`use_queue`), its durable journal and its background sender;
-//!   `request_id`: the ids it answers with.
-//! - `front_end`: listeners and client keep-alive policy; `static_files`: answering unrouted
-//!   requests from `http_htdocs_dir` (`serve_static_files`).
-//! - `proxy`: the Pingora `ProxyHttp` hooks, delegating to the modules above; `request_ctx`:
-//!   the state one request carries between them.
-//! - `failure`, `reply` and `request_log`: what the client and the log get; `event_log`: the
-//!   PixlProxy-format event log file; `transaction_log` and `perf`: its per-request lines.
-//! - `server`: assembling the Pingora server; `demo_origin`: the sample config's origin.
+//! The folders follow a request and depend one way only, from the top down:
+//!
+//! - [`cli`](self::cli): the command line, the control commands, the systemd unit.
+//! - `config`: the file model and the environment, validated into plain settings.
+//! - `server`: the runtime built from the settings — listeners, certificates, the
+//!   connection cap, shutdown, privileges, the demo origin.
+//! - `proxy`: the `ProxyHttp` hooks, the request context, the end of a request, the answers
+//!   poolgate writes itself, the buffered exchange.
+//! - The concepts the proxy hands each request to: `front_end` (client facts, keep-alive,
+//!   HTTPS policy, upload limit, compression, static files), `pool` (routing, targets and
+//!   health, DNS, header rules, retry, redirects, degraded hints), `admission` (pool and
+//!   per-client limits), `upstream` (the one attempt to a back end), `queue` (the blind
+//!   queue), `stats` (per-second figures, the stats API, Prometheus, connections) and
+//!   `event_log` (the event log and its lines).
+//! - The leaves everything may use: `clock` and `timing`.
+//!
+//! The library's public surface is the binary's entry point ([`main`]) and what the
+//! micro-benchmarks drive ([`bench`]).
 
-pub mod admission;
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod event_log;
-pub mod front_end;
-pub mod pool;
-pub mod proxy;
-pub mod queue;
-pub mod server;
-pub mod stats;
-pub mod timing;
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
+mod admission;
+pub mod bench;
+mod cli;
+mod clock;
+mod config;
+mod event_log;
+mod front_end;
+mod pool;
+mod proxy;
+mod queue;
+mod server;
+mod stats;
+mod timing;
+mod upstream;
 
 pub use cli::main;

@@ -1,23 +1,65 @@
-//! PixlProxy's `perf_metrics` for one back-end request: phase times in milliseconds
-//! (`scale: 1000`) taken as laps of one clock, and the bytes sent and received.
+//! The phase timing of one back-end request (PixlProxy's `perf_metrics`: `dns`, `connect`,
+//! `send`, `wait`, `receive`, and the `total`), taken as laps of one clock, with the bytes sent
+//! and received. A leaf: the proxy, the queue's sender, the stats and the log lines all read it.
 
-use crate::event_log::JsonObject;
-use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// Phases a request can have (`dns`, `connect`, `send`, `wait`, `receive`, one spare).
-const MAX_PHASES: usize = 6;
+/// A phase of a back-end request, in the order PixlProxy reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Choosing the target (a DNS lookup for a host name).
+    Dns,
+    /// Connecting (TCP and TLS), or taking a pooled connection.
+    Connect,
+    /// Writing the request header and body.
+    Send,
+    /// Waiting for the answer's header.
+    Wait,
+    /// Reading the answer's body.
+    Receive,
+}
 
-/// Kept in the request context of every pool that may log: a fixed array, no allocation.
+impl Phase {
+    /// Every phase, in report order.
+    pub(crate) const ALL: [Phase; 5] = [
+        Phase::Dns,
+        Phase::Connect,
+        Phase::Send,
+        Phase::Wait,
+        Phase::Receive,
+    ];
+
+    /// The name PixlProxy gives the phase.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Phase::Dns => "dns",
+            Phase::Connect => "connect",
+            Phase::Send => "send",
+            Phase::Wait => "wait",
+            Phase::Receive => "receive",
+        }
+    }
+
+    /// The phase's place in `ALL`.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Kept in the request context of every admitted request: a fixed array, no allocation.
 #[derive(Debug, Clone)]
-pub struct PerfTimer {
+pub(crate) struct PerfTimer {
     started: Instant,
     last: Instant,
-    laps: [(&'static str, Duration); MAX_PHASES],
-    phases: usize,
+    /// Time of each phase (by `Phase::index`); a phase ended twice (a retried attempt) adds up.
+    laps: [Duration; Phase::ALL.len()],
+    /// Bit `i` set: phase `i` was measured (or skipped as empty).
+    measured: u8,
     /// When the request ended (`end`); until then `total` reads the clock.
     ended: Option<Instant>,
+    /// Bytes sent to the back end (request header and body).
     pub bytes_sent: u64,
+    /// Body bytes received from the back end.
     pub bytes_received: u64,
 }
 
@@ -28,103 +70,84 @@ impl Default for PerfTimer {
 }
 
 impl PerfTimer {
-    pub fn start() -> Self {
+    /// A timer started now.
+    pub(crate) fn start() -> Self {
         PerfTimer::start_at(Instant::now())
     }
 
-    pub fn start_at(now: Instant) -> Self {
+    /// A timer started at `now` (a clock reading the caller already has).
+    pub(crate) fn start_at(now: Instant) -> Self {
         PerfTimer {
             started: now,
             last: now,
-            laps: [("", Duration::ZERO); MAX_PHASES],
-            phases: 0,
+            laps: [Duration::ZERO; Phase::ALL.len()],
+            measured: 0,
             ended: None,
             bytes_sent: 0,
             bytes_received: 0,
         }
     }
 
-    /// End phase `name` now (`dns`, `connect`, `send`, `wait`, `receive`). A phase ended twice
-    /// (a retried attempt) adds up.
-    pub fn lap(&mut self, name: &'static str) {
+    /// End `phase` now: the time since the previous lap is added to it.
+    pub(crate) fn lap(&mut self, phase: Phase) {
         let now = Instant::now();
         let took = now - self.last;
         self.last = now;
-        self.add(name, took);
+        self.add(phase, took);
     }
 
-    fn add(&mut self, name: &'static str, took: Duration) {
-        match self.laps[..self.phases]
-            .iter_mut()
-            .find(|(n, _)| *n == name)
-        {
-            Some((_, t)) => *t += took,
-            None if self.phases < MAX_PHASES => {
-                self.laps[self.phases] = (name, took);
-                self.phases += 1;
-            }
-            None => {}
-        }
+    fn add(&mut self, phase: Phase, took: Duration) {
+        self.laps[phase.index()] += took;
+        self.measured |= 1 << phase.index();
     }
 
-    /// Record phase `name` as taking no time, without reading the clock (a phase known to
-    /// be empty, such as the DNS lookup of an IP address).
-    pub fn skip(&mut self, name: &'static str) {
-        self.add(name, Duration::ZERO);
+    /// Record `phase` as taking no time, without reading the clock (a phase known to be
+    /// empty, such as the DNS lookup of an IP address).
+    pub(crate) fn skip(&mut self, phase: Phase) {
+        self.add(phase, Duration::ZERO);
     }
 
-    /// Skip the time since the last lap (it belongs to no phase).
-    pub fn restart_lap(&mut self) {
+    /// Leave the time since the last lap out of every phase.
+    pub(crate) fn restart_lap(&mut self) {
         self.last = Instant::now();
     }
 
-    /// The phases measured so far, in order (without `total`).
-    pub fn phases(&self) -> &[(&'static str, Duration)] {
-        &self.laps[..self.phases]
+    /// The phases measured so far, in report order (without `total`).
+    pub(crate) fn phases(&self) -> impl Iterator<Item = (Phase, Duration)> + '_ {
+        Phase::ALL
+            .into_iter()
+            .filter(|p| self.measured & (1 << p.index()) != 0)
+            .map(|p| (p, self.laps[p.index()]))
     }
 
-    /// Stop the total at `now`: the stats, the metrics and the log line of a request then
-    /// all report the same total, and read the clock once between them.
-    pub fn end(&mut self, now: Instant) {
+    /// Stop the total at `now`: the stats, the metrics and the log line of a request then all
+    /// report the same total, and read the clock once between them.
+    pub(crate) fn end(&mut self, now: Instant) {
         self.ended = Some(now);
     }
 
-    pub fn total(&self) -> Duration {
+    /// Time from the start to `end` (or to now, before it).
+    pub(crate) fn total(&self) -> Duration {
         match self.ended {
             Some(end) => end.saturating_duration_since(self.started),
             None => self.started.elapsed(),
         }
     }
-
-    /// `"scale":1000,"perf":{"total":..,<phases>..},"counters":{"bytes_sent":..,"bytes_received":..}`
-    /// as members of the object `out` has open.
-    pub fn write_json(&self, out: &mut JsonObject) {
-        out.count("scale", 1000);
-        out.open("perf");
-        out.millis("total", micros(self.total()));
-        for (name, took) in &self.laps[..self.phases] {
-            out.millis(name, micros(*took));
-        }
-        out.close();
-        out.open("counters");
-        out.count("bytes_sent", self.bytes_sent);
-        out.count("bytes_received", self.bytes_received);
-        out.close();
-    }
 }
 
-fn micros(d: Duration) -> u64 {
+/// Microseconds, saturating.
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Milliseconds rounded to `decimals` places, as a JSON number (PixlProxy's figures).
-pub fn ms_rounded(d: Duration, decimals: i32) -> Value {
+pub(crate) fn ms_rounded(d: Duration, decimals: i32) -> serde_json::Value {
     let scale = 10f64.powi(decimals);
-    json!((d.as_micros() as f64 / 1000.0 * scale).round() / scale)
+    serde_json::json!((d.as_micros() as f64 / 1000.0 * scale).round() / scale)
 }
 
 /// Bytes of a request header on the wire (HTTP/1.1), for `bytes_sent`.
-pub fn request_header_size(req: &pingora::http::RequestHeader) -> u64 {
+pub(crate) fn request_header_size(req: &pingora::http::RequestHeader) -> u64 {
     let line = req.method.as_str().len() + req.raw_path().len() + 12;
     let fields: usize = req
         .headers
@@ -139,22 +162,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn phases_appear_after_total_in_order_and_repeated_laps_add_up() {
+    fn phases_come_in_report_order_and_repeated_laps_add_up() {
         let mut t = PerfTimer::start();
-        t.lap("connect");
-        t.lap("send");
-        t.lap("connect");
-        t.bytes_sent = 135;
-        let mut out = JsonObject::with_capacity(64);
-        t.write_json(&mut out);
-        let json: Value = serde_json::from_str(&out.finish()).unwrap();
-        let keys: Vec<_> = json["perf"].as_object().unwrap().keys().cloned().collect();
-        assert_eq!(keys, ["total", "connect", "send"]);
-        assert_eq!(json["scale"], 1000);
-        assert_eq!(json["counters"]["bytes_sent"], 135);
-        assert_eq!(
-            json["perf"]["total"].as_f64().map(|t| t < 1000.0),
-            Some(true)
-        );
+        t.lap(Phase::Connect);
+        t.lap(Phase::Send);
+        t.lap(Phase::Connect);
+        t.skip(Phase::Dns);
+        let names: Vec<_> = t.phases().map(|(p, _)| p.name()).collect();
+        assert_eq!(names, ["dns", "connect", "send"]);
+        assert_eq!(t.phases().next().map(|(_, d)| d), Some(Duration::ZERO));
+        assert!(t.total() < Duration::from_secs(1));
+        let names: Vec<_> = Phase::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["dns", "connect", "send", "wait", "receive"]);
     }
 }

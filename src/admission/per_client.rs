@@ -2,7 +2,7 @@
 //! fixed windows per client IP in a sharded map, so clients on different shards never contend
 //! and memory stays bounded however many addresses appear.
 
-use crate::admission::Refusal;
+use super::Refusal;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
@@ -17,7 +17,7 @@ const CLIENTS_PER_SHARD: usize = 1024;
 type Shard = Mutex<HashMap<IpAddr, (u32, u32)>>;
 
 #[derive(Debug)]
-pub struct ClientRateLimit {
+pub(super) struct ClientRateLimit {
     /// The config key, for the 429 message.
     key: &'static str,
     limit: u32,
@@ -27,11 +27,11 @@ pub struct ClientRateLimit {
 }
 
 impl ClientRateLimit {
-    pub fn per_second(limit: u32) -> Self {
+    pub(super) fn per_second(limit: u32) -> Self {
         Self::new("max_requests_per_sec_per_ip", limit, 1)
     }
 
-    pub fn per_minute(limit: u32) -> Self {
+    pub(super) fn per_minute(limit: u32) -> Self {
         Self::new("max_requests_per_min_per_ip", limit, 60)
     }
 
@@ -47,7 +47,7 @@ impl ClientRateLimit {
 
     /// Count one request of `ip` at second `sec`, or refuse it with the seconds until the
     /// client's window ends.
-    pub fn try_admit(&self, ip: IpAddr, sec: u32) -> Result<(), Refusal> {
+    pub(super) fn try_admit(&self, ip: IpAddr, sec: u32) -> Result<(), Refusal> {
         let window = sec / self.window_sec;
         let shard = &self.shards[(self.hasher.hash_one(ip) as usize) % SHARDS];
         // A poisoned shard only means another thread panicked mid-update; the counts are
@@ -76,8 +76,9 @@ impl ClientRateLimit {
         Ok(())
     }
 
-    /// Clients currently remembered (for tests and stats).
-    pub fn tracked_clients(&self) -> usize {
+    /// Clients currently remembered.
+    #[cfg(test)]
+    fn tracked_clients(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().map_or(0, |m| m.len()))

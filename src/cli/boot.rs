@@ -3,6 +3,7 @@
 //! checked without touching the machine; with the real root, systemd is asked to reload and to
 //! enable (or disable) the unit.
 
+use super::control::ControlError;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,7 +16,7 @@ fn unit_path(root: &Path) -> PathBuf {
 /// The unit for `exe` serving `config`, stopping within `shutdown_timeout_sec`. It is a
 /// forking service followed through its pid file, so a `reload` (a new process taking over)
 /// keeps systemd tracking the live process.
-pub fn unit(exe: &Path, config: &Path, shutdown_timeout_sec: u64, pid_file: &Path) -> String {
+fn unit(exe: &Path, config: &Path, shutdown_timeout_sec: u64, pid_file: &Path) -> String {
     let (exe, config, pid_file) = (exe.display(), config.display(), pid_file.display());
     format!(
         "# Installed by `poolgate boot`; remove with `poolgate unboot`.
@@ -57,20 +58,27 @@ fn systemctl(args: &[&str]) -> String {
     }
 }
 
-pub fn boot(
+pub(super) fn boot(
     root: &Path,
     config: &Path,
     shutdown_timeout_sec: u64,
     pid_file: &Path,
-) -> Result<String, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find poolgate itself: {e}"))?;
+) -> Result<String, ControlError> {
+    let exe = std::env::current_exe().map_err(ControlError::OwnBinary)?;
     let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
     let path = unit_path(root);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| ControlError::File {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
-    std::fs::write(&path, unit(&exe, &config, shutdown_timeout_sec, pid_file))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, unit(&exe, &config, shutdown_timeout_sec, pid_file)).map_err(
+        |source| ControlError::File {
+            path: path.clone(),
+            source,
+        },
+    )?;
     let mut note = String::new();
     if root == Path::new("/") {
         note = systemctl(&["daemon-reload"]) + &systemctl(&["enable", UNIT_NAME]);
@@ -78,7 +86,7 @@ pub fn boot(
     Ok(format!("installed {}{note}", path.display()))
 }
 
-pub fn unboot(root: &Path) -> Result<String, String> {
+pub(super) fn unboot(root: &Path) -> Result<String, ControlError> {
     let path = unit_path(root);
     let mut note = String::new();
     if root == Path::new("/") {
@@ -89,6 +97,6 @@ pub fn unboot(root: &Path) -> Result<String, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok(format!("{} was not installed", path.display()))
         }
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(ControlError::File { path, source }),
     }
 }

@@ -1,16 +1,18 @@
-//! The `poolgate` command line: `serve` runs the proxy, `check` validates a config, and the
-//! control commands (`start`, `stop`, `restart`, `status`, `debug`, `config`, `showconfig`,
-//! `boot`, `unboot`) manage it as a service.
+//! The command line: `serve` runs the proxy, `check` validates a config, and the control
+//! commands (`start`, `stop`, `restart`, `reload`, `status`, `debug`, `config`, `showconfig`,
+//! `boot`, `unboot`) manage it as a service (`control.rs`, `boot.rs`: the systemd unit).
+//!
+//! Uses `config` (every command reads the settings) and `server` (`serve` runs one); the
+//! control commands build nothing beyond the settings.
 
-use crate::config::{self, Located, RuntimeConfig, Severity};
-use crate::event_log::{self, EventLogSettings};
-use crate::server::{self, StartError};
+use crate::config::{self, Located, Severity};
+use crate::server::{self, Settings};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod boot;
-pub(crate) mod control;
+mod control;
 
 /// Exit code for a config that cannot run.
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -79,52 +81,41 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve { echo, upgrade } => serve(&path, echo, upgrade),
         Command::Debug => serve(&path, true, false),
-        Command::Reload => with_runtime(&path, |rt| {
-            let log_dir = rt.log_path.parent().unwrap_or(Path::new("."));
-            report(control::reload(rt, &path, log_dir))
-        }),
+        Command::Reload => with_settings(&path, |s| report(control::reload(s, &path))),
         Command::Check => check(&path),
         Command::Config => edit(&path),
         Command::Showconfig => showconfig(&path),
-        Command::Start => with_runtime(&path, |rt| {
-            let log_dir = rt.log_path.parent().unwrap_or(Path::new("."));
-            report(control::start(rt, &path, log_dir))
-        }),
-        Command::Stop => with_runtime(&path, |rt| report(control::stop(rt))),
-        Command::Restart => with_runtime(&path, |rt| {
-            let log_dir = rt.log_path.parent().unwrap_or(Path::new("."));
-            match control::stop(rt) {
+        Command::Start => with_settings(&path, |s| report(control::start(s, &path))),
+        Command::Stop => with_settings(&path, |s| report(control::stop(s))),
+        Command::Restart => with_settings(&path, |s| {
+            match control::stop(s) {
                 Ok(msg) => println!("{msg}"),
                 Err(e) => return report(Err(e)),
             }
-            report(control::start(rt, &path, log_dir))
+            report(control::start(s, &path))
         }),
-        Command::Status => with_runtime(&path, |rt| {
-            let (running, msg) = control::status(rt);
+        Command::Status => with_settings(&path, |s| {
+            let (running, msg) = control::status(s);
             println!("{msg}");
             match running {
                 true => ExitCode::SUCCESS,
                 false => ExitCode::from(control::EXIT_NOT_RUNNING),
             }
         }),
-        Command::Boot { root } => with_runtime(&path, |rt| {
-            report(boot::boot(
-                &root,
-                &path,
-                rt.shutdown_timeout_sec,
-                &rt.pid_file_path(),
-            ))
+        Command::Boot { root } => with_settings(&path, |s| {
+            let timeout = s.process.shutdown_timeout.as_secs();
+            report(boot::boot(&root, &path, timeout, &s.process.pid_file))
         }),
         Command::Unboot { root } => report(boot::unboot(&root)),
     }
 }
 
-/// Load the config and run `f` with it, or print the problems and exit 2.
-fn with_runtime(path: &Path, f: impl FnOnce(&RuntimeConfig) -> ExitCode) -> ExitCode {
+/// Load the settings and run `f` with them, or print the problems and exit 2.
+fn with_settings(path: &Path, f: impl FnOnce(&Settings) -> ExitCode) -> ExitCode {
     let loaded = config::load(path);
     print_problems(path, &loaded.problems);
-    match loaded.runtime {
-        Some(rt) => f(&rt),
+    match loaded.settings {
+        Some(s) => f(&s),
         None => {
             eprintln!("{}: the config has errors", path.display());
             ExitCode::from(EXIT_BAD_CONFIG)
@@ -132,7 +123,7 @@ fn with_runtime(path: &Path, f: impl FnOnce(&RuntimeConfig) -> ExitCode) -> Exit
     }
 }
 
-fn report(result: Result<String, String>) -> ExitCode {
+fn report(result: Result<String, control::ControlError>) -> ExitCode {
     match result {
         Ok(msg) => {
             println!("{msg}");
@@ -202,13 +193,17 @@ fn check(path: &Path) -> ExitCode {
     let loaded = config::load(path);
     print_problems(path, &loaded.problems);
     let failed =
-        loaded.runtime.is_none() || loaded.problems.iter().any(|p| p.severity == Severity::Typo);
+        loaded.settings.is_none() || loaded.problems.iter().any(|p| p.severity == Severity::Typo);
     if failed {
         eprintln!("{}: config check failed", path.display());
         return ExitCode::from(EXIT_BAD_CONFIG);
     }
     println!("{}: config OK", path.display());
-    if let Some(change) = loaded.runtime.as_ref().and_then(control::listeners_changed) {
+    if let Some(change) = loaded
+        .settings
+        .as_ref()
+        .and_then(control::listeners_changed)
+    {
         println!("note: the running poolgate listens elsewhere ({change}): apply with `restart`, not `reload`");
     }
     ExitCode::SUCCESS
@@ -217,46 +212,18 @@ fn check(path: &Path) -> ExitCode {
 fn serve(path: &Path, echo: bool, upgrade: bool) -> ExitCode {
     let loaded = config::load(path);
     print_problems(path, &loaded.problems);
-    let Some(runtime) = loaded.runtime else {
+    let Some(settings) = loaded.settings else {
         eprintln!("{}: not starting: the config has errors", path.display());
         return ExitCode::from(EXIT_BAD_CONFIG);
     };
-    let log = EventLogSettings {
-        path: runtime.log_path.clone(),
-        debug_level: runtime.debug_level,
-        echo,
-    };
-    if let Err(e) = event_log::start(log) {
-        eprintln!(
-            "poolgate: cannot start: event log {}: {e}",
-            runtime.log_path.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    event_log::init_logging(runtime.debug_level);
-    if let Err(e) = crate::server::privileges::set_nice(runtime.nice) {
-        eprintln!("poolgate: cannot start: {e}");
-        return ExitCode::FAILURE;
-    }
-    crate::server::startup::announce(&runtime, path);
-    if runtime.routes.pools().is_empty() && runtime.front.static_files.is_none() {
-        log::warn!("no pools configured: every request will be answered 404");
-    }
-    match server::build(runtime, upgrade) {
-        Ok(server) => {
-            log::info!(
-                "poolgate {} serving with config {}",
-                env!("CARGO_PKG_VERSION"),
-                path.display()
-            );
-            server.run_forever()
-        }
-        Err(StartError::Config(msg)) => {
-            eprintln!("{}: error: {msg}", path.display());
+    match server::run(settings, path, echo, upgrade) {
+        Ok(never) => match never {},
+        Err(e) if e.is_config() => {
+            eprintln!("{}: error: {e}", path.display());
             ExitCode::from(EXIT_BAD_CONFIG)
         }
-        Err(StartError::Environment(msg)) => {
-            eprintln!("poolgate: cannot start: {msg}");
+        Err(e) => {
+            eprintln!("poolgate: cannot start: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,36 +1,34 @@
-//! Configuration: a PixlProxy-compatible file (YAML or JSON) read once at start.
+//! Configuration: a PixlProxy-compatible file (YAML or JSON) read once at start and turned
+//! into the plain settings a server is built from (`server::Settings`). Nothing else: no
+//! runtime object is built here, and nothing here runs on the request path.
 //!
-//! `load` reads and parses (`load.rs`), audits keys (`keys.rs`) and compiles the runtime form
-//! (`compile.rs`). Nothing here runs on the request path.
+//! `file/` reads the text into typed keys with PixlProxy's defaults, applies the environment
+//! (`POOLGATE_...`, `*_FILE`) and audits the keys; `settings/` validates and resolves them;
+//! `problem.rs` is what goes wrong, with its file, line and key path.
+//!
+//! Uses `server` (the settings types), the concept folders' settings and value types, and the
+//! leaves.
 
-pub mod compile;
-pub mod env;
-mod forms;
-pub mod keys;
-pub mod load;
-pub mod model;
-mod pools;
-pub mod problem;
-mod protocols;
-mod queue;
-mod static_files;
-pub mod stats;
-mod targets;
-mod traffic;
-pub mod web_server;
+mod file;
+mod problem;
+mod settings;
 
-pub use compile::RuntimeConfig;
-pub use problem::{Located, Problem, Severity};
+pub(crate) use file::FileConfig;
+#[cfg(test)]
+pub(crate) use file::{DEFAULT_SCRUB_REQUEST, DEFAULT_SCRUB_RESPONSE, DEFAULT_SUCCESS_MATCH};
+pub(crate) use problem::{Located, Problem, Severity};
 
+use crate::server::Settings;
+use file::env;
 use std::path::{Path, PathBuf};
 
 /// Environment variable naming the config file when `--config` is not given.
-pub const CONFIG_ENV: &str = "POOLGATE_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "POOLGATE_CONFIG";
 /// Config file used when neither `--config` nor `POOLGATE_CONFIG` is given.
-pub const DEFAULT_CONFIG_PATH: &str = "conf/config.yaml";
+const DEFAULT_CONFIG_PATH: &str = "conf/config.yaml";
 
 /// The config path: the flag, else `POOLGATE_CONFIG`, else `conf/config.yaml`.
-pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
+pub(crate) fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| {
         std::env::var_os(CONFIG_ENV)
             .filter(|v| !v.is_empty())
@@ -39,27 +37,36 @@ pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
     .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
 }
 
-/// The outcome of loading a file: the runtime config (if it can run) and every problem found.
-pub struct Loaded {
-    pub runtime: Option<RuntimeConfig>,
-    pub problems: Vec<Problem>,
+/// One setting taken from the environment.
+pub(crate) use env::Override;
+
+/// The outcome of loading a file: the settings (if it can run) and every problem found.
+pub(crate) struct Loaded {
+    pub(crate) settings: Option<Settings>,
+    pub(crate) problems: Vec<Problem>,
     /// The typed file (defaults filled in, environment applied), when it parsed.
-    pub file: Option<model::FileConfig>,
+    pub(crate) file: Option<FileConfig>,
     /// Settings taken from `POOLGATE_` variables.
-    pub overrides: Vec<env::Override>,
+    pub(crate) overrides: Vec<Override>,
 }
 
-/// Read, parse, audit and compile a config file. Never panics on bad input.
-pub fn load(path: &Path) -> Loaded {
+impl Loaded {
+    fn failed(problems: Vec<Problem>) -> Self {
+        Loaded {
+            settings: None,
+            problems,
+            file: None,
+            overrides: Vec::new(),
+        }
+    }
+}
+
+/// Read, parse, audit and validate a config file. Never panics on bad input.
+pub(crate) fn load(path: &Path) -> Loaded {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            return Loaded {
-                runtime: None,
-                problems: vec![Problem::error("", format!("cannot read file: {e}"))],
-                file: None,
-                overrides: Vec::new(),
-            }
+            return Loaded::failed(vec![Problem::error("", format!("cannot read file: {e}"))])
         }
     };
     let vars: Vec<(String, String)> = std::env::vars()
@@ -69,46 +76,40 @@ pub fn load(path: &Path) -> Loaded {
 }
 
 /// As `load`, from text already read, without the environment.
-pub fn load_str(text: &str) -> Loaded {
+pub(crate) fn load_str(text: &str) -> Loaded {
     load_with_env(text, &[])
 }
 
 /// As `load`, from text already read, with `vars` as the environment.
-pub fn load_with_env(text: &str, vars: &[(String, String)]) -> Loaded {
-    let failed = |problems: Vec<Problem>| Loaded {
-        runtime: None,
-        problems,
-        file: None,
-        overrides: Vec::new(),
-    };
-    let mut parsed = match load::parse(text) {
+fn load_with_env(text: &str, vars: &[(String, String)]) -> Loaded {
+    let mut parsed = match file::parse::parse(text) {
         Ok(p) => p,
-        Err(problem) => return failed(vec![problem]),
+        Err(problem) => return Loaded::failed(vec![problem]),
     };
     let mut overrides = Vec::new();
     if vars.iter().any(|(k, _)| k.starts_with("POOLGATE_")) {
-        let (config, found, env_problems) = load::with_env(text, vars);
+        let (config, found, env_problems) = file::parse::with_env(text, vars);
         let env_failed = env_problems.iter().any(|p| p.severity == Severity::Error);
         parsed.problems.extend(env_problems);
         match config {
             Some(config) if !env_failed => parsed.config = config,
-            _ => return failed(parsed.problems),
+            _ => return Loaded::failed(parsed.problems),
         }
         overrides = found;
     }
     let mut problems = parsed.problems;
-    let runtime = match compile::compile(&parsed.config) {
-        Ok(rt) => Some(rt),
+    let settings = match settings::settings(&parsed.config) {
+        Ok(s) => Some(s),
         Err(found) => {
             problems.extend(found.into_iter().map(|p| {
-                let at = load::locate(text, &p.path);
+                let at = file::parse::locate(text, &p.path);
                 p.at(at)
             }));
             None
         }
     };
     Loaded {
-        runtime,
+        settings,
         problems,
         file: Some(parsed.config),
         overrides,
@@ -170,51 +171,72 @@ pub(crate) mod tests {
     #[test]
     fn empty_file_runs_with_defaults() {
         let loaded = load_str("");
-        assert!(loaded.runtime.is_some());
+        assert!(loaded.settings.is_some());
     }
 
     #[test]
     fn default_port_follows_protocol() {
-        let rt = load_str("PixlProxy: {pools: {A: {target_hostname: h, target_protocol: https}, B: {target_hostname: h}}}").runtime.unwrap();
-        let ports: Vec<_> = rt
-            .routes
-            .pools()
+        let s = load_str("PixlProxy: {pools: {A: {target_hostname: h, target_protocol: https}, B: {target_hostname: h}}}").settings.unwrap();
+        let ports: Vec<_> = s
+            .pools
             .iter()
-            .filter_map(|p| p.primary_target())
+            .filter_map(|p| p.pool.targets.targets.first())
             .map(|t| t.port)
             .collect();
         assert_eq!(ports, [443, 80]);
     }
 
     #[test]
-    fn traffic_settings_compile_into_the_pool() {
-        let rt = load_str("PixlProxy: {pools: {A: {target_hostname: h, retries: 3, follow_redirects: true, max_concurrent_requests: 4, degraded_perf_monitor: true}}}").runtime.unwrap();
-        let pool = &rt.routes.pools()[0];
+    fn traffic_settings_go_into_the_pool() {
+        let s = load_str("PixlProxy: {pools: {A: {target_hostname: h, retries: 3, follow_redirects: true, max_concurrent_requests: 4, degraded_perf_monitor: true}}}").settings.unwrap();
+        let pool = &s.pools[0].pool;
         assert_eq!(pool.retry.retries, 3);
-        assert_eq!(pool.redirect_hops, model::DEFAULT_REDIRECT_HOPS);
-        assert!(pool.limits.concurrency.is_some() && pool.limits.rate.is_none());
+        assert_eq!(pool.redirect_hops, 10, "follow_redirects: true");
+        assert_eq!(
+            (pool.limits.max_concurrent, pool.limits.max_per_sec),
+            (4, 0)
+        );
         assert!(pool.degraded.is_some());
-        assert!(pool.uses_exchange());
+        assert_eq!(pool.recording, crate::stats::Recording::Summary);
+    }
+
+    #[test]
+    fn per_second_figures_are_kept_only_for_their_readers() {
+        let recording = |text: &str| load_str(text).settings.unwrap().pools[0].pool.recording;
+        use crate::stats::Recording;
+        let pool = "pools: {A: {target_hostname: h";
+        assert_eq!(
+            recording(&format!("PixlProxy: {{{pool}}}}}}}")),
+            Recording::Off
+        );
+        let mult = format!("PixlProxy: {{{pool}, retries: 1, error_retry_delay_mult_ms: 5}}}}}}");
+        assert_eq!(recording(&mult), Recording::Summary);
+        let base = format!("PixlProxy: {{{pool}, retries: 1, error_retry_delay_base_ms: 5}}}}}}");
+        assert_eq!(recording(&base), Recording::Off);
+        let stats = format!("PixlProxy: {{stats_uri_match: '^/s', {pool}}}}}}}");
+        assert_eq!(recording(&stats), Recording::Full);
+        let debug = format!("debug_level: 2\nPixlProxy: {{{pool}}}}}}}");
+        assert_eq!(recording(&debug), Recording::Full);
     }
 
     #[test]
     fn queue_settings_resolve_against_the_globals() {
         let text = "WebServer: {http_temp_dir: /t, http_max_upload_size: 99}\nPixlProxy: {queue_dir: /q, pools: {A: {target_hostname: h, use_queue: true, max_queue_length: 5, max_concurrent_requests: 3}, B: {target_hostname: h, use_queue: true, queue_dir: /own}, C: {target_hostname: h}}}";
-        let rt = load_str(text).runtime.unwrap();
-        let pools = rt.routes.pools();
-        let a = &pools[0].queue.as_ref().unwrap().settings;
+        let s = load_str(text).settings.unwrap();
+        let pools = &s.pools;
+        let a = pools[0].queue.as_ref().unwrap();
         assert_eq!((a.max_length, a.workers, a.max_body_bytes), (5, 3, 99));
         assert_eq!(a.requeue_delay, std::time::Duration::from_millis(100));
         assert_eq!(a.journal_dir.as_deref(), Some(Path::new("/q")));
         assert_eq!(a.spool_dir, Path::new("/q/spool"));
         assert!(a.fsync);
-        let b = &pools[1].queue.as_ref().unwrap().settings;
+        let b = pools[1].queue.as_ref().unwrap();
         assert_eq!(b.journal_dir.as_deref(), Some(Path::new("/own")));
         assert_eq!(b.workers, crate::queue::DEFAULT_WORKERS);
         assert!(pools[2].queue.is_none());
         let memory = load_str("WebServer: {http_temp_dir: /t}\nPixlProxy: {pools: {A: {target_hostname: h, use_queue: true}}}");
-        let memory = memory.runtime.unwrap();
-        let settings = &memory.routes.pools()[0].queue.as_ref().unwrap().settings;
+        let memory = memory.settings.unwrap();
+        let settings = memory.pools[0].queue.as_ref().unwrap();
         assert!(settings.journal_dir.is_none());
         assert_eq!(settings.spool_dir, Path::new("/t"));
     }
@@ -264,8 +286,8 @@ pub(crate) mod tests {
                 "PixlProxy: {{pools: {{A: {{target_hostname: h, follow_redirects: {v}}}}}}}"
             );
             load_str(&text)
-                .runtime
-                .map(|rt| rt.routes.pools()[0].redirect_hops)
+                .settings
+                .map(|s| s.pools[0].pool.redirect_hops)
         };
         assert_eq!(hops("false"), Some(0));
         assert_eq!(hops("7"), Some(7));

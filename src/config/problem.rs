@@ -1,10 +1,14 @@
-//! A problem found in a config file: where it is (file, line, key path) and how bad it is.
+//! A problem found in a config file: where it is (file, line, key path) and how bad it is;
+//! and the collector the settings are built with, so `check` can print every problem at once.
 
+use crate::front_end::HeaderPair;
+use regex::Regex;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// How a problem affects `serve` and `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
+pub(crate) enum Severity {
     /// The config cannot run: `serve` and `check` both stop with exit code 2.
     Error,
     /// A key nobody knows, probably a typo: `check` fails, `serve` warns and runs.
@@ -13,18 +17,19 @@ pub enum Severity {
     Ignored,
 }
 
+/// One problem.
 #[derive(Debug, Clone)]
-pub struct Problem {
-    pub severity: Severity,
+pub(crate) struct Problem {
+    pub(crate) severity: Severity,
     /// Dotted key path, e.g. `PixlProxy.pools.MyPool1.uri_match`; empty for file-level problems.
-    pub path: String,
-    pub message: String,
+    pub(crate) path: String,
+    pub(crate) message: String,
     /// 1-based line and column, where known.
-    pub location: Option<(usize, usize)>,
+    pub(crate) location: Option<(usize, usize)>,
 }
 
 impl Problem {
-    pub fn error(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn error(path: impl Into<String>, message: impl Into<String>) -> Self {
         Problem {
             severity: Severity::Error,
             path: path.into(),
@@ -33,7 +38,7 @@ impl Problem {
         }
     }
 
-    pub fn ignored(path: String) -> Self {
+    pub(crate) fn ignored(path: String) -> Self {
         let message =
             "accepted for PixlProxy compatibility but not used by poolgate; ignored".into();
         Problem {
@@ -44,7 +49,7 @@ impl Problem {
         }
     }
 
-    pub fn unknown(path: String, hint: Option<String>) -> Self {
+    pub(crate) fn unknown(path: String, hint: Option<String>) -> Self {
         let message = match hint {
             Some(h) => format!("unknown key (probable typo; did you mean `{h}`?)"),
             None => "unknown key (probable typo)".into(),
@@ -57,16 +62,16 @@ impl Problem {
         }
     }
 
-    pub fn at(mut self, location: Option<(usize, usize)>) -> Self {
+    pub(crate) fn at(mut self, location: Option<(usize, usize)>) -> Self {
         self.location = self.location.or(location);
         self
     }
 }
 
 /// A problem printed with the file it came from: `FILE:LINE:COL: error: PATH: MESSAGE`.
-pub struct Located<'a> {
-    pub file: &'a str,
-    pub problem: &'a Problem,
+pub(crate) struct Located<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) problem: &'a Problem,
 }
 
 impl fmt::Display for Located<'_> {
@@ -86,5 +91,61 @@ impl fmt::Display for Located<'_> {
             write!(f, "{}: ", p.path)?;
         }
         f.write_str(&p.message)
+    }
+}
+
+/// Collects problems while the settings are built.
+#[derive(Default)]
+pub(crate) struct Problems(pub(crate) Vec<Problem>);
+
+impl Problems {
+    pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem::error(path, message));
+    }
+
+    /// A regex, or `None` (with a problem recorded) when it does not compile.
+    pub(crate) fn regex(
+        &mut self,
+        path: &str,
+        pattern: &str,
+        case_insensitive: bool,
+    ) -> Option<Regex> {
+        let source = if case_insensitive {
+            format!("(?i){pattern}")
+        } else {
+            pattern.to_string()
+        };
+        Regex::new(&source)
+            .map_err(|e| self.push(path, format!("invalid regex: {}", one_line(&e.to_string()))))
+            .ok()
+    }
+
+    /// Validated header pairs of a `name: value` map, each bad one recorded.
+    pub(crate) fn headers(
+        &mut self,
+        path: &str,
+        map: &BTreeMap<String, String>,
+    ) -> Vec<HeaderPair> {
+        map.iter()
+            .filter_map(|(k, v)| {
+                HeaderPair::new(k, v)
+                    .map_err(|e| self.push(format!("{path}.{k}"), e.to_string()))
+                    .ok()
+            })
+            .collect()
+    }
+}
+
+/// A message on one line (regex errors span several).
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Key path of a pool setting, for problem messages.
+pub(crate) struct PoolPath<'a>(pub(crate) &'a str);
+
+impl PoolPath<'_> {
+    pub(crate) fn key(&self, key: &str) -> String {
+        format!("PixlProxy.pools.{}.{key}", self.0)
     }
 }

@@ -9,7 +9,7 @@ use super::line::EventLine;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// Target of `log` lines that stay out of the event log.
-pub const CONSOLE_ONLY: &str = "poolgate::console";
+pub(crate) const CONSOLE_ONLY: &str = "poolgate::console";
 
 /// Pingora's file-descriptor transfer, which logs expected retries as errors.
 const NOISY: &str = "pingora_core::server::transfer_fd";
@@ -19,7 +19,7 @@ struct Bridge {
 }
 
 /// Install the logger. `RUST_LOG` overrides the stderr filter.
-pub fn init_logging(debug_level: u8) {
+pub(crate) fn init_logging(debug_level: u8) {
     let ours = if debug_level >= 5 { "debug" } else { "info" };
     // A reload's new process retries for the sockets while the old one is being told to send
     // them; Pingora logs each early attempt as an error. A real failure still shows as

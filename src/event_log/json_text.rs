@@ -4,14 +4,14 @@
 //! writes the same text (same key order, same escaping, same number forms) in one allocation.
 
 /// A JSON object being written; nested objects are opened and closed in place.
-pub struct JsonObject {
+pub(crate) struct JsonObject {
     buf: Vec<u8>,
     /// No member written yet at the current nesting level.
     first: bool,
 }
 
 impl JsonObject {
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity);
         buf.push(b'{');
         JsonObject { buf, first: true }
@@ -40,20 +40,20 @@ impl JsonObject {
         self.buf.extend_from_slice(b"\":");
     }
 
-    pub fn string(&mut self, key: &str, value: &str) {
+    pub(crate) fn string(&mut self, key: &str, value: &str) {
         self.key(key);
         push_str(&mut self.buf, value);
     }
 
     /// An unsigned integer.
-    pub fn count(&mut self, key: &str, value: u64) {
+    pub(crate) fn count(&mut self, key: &str, value: u64) {
         self.key(key);
         push_u64(&mut self.buf, value);
     }
 
     /// A duration in milliseconds with up to three decimals (`0.0`, `0.4`, `1015.569`): the
     /// same text serde_json writes for the `f64` `micros / 1000`, without float formatting.
-    pub fn millis(&mut self, key: &str, micros: u64) {
+    pub(crate) fn millis(&mut self, key: &str, micros: u64) {
         self.key(key);
         push_u64(&mut self.buf, micros / 1000);
         self.buf.push(b'.');
@@ -62,20 +62,20 @@ impl JsonObject {
     }
 
     /// Start a nested object under `key`; end it with [`JsonObject::close`].
-    pub fn open(&mut self, key: &str) {
+    pub(crate) fn open(&mut self, key: &str) {
         self.key(key);
         self.buf.push(b'{');
         self.first = true;
     }
 
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.buf.push(b'}');
         self.first = false;
     }
 
-    /// Headers as an object of lower-case names, credentials redacted. A repeated header
+    /// Headers as an object of lower-case names, secrets redacted (`redact.rs`). A repeated header
     /// shows its last value (as a JSON map of the same headers would).
-    pub fn headers(&mut self, key: &str, headers: &http::HeaderMap) {
+    pub(crate) fn headers(&mut self, key: &str, headers: &http::HeaderMap) {
         self.open(key);
         let mut entries = headers.iter().peekable();
         while let Some((name, value)) = entries.next() {
@@ -84,19 +84,16 @@ impl JsonObject {
                 continue;
             }
             self.name_key(name);
-            if super::is_secret(name) {
-                push_str(&mut self.buf, "[redacted]");
-            } else if let Ok(text) = std::str::from_utf8(value.as_bytes()) {
-                push_str(&mut self.buf, text);
-            } else {
-                push_str(&mut self.buf, &String::from_utf8_lossy(value.as_bytes()));
-            }
+            push_str(
+                &mut self.buf,
+                &super::redact::header_value(name, value.as_bytes()),
+            );
         }
         self.close();
     }
 
     /// The finished text.
-    pub fn finish(mut self) -> String {
+    pub(crate) fn finish(mut self) -> String {
         self.buf.push(b'}');
         // Only `str`s, ASCII digits and ASCII punctuation went in, so the bytes are UTF-8.
         String::from_utf8(self.buf)

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What one line says; the first three columns are added when it is written.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventLine {
+pub(crate) struct EventLine {
     /// Shared, since a pool's lines all name it.
     pub component: Arc<str>,
     /// `debug`, `error` or `transaction` (and `warning` for poolgate's warnings).
@@ -22,7 +22,7 @@ pub struct EventLine {
 
 impl EventLine {
     /// The whole line (without a newline), stamped `at` on host `hostname`.
-    pub fn render(&self, at: SystemTime, hostname: &str) -> String {
+    pub(crate) fn render(&self, at: SystemTime, hostname: &str) -> String {
         let mut out = String::new();
         self.render_into(&mut out, at, hostname, &mut LocalDates::default());
         out
@@ -30,7 +30,7 @@ impl EventLine {
 
     /// Append the line (without a newline) to `out`; the writer reuses one buffer and one
     /// date for all the lines of a second.
-    pub fn render_into(
+    pub(crate) fn render_into(
         &self,
         out: &mut String,
         at: SystemTime,
@@ -66,7 +66,7 @@ impl EventLine {
 
 /// The epoch seconds and local date of the last second a line was stamped with.
 #[derive(Debug, Default)]
-pub struct LocalDates {
+pub(crate) struct LocalDates {
     sec: u64,
     secs: String,
     date: String,
@@ -102,27 +102,14 @@ fn push_column(out: &mut String, text: &str) {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in the machine's local time zone.
+/// `YYYY-MM-DD HH:MM:SS` in the machine's local time zone (`TZ`, else `/etc/localtime`).
 fn local_date(secs: u64) -> String {
-    let t = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
-    // SAFETY: `tm` is plain data that `localtime_r` fills in; both pointers are valid for the
-    // call and `localtime_r` (unlike `localtime`) keeps no shared state.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return "1970-01-01 00:00:00".into();
-        }
-        tm
-    };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    use chrono::TimeZone;
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    match chrono::Local.timestamp_opt(secs, 0).earliest() {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => "1970-01-01 00:00:00".into(),
+    }
 }
 
 #[cfg(test)]

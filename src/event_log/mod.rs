@@ -3,19 +3,29 @@
 //! that finds the buffer full is counted and the count logged, never waited for. `debug_level`
 //! (1-10) filters debug lines. Everything poolgate logs through the `log` crate lands here too
 //! (`bridge.rs`), next to stderr.
-
-pub mod transaction;
+//!
+//! Owns the lines themselves: a pool's transaction and error lines (`transaction.rs`, PixlProxy's
+//! `log_transactions`, `log_perf_ms`, `log_errors`), the web server's request lines
+//! (`web.rs`, `http_log_requests`), the JSON they carry (`json_text.rs`) and what is redacted
+//! from them (`redact.rs`). Uses only the leaves (`clock`, `timing`).
 
 mod bridge;
 mod json_text;
 mod line;
+pub(crate) mod redact;
+mod transaction;
+mod web;
 mod writer;
 
-pub use bridge::{init_logging, CONSOLE_ONLY};
-pub use json_text::JsonObject;
-pub use line::EventLine;
+pub(crate) use bridge::{init_logging, CONSOLE_ONLY};
+pub(crate) use json_text::JsonObject;
+pub(crate) use line::EventLine;
 use line::LocalDates;
 use std::cell::RefCell;
+pub(crate) use transaction::{LogPolicy, Transaction};
+#[cfg(test)]
+pub(crate) use web::tests::request as sample_web_request;
+pub(crate) use web::{WebLog, WebRequest};
 
 use once_cell::sync::OnceCell;
 use std::io;
@@ -28,11 +38,14 @@ use std::time::SystemTime;
 /// Lines waiting for the writer at most; beyond that they are dropped and counted.
 const BUFFER_LINES: usize = 16 * 1024;
 
-pub struct EventLogSettings {
-    pub path: PathBuf,
-    pub debug_level: u8,
+/// Where the event log goes and what it keeps.
+pub(crate) struct EventLogSettings {
+    pub(crate) path: PathBuf,
+    pub(crate) debug_level: u8,
     /// `--echo`: also print every line to standard output.
-    pub echo: bool,
+    pub(crate) echo: bool,
+    /// Values never logged in the clear (see `redact.rs`).
+    pub(crate) secrets: Vec<String>,
 }
 
 struct EventLog {
@@ -49,7 +62,8 @@ struct EventLog {
 static EVENTS: OnceCell<EventLog> = OnceCell::new();
 
 /// Open the log file and start the writer (once per process). An unwritable file is an error.
-pub fn start(settings: EventLogSettings) -> io::Result<()> {
+pub(crate) fn start(settings: EventLogSettings) -> io::Result<()> {
+    redact::set_secrets(settings.secrets);
     let out = writer::open(&settings.path)?;
     let (lines, rx) = sync_channel(BUFFER_LINES);
     let dropped = Arc::new(AtomicU64::new(0));
@@ -82,12 +96,12 @@ pub fn start(settings: EventLogSettings) -> io::Result<()> {
 }
 
 /// Whether a debug line of `level` would be written.
-pub fn wants_debug(level: u8) -> bool {
+pub(crate) fn wants_debug(level: u8) -> bool {
     EVENTS.get().is_some_and(|e| level <= e.debug_level)
 }
 
 /// Write a line (debug lines only up to `debug_level`).
-pub fn emit(line: EventLine) {
+pub(crate) fn emit(line: EventLine) {
     let Some(events) = EVENTS.get() else { return };
     if line.category == "debug" && !line.code.parse().is_ok_and(|l: u8| l <= events.debug_level) {
         return;
@@ -124,7 +138,7 @@ impl EventLog {
 }
 
 /// Wait (at most `limit`) until every line handed over so far is written (before exiting).
-pub fn flush(limit: std::time::Duration) {
+pub(crate) fn flush(limit: std::time::Duration) {
     let Some(events) = EVENTS.get() else { return };
     let target = events.sent.load(Ordering::Acquire);
     let deadline = std::time::Instant::now() + limit;
@@ -134,7 +148,12 @@ pub fn flush(limit: std::time::Duration) {
 }
 
 /// A debug line of `level` (1-10).
-pub fn debug(level: u8, component: &str, msg: impl Into<String>, data: Option<serde_json::Value>) {
+pub(crate) fn debug(
+    level: u8,
+    component: &str,
+    msg: impl Into<String>,
+    data: Option<serde_json::Value>,
+) {
     if wants_debug(level) {
         emit(EventLine {
             component: component.into(),
@@ -147,7 +166,7 @@ pub fn debug(level: u8, component: &str, msg: impl Into<String>, data: Option<se
 }
 
 /// An error line; `code` is an HTTP status or a short key.
-pub fn error(
+pub(crate) fn error(
     component: &str,
     code: impl ToString,
     msg: impl Into<String>,
@@ -163,17 +182,18 @@ pub fn error(
 }
 
 /// Lines dropped because the writer fell behind.
-pub fn dropped() -> u64 {
+pub(crate) fn dropped() -> u64 {
     EVENTS
         .get()
         .map_or(0, |e| e.dropped.load(Ordering::Relaxed))
 }
 
 /// This machine's host name (the log's third column and the stats API's `hostname`).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().replace(['\n', '\r'], " "))
+pub(crate) fn hostname() -> String {
+    nix::unistd::gethostname()
         .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.trim().replace(['\n', '\r'], " "))
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }
@@ -207,24 +227,14 @@ fn watch_reopen_signals(reopen: Arc<AtomicBool>) -> io::Result<()> {
     Ok(())
 }
 
-/// Request headers for a log line's `data`, lower-case names, credentials redacted.
-pub fn headers_json(headers: &http::HeaderMap) -> serde_json::Value {
+/// Request headers for a log line's `data`, lower-case names, secrets redacted.
+pub(crate) fn headers_json(headers: &http::HeaderMap) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for (name, value) in headers {
-        let shown = if is_secret(name) {
-            "[redacted]".to_string()
-        } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
-        };
+        let shown = redact::header_value(name, value.as_bytes()).into_owned();
         out.insert(name.as_str().to_string(), shown.into());
     }
     serde_json::Value::Object(out)
-}
-
-fn is_secret(name: &http::HeaderName) -> bool {
-    name == http::header::AUTHORIZATION
-        || name == http::header::PROXY_AUTHORIZATION
-        || name == http::header::COOKIE
 }
 
 #[cfg(test)]

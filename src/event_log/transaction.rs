@@ -4,8 +4,8 @@
 //! `req_headers`, `http_code`, `http_message`, `resp_headers`, `perf_metrics`, `error_details`
 //! (errors only) and `request_id` (queued requests; empty otherwise).
 
-use crate::event_log::{self, EventLine, JsonObject};
-use crate::timing::PerfTimer;
+use super::{redact, EventLine, JsonObject};
+use crate::timing::{micros, PerfTimer};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +16,11 @@ const DATA_CAPACITY: usize = 1024;
 
 /// A pool's `log_transactions`, `log_perf_ms` and `log_errors`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LogPolicy {
-    pub transactions: bool,
+pub(crate) struct LogPolicy {
+    pub(crate) transactions: bool,
     /// 0 = off.
-    pub perf_ms: u64,
-    pub errors: bool,
+    pub(crate) perf_ms: u64,
+    pub(crate) errors: bool,
 }
 
 impl Default for LogPolicy {
@@ -34,13 +34,8 @@ impl Default for LogPolicy {
 }
 
 impl LogPolicy {
-    /// Whether any request of the pool may be logged (timing is kept only then).
-    pub fn any(&self) -> bool {
-        self.transactions || self.perf_ms > 0 || self.errors
-    }
-
     /// Whether a finished request is logged.
-    pub fn wants(&self, failed: bool, total: Duration) -> bool {
+    pub(crate) fn wants(&self, failed: bool, total: Duration) -> bool {
         if failed {
             return self.errors;
         }
@@ -49,37 +44,37 @@ impl LogPolicy {
 }
 
 /// One finished back-end request.
-pub struct Transaction<'a> {
-    pub pool: &'a Arc<str>,
-    pub url: String,
-    pub method: &'a str,
-    pub req_headers: &'a http::HeaderMap,
+pub(crate) struct Transaction<'a> {
+    pub(crate) pool: &'a Arc<str>,
+    pub(crate) url: String,
+    pub(crate) method: &'a str,
+    pub(crate) req_headers: &'a http::HeaderMap,
     /// 0 when the back end never answered.
-    pub status: u16,
-    pub resp_headers: Option<&'a http::HeaderMap>,
-    pub perf: &'a PerfTimer,
+    pub(crate) status: u16,
+    pub(crate) resp_headers: Option<&'a http::HeaderMap>,
+    pub(crate) perf: &'a PerfTimer,
     /// Why it failed, when it failed.
-    pub error: Option<String>,
-    pub failed: bool,
-    pub request_id: String,
+    pub(crate) error: Option<String>,
+    pub(crate) failed: bool,
+    pub(crate) request_id: String,
 }
 
 impl Transaction<'_> {
     /// Write the line if `policy` asks for it.
-    pub fn log(&self, policy: &LogPolicy) {
+    pub(crate) fn log(&self, policy: &LogPolicy) {
         if policy.wants(self.failed, self.perf.total()) {
-            event_log::emit(self.line());
+            super::emit(self.line());
         }
     }
 
     /// The event-log line for this request (what `log` writes).
-    pub fn line(&self) -> EventLine {
+    pub(crate) fn line(&self) -> EventLine {
         let message = http::StatusCode::from_u16(self.status)
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
         let mut data = JsonObject::with_capacity(DATA_CAPACITY);
-        data.string("url", &self.url);
+        data.string("url", &redact::text(&self.url));
         data.string("method", self.method);
         data.headers("req_headers", self.req_headers);
         data.count("http_code", u64::from(self.status));
@@ -92,7 +87,7 @@ impl Transaction<'_> {
             }
         }
         data.open("perf_metrics");
-        self.perf.write_json(&mut data);
+        perf_json(self.perf, &mut data);
         data.close();
         if let Some(error) = &self.error {
             data.string("error_details", &format!("Error: {error}"));
@@ -120,6 +115,22 @@ impl Transaction<'_> {
     }
 }
 
+/// `"scale":1000,"perf":{"total":..,<phases>..},"counters":{"bytes_sent":..,"bytes_received":..}`
+/// as members of the object `out` has open (PixlProxy's `perf_metrics`).
+fn perf_json(perf: &PerfTimer, out: &mut JsonObject) {
+    out.count("scale", 1000);
+    out.open("perf");
+    out.millis("total", micros(perf.total()));
+    for (phase, took) in perf.phases() {
+        out.millis(phase.name(), micros(took));
+    }
+    out.close();
+    out.open("counters");
+    out.count("bytes_sent", perf.bytes_sent);
+    out.count("bytes_received", perf.bytes_received);
+    out.close();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +146,26 @@ mod tests {
         assert!(!p.wants(false, Duration::from_millis(99)));
         assert!(p.wants(false, Duration::from_millis(100)));
         assert!(!LogPolicy::default().wants(false, Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn perf_metrics_list_total_then_the_phases_in_order() {
+        let mut t = PerfTimer::start();
+        t.lap(crate::timing::Phase::Connect);
+        t.lap(crate::timing::Phase::Send);
+        t.lap(crate::timing::Phase::Connect);
+        t.bytes_sent = 135;
+        let mut out = JsonObject::with_capacity(64);
+        perf_json(&t, &mut out);
+        let json: serde_json::Value = serde_json::from_str(&out.finish()).unwrap();
+        let keys: Vec<_> = json["perf"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["total", "connect", "send"]);
+        assert_eq!(json["scale"], 1000);
+        assert_eq!(json["counters"]["bytes_sent"], 135);
+        assert_eq!(
+            json["perf"]["total"].as_f64().map(|t| t < 1000.0),
+            Some(true)
+        );
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Degraded performance hints (PixlProxy "Degraded Performance Monitoring"): while the pool's
 //! back end was slow during the previous full second, requests to it carry `X-Degraded: true`.
 
-use crate::stats::activity::SecondSummary;
+use crate::stats::SecondSummary;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct DegradedMonitor {
+pub(crate) struct DegradedMonitor {
     /// `degraded_min_avg_ms`: the previous second's average request time must reach this.
     pub min_avg_ms: f64,
     /// `degraded_min_req_sec`: and at least this many requests must have completed in it.
@@ -17,10 +17,10 @@ pub struct DegradedMonitor {
 impl DegradedMonitor {
     /// Whether all three conditions hold. A second without completed requests has no average,
     /// so it never counts as degraded.
-    pub fn is_degraded(&self, previous: &SecondSummary, uptime: Duration) -> bool {
+    pub(crate) fn is_degraded(&self, previous: &SecondSummary, uptime: Duration) -> bool {
         previous.requests > 0
             && previous.avg_ms >= self.min_avg_ms
-            && f64::from(previous.requests) >= self.min_req_sec
+            && previous.requests as f64 >= self.min_req_sec
             && uptime >= self.min_uptime
     }
 }
@@ -29,7 +29,7 @@ impl DegradedMonitor {
 mod tests {
     use super::*;
 
-    fn second(requests: u32, avg_ms: f64) -> SecondSummary {
+    fn second(requests: u64, avg_ms: f64) -> SecondSummary {
         SecondSummary {
             requests,
             errors: 0,

@@ -11,7 +11,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
-pub struct TargetResolver {
+pub(crate) struct TargetResolver {
     host: String,
     port: u16,
     ttl: Duration,
@@ -21,7 +21,7 @@ pub struct TargetResolver {
 }
 
 impl TargetResolver {
-    pub fn new(host: &str, port: u16, cache_dns_sec: u64) -> Self {
+    pub(crate) fn new(host: &str, port: u16, cache_dns_sec: u64) -> Self {
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         let fixed = literal
             .parse::<IpAddr>()
@@ -37,12 +37,12 @@ impl TargetResolver {
     }
 
     /// Whether the host is an IP literal (never looked up).
-    pub fn is_literal(&self) -> bool {
+    pub(crate) fn is_literal(&self) -> bool {
         self.fixed.is_some()
     }
 
     /// The address to connect to. Lookup failures are upstream connect errors (502).
-    pub async fn resolve(&self) -> Result<SocketAddr> {
+    pub(crate) async fn resolve(&self) -> Result<SocketAddr> {
         if let Some(addr) = self.fixed {
             return Ok(addr);
         }

@@ -1,42 +1,21 @@
 //! Header rewriting between client and back end (PixlProxy pool properties
 //! `scrub_*_headers`, `insert_*_headers`, `preserve_host`, `append_to_x_forwarded_for`,
-//! `http_user_agent`, `http_basic_auth`, and `WebServer.http_response_headers`).
+//! `http_user_agent`, `http_basic_auth`), and the hop-by-hop headers that never travel on.
 //!
 //! Rules are compiled once at start (validated names and values, compiled regexes); applying
 //! them clones only reference-counted bytes.
 
-pub use crate::pool::scrub::ScrubRule;
-use crate::pool::scrub::MANAGED;
+use super::scrub::{ScrubRule, MANAGED};
+use crate::front_end::{ClientFacts, HeaderPair};
 use base64::Engine;
-use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
 use std::net::IpAddr;
 
-/// A header name/value pair, validated at start.
-#[derive(Debug, Clone)]
-pub struct HeaderPair {
-    name: Bytes,
-    value: HeaderValue,
-}
-
-impl HeaderPair {
-    pub fn new(name: &str, value: &str) -> std::result::Result<Self, String> {
-        HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name `{name}`"))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("invalid value for header `{name}`"))?;
-        Ok(HeaderPair {
-            name: Bytes::copy_from_slice(name.as_bytes()),
-            value,
-        })
-    }
-}
-
 /// What a pool does to the request before it goes to the back end.
 #[derive(Debug, Clone)]
-pub struct RequestRules {
+pub(crate) struct RequestRules {
     pub scrub: ScrubRule,
     pub insert: Vec<HeaderPair>,
     pub user_agent: Option<HeaderValue>,
@@ -48,16 +27,9 @@ pub struct RequestRules {
     pub close_connection: bool,
 }
 
-/// Facts about the client connection that request rules need.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClientFacts {
-    pub ip: Option<IpAddr>,
-    pub tls: bool,
-}
-
 impl RequestRules {
     /// `USERNAME:PASSWORD` -> `Basic base64(...)`.
-    pub fn basic_auth(credentials: &str) -> Option<HeaderValue> {
+    pub(crate) fn basic_auth(credentials: &str) -> Option<HeaderValue> {
         if credentials.is_empty() {
             return None;
         }
@@ -66,7 +38,7 @@ impl RequestRules {
     }
 
     /// Rewrite `req` for the back end; `target_host` is what `preserve_host: false` sends.
-    pub fn apply(
+    pub(crate) fn apply(
         &self,
         req: &mut RequestHeader,
         client: ClientFacts,
@@ -154,7 +126,7 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Remove hop-by-hop headers and the ones the client nominated in `Connection`, as Pingora's
 /// proxy does for each hop; used where poolgate sends requests with Pingora's client itself.
-pub fn strip_hop_by_hop(req: &mut RequestHeader) {
+pub(crate) fn strip_hop_by_hop(req: &mut RequestHeader) {
     let nominated: Vec<String> = req
         .headers
         .get_all(http::header::CONNECTION)
@@ -175,40 +147,18 @@ pub fn strip_hop_by_hop(req: &mut RequestHeader) {
 
 /// What a pool does to the back end's response before it goes to the client.
 #[derive(Debug, Clone)]
-pub struct ResponseRules {
+pub(crate) struct ResponseRules {
     pub scrub: ScrubRule,
     pub insert: Vec<HeaderPair>,
 }
 
 impl ResponseRules {
-    pub fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
+    pub(crate) fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
         for name in self.scrub.doomed(&resp.headers) {
             resp.remove_header(&name);
         }
         for h in &self.insert {
             resp.insert_header(h.name.clone(), h.value.clone())?;
-        }
-        Ok(())
-    }
-}
-
-/// Headers every response gets, from the proxy or from a back end (`WebServer` settings).
-#[derive(Debug, Clone)]
-pub struct GlobalResponseHeaders {
-    pub always: Vec<HeaderPair>,
-    /// `http_server_signature`, sent as `Server` when the response has none.
-    pub server: Option<HeaderValue>,
-}
-
-impl GlobalResponseHeaders {
-    pub fn apply(&self, resp: &mut ResponseHeader) -> Result<()> {
-        for h in &self.always {
-            resp.insert_header(h.name.clone(), h.value.clone())?;
-        }
-        if let Some(server) = &self.server {
-            if !resp.headers.contains_key(http::header::SERVER) {
-                resp.insert_header("Server", server.clone())?;
-            }
         }
         Ok(())
     }
@@ -244,7 +194,7 @@ mod tests {
 
     fn rules() -> RequestRules {
         RequestRules {
-            scrub: ScrubRule::new(crate::config::model::DEFAULT_SCRUB_REQUEST).unwrap(),
+            scrub: ScrubRule::new(crate::config::DEFAULT_SCRUB_REQUEST).unwrap(),
             insert: vec![HeaderPair::new("Via", "poolgate").unwrap()],
             user_agent: HeaderValue::from_str("UA/1").ok(),
             authorization: RequestRules::basic_auth("admin:12345"),
@@ -321,11 +271,5 @@ mod tests {
         assert_eq!(get(&req, "te"), None);
         assert_eq!(get(&req, "content-length"), Some("2"));
         assert_eq!(get(&req, "x-kept"), Some("1"));
-    }
-
-    #[test]
-    fn bad_header_names_are_rejected() {
-        assert!(HeaderPair::new("Bad Name", "x").is_err());
-        assert!(HeaderPair::new("X-Ok", "line\nbreak").is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! background service: a TCP connect, or an HTTP GET whose status must match `status_match`.
 //! Each target is checked with its own Host and TLS name; changes are logged.
 
-use crate::pool::targets::Target;
+use super::targets::{Target, TargetIndex};
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
@@ -15,22 +15,36 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What a check does.
 #[derive(Debug, Clone)]
-pub enum CheckKind {
+pub(crate) enum CheckKind {
     Tcp,
     Http { path: String, status: Regex },
 }
 
-#[derive(Clone)]
-pub struct TargetHealthCheck {
-    pub pool_id: String,
-    pub kind: CheckKind,
-    pub timeout: Duration,
-    pub healthy_threshold: usize,
-    pub unhealthy_threshold: usize,
-    pub targets: Arc<Vec<Target>>,
+/// A pool's `health_check`, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct HealthSettings {
+    pub(crate) kind: CheckKind,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    /// Consecutive passes that bring an unhealthy target back.
+    pub(crate) healthy_threshold: usize,
+    /// Consecutive failures that take a healthy target out.
+    pub(crate) unhealthy_threshold: usize,
     /// `validate_ssl_certs` for HTTPS checks.
-    pub verify_tls: bool,
+    pub(crate) verify_tls: bool,
+}
+
+#[derive(Clone)]
+pub(super) struct TargetHealthCheck {
+    pool_id: String,
+    kind: CheckKind,
+    timeout: Duration,
+    healthy_threshold: usize,
+    unhealthy_threshold: usize,
+    targets: Arc<Vec<Target>>,
+    verify_tls: bool,
     connector: Arc<Connector>,
 }
 
@@ -44,27 +58,21 @@ impl std::fmt::Debug for TargetHealthCheck {
 }
 
 impl TargetHealthCheck {
-    pub fn new(
-        pool_id: &str,
-        kind: CheckKind,
-        timeout: Duration,
-        thresholds: (usize, usize),
-        targets: Arc<Vec<Target>>,
-    ) -> Self {
+    pub(super) fn new(pool_id: &str, s: &HealthSettings, targets: Arc<Vec<Target>>) -> Self {
         TargetHealthCheck {
             pool_id: pool_id.to_string(),
-            kind,
-            timeout,
-            healthy_threshold: thresholds.0.max(1),
-            unhealthy_threshold: thresholds.1.max(1),
+            kind: s.kind.clone(),
+            timeout: s.timeout,
+            healthy_threshold: s.healthy_threshold.max(1),
+            unhealthy_threshold: s.unhealthy_threshold.max(1),
             targets,
-            verify_tls: true,
+            verify_tls: s.verify_tls,
             connector: Arc::new(Connector::new(None)),
         }
     }
 
     fn target_of(&self, backend: &Backend) -> Option<&Target> {
-        let index = backend.ext.get::<crate::pool::targets::TargetIndex>()?.0;
+        let index = backend.ext.get::<TargetIndex>()?.0;
         self.targets.get(index)
     }
 

@@ -1,138 +1,145 @@
-//! A pool's runtime form: its routing criteria, targets, header rules, limits, retry and
-//! redirect policy, degraded monitor and per-second activity, all built once at start.
+//! A pool (PixlProxy "Pool Configuration"): what one group of back ends is and how requests
+//! reach it. Owns routing (`routing.rs`: which pool a request goes to), the targets with their
+//! balancing, health checks and DNS (`targets.rs`, `health.rs`, `dns.rs`), the Pingora peers
+//! (`peer.rs`), the header rules (`headers.rs`, `scrub.rs`), the retry policy and its back-off
+//! (`retry.rs`), redirect following (`redirect.rs`) and the degraded hint (`degraded.rs`).
+//!
+//! A `Pool` is built from its `PoolSettings` at start. Uses `admission` (its limits), `stats`
+//! (its per-second figures and metrics), `event_log` (its logging policy), `front_end` (the
+//! client facts and header pairs) and the leaves.
 
-pub mod degraded;
-pub mod dns;
-pub mod headers;
-pub mod health;
-pub mod redirect;
-pub mod retry;
-pub mod routing;
-pub mod scrub;
-pub mod targets;
+mod degraded;
+mod dns;
+mod headers;
+mod health;
+mod peer;
+mod redirect;
+mod retry;
+mod routing;
+mod scrub;
+mod targets;
 
-use crate::admission::PoolLimits;
-use crate::clock;
-use crate::event_log::transaction::LogPolicy;
-use crate::pool::degraded::DegradedMonitor;
-use crate::pool::headers::{ClientFacts, RequestRules, ResponseRules};
-use crate::pool::retry::RetryPolicy;
-use crate::pool::routing::RouteCriteria;
-use crate::pool::targets::{BalancedTargets, Chosen, HashOn, Target};
-use crate::queue::BlindQueue;
-use crate::stats::activity::PoolActivity;
-use crate::stats::metrics::PoolMetrics;
-use crate::stats::second::PoolStats;
+pub(crate) use degraded::DegradedMonitor;
+pub(crate) use dns::TargetResolver;
+pub(crate) use headers::{strip_hop_by_hop, RequestRules, ResponseRules};
+pub(crate) use health::{CheckKind, HealthSettings};
+pub(crate) use peer::{PeerSettings, BACKEND_IDLE_TIMEOUT};
+pub(crate) use redirect::{next_method, split_authority, HopUrl};
+pub(crate) use retry::{RetryDelay, RetryPolicy, SuccessCodes};
+pub(crate) use routing::{RouteCriteria, RouteRequest, RouteTable, DEFAULT_POOL_ID};
+pub(crate) use scrub::ScrubRule;
+pub(crate) use targets::{
+    default_port, BalanceSettings, Balancing, Chosen, HashOn, Target, TargetAddress, TargetSet,
+    TargetSettings,
+};
+
+use crate::admission::{LimitSettings, PoolAdmission};
+use crate::event_log::LogPolicy;
+use crate::front_end::ClientFacts;
+use crate::stats::{PoolMetrics, PoolStats, Recording};
 use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use pingora::Result;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// How long an idle pooled back-end connection is kept: until the back end closes it (Pingora
-/// watches every idle connection and drops it at once) or the keep-alive pool
-/// (`upstream_keepalive_pool_size`, 128) needs its place, as PixlProxy's Node.js agent does.
-/// A timeout here would cost every request a timer.
-pub const BACKEND_IDLE_TIMEOUT: Option<Duration> = None;
-
-/// Requests one HTTP/2 back-end connection carries at once (`target_http2`).
-const H2_STREAMS_PER_CONNECTION: usize = 100;
-
-/// A pool's back ends.
-#[derive(Debug)]
-pub enum TargetSet {
-    /// PixlProxy's `target_hostname`/`target_port`, resolved per request (`cache_dns_sec`).
-    Single(Target),
-    /// poolgate's `targets` (or a single target with `health_check`).
-    Balanced {
-        targets: Arc<Vec<Target>>,
-        balancer: BalancedTargets,
-    },
-}
-
-/// How poolgate connects to the pool's back ends.
+/// One pool as configured: validated values, from which `Pool::new` builds the runtime pool.
 #[derive(Debug, Clone)]
-pub struct PeerSettings {
-    /// `http_timeout_ms`: connect and time to first byte (also each later read gap).
-    pub ttfb_timeout: Option<Duration>,
-    /// `validate_ssl_certs`: verify the back end's certificate and hostname.
-    pub verify_tls: bool,
-    /// Keeps each pool's pooled connections apart even when pools share a back end.
-    pub group_key: u64,
-    /// `target_http2`: HTTP/2 to the back end (ALPN over TLS, prior knowledge in clear).
-    pub http2: bool,
+pub(crate) struct PoolSettings {
+    pub(crate) id: String,
+    pub(crate) criteria: RouteCriteria,
+    pub(crate) x_proxy_only: bool,
+    pub(crate) targets: TargetSettings,
+    pub(crate) request_rules: RequestRules,
+    pub(crate) response_rules: ResponseRules,
+    pub(crate) use_keep_alives: bool,
+    pub(crate) connect: PeerSettings,
+    pub(crate) limits: LimitSettings,
+    pub(crate) retry: RetryPolicy,
+    /// `follow_redirects`: hops the proxy follows itself; 0 = pass redirects to the client.
+    pub(crate) redirect_hops: u32,
+    pub(crate) degraded: Option<DegradedMonitor>,
+    /// `log_transactions`, `log_perf_ms`, `log_errors`.
+    pub(crate) logging: LogPolicy,
+    /// `min_stream_size`: compressed responses up to this size are encoded in one piece.
+    pub(crate) min_stream_size: u64,
+    /// What the per-second figures keep (what reads them: stats API, metrics, back-off, ...).
+    pub(crate) recording: Recording,
+    /// Whether Prometheus metrics are recorded (a `metrics_uri` exists).
+    pub(crate) metrics: bool,
 }
 
+/// A pool at run time.
 #[derive(Debug)]
-pub struct Pool {
-    pub id: Arc<str>,
-    pub criteria: RouteCriteria,
-    pub x_proxy_only: bool,
-    pub targets: TargetSet,
-    pub request_rules: RequestRules,
-    pub response_rules: ResponseRules,
-    pub use_keep_alives: bool,
-    pub connect: PeerSettings,
-    pub limits: PoolLimits,
-    pub retry: RetryPolicy,
-    /// `follow_redirects`: hops the proxy follows itself; 0 = pass redirects to the client.
-    pub redirect_hops: u32,
-    pub degraded: Option<DegradedMonitor>,
-    pub activity: PoolActivity,
-    /// `use_queue`: requests are answered at once and sent by the queue's background service.
-    pub queue: Option<Arc<BlindQueue>>,
-    /// `log_transactions`, `log_perf_ms`, `log_errors`.
-    pub logging: LogPolicy,
-    /// The last full second's figures, for the stats API and the per-second log line.
-    pub stats: PoolStats,
+pub(crate) struct Pool {
+    /// The pool's place in the config (what the queue table is indexed by).
+    pub(crate) index: usize,
+    pub(crate) id: Arc<str>,
+    pub(crate) criteria: RouteCriteria,
+    pub(crate) x_proxy_only: bool,
+    pub(crate) targets: TargetSet,
+    pub(crate) request_rules: RequestRules,
+    pub(crate) response_rules: ResponseRules,
+    pub(crate) use_keep_alives: bool,
+    pub(crate) connect: PeerSettings,
+    pub(crate) admission: PoolAdmission,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) redirect_hops: u32,
+    degraded: Option<DegradedMonitor>,
+    pub(crate) logging: LogPolicy,
+    /// The last full second's figures (the stats API, back-off, degraded hints).
+    pub(crate) stats: Arc<PoolStats>,
     /// Prometheus handles, bound to this pool.
-    pub metrics: PoolMetrics,
-    /// `min_stream_size`: compressed responses up to this size are encoded in one piece.
-    pub min_stream_size: u64,
+    pub(crate) metrics: PoolMetrics,
+    pub(crate) min_stream_size: u64,
 }
 
 impl Pool {
-    /// The connection-pool group of a pool id (see `PeerSettings::group_key`).
-    pub fn group_key_of(id: &str) -> u64 {
-        let mut h = DefaultHasher::new();
-        id.hash(&mut h);
-        h.finish()
+    /// The pool of `settings`, the `index`-th in the config.
+    pub(crate) fn new(index: usize, s: PoolSettings) -> Pool {
+        Pool {
+            index,
+            targets: TargetSet::new(&s.id, &s.targets),
+            admission: PoolAdmission::new(&s.limits),
+            stats: Arc::new(PoolStats::new(s.recording)),
+            metrics: PoolMetrics::new(&s.id, s.metrics),
+            id: Arc::from(s.id),
+            criteria: s.criteria,
+            x_proxy_only: s.x_proxy_only,
+            request_rules: s.request_rules,
+            response_rules: s.response_rules,
+            use_keep_alives: s.use_keep_alives,
+            connect: s.connect,
+            retry: s.retry,
+            redirect_hops: s.redirect_hops,
+            degraded: s.degraded,
+            logging: s.logging,
+            min_stream_size: s.min_stream_size,
+        }
     }
 
     /// Whether requests go through the buffered exchange (retries on error statuses, followed
     /// redirects) instead of Pingora's streaming proxy.
-    pub fn uses_exchange(&self) -> bool {
+    pub(crate) fn uses_exchange(&self) -> bool {
         self.retry.retries > 0 || self.redirect_hops > 0
     }
 
-    pub fn target(&self, chosen: &Chosen) -> Option<&Target> {
-        match &self.targets {
-            TargetSet::Single(t) => Some(t),
-            TargetSet::Balanced { targets, .. } => targets.get(chosen.target),
-        }
+    pub(crate) fn target(&self, chosen: &Chosen) -> Option<&Target> {
+        self.targets.get(chosen.target)
     }
 
     /// Every configured target, in config order.
-    pub fn all_targets(&self) -> &[Target] {
-        match &self.targets {
-            TargetSet::Single(t) => std::slice::from_ref(t),
-            TargetSet::Balanced { targets, .. } => targets,
-        }
+    pub(crate) fn all_targets(&self) -> &[Target] {
+        self.targets.all()
     }
 
     /// The first configured target (the only one for PixlProxy-style pools).
-    pub fn primary_target(&self) -> Option<&Target> {
+    pub(crate) fn primary_target(&self) -> Option<&Target> {
         self.all_targets().first()
     }
 
     /// The bytes a hashing balancer keys on; empty for the other algorithms.
-    pub fn selection_key(&self, req: &RequestHeader, client_ip: Option<IpAddr>) -> Vec<u8> {
-        let TargetSet::Balanced { balancer, .. } = &self.targets else {
-            return Vec::new();
-        };
-        match &balancer.hash_on {
+    pub(crate) fn selection_key(&self, req: &RequestHeader, client_ip: Option<IpAddr>) -> Vec<u8> {
+        match self.targets.hash_on() {
             None => Vec::new(),
             Some(HashOn::ClientIp) => client_ip.map_or_else(Vec::new, |ip| match ip {
                 IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -151,84 +158,18 @@ impl Pool {
 
     /// Pick the back end for one attempt, avoiding addresses that already failed when another
     /// healthy one exists.
-    pub async fn choose(&self, key: &[u8], avoid: &[SocketAddr]) -> Result<Chosen> {
-        match &self.targets {
-            TargetSet::Single(t) => Ok(Chosen {
-                addr: t.resolver.resolve().await?,
-                target: 0,
-            }),
-            TargetSet::Balanced { balancer, .. } => balancer.select(key, avoid),
-        }
+    pub(crate) async fn choose(&self, key: &[u8], avoid: &[SocketAddr]) -> Result<Chosen> {
+        self.targets.choose(key, avoid).await
     }
 
     /// Whether choosing a target may wait for a DNS lookup (a single target named by host
     /// name); IP literals and balanced sets, resolved in the background, never do.
-    pub fn looks_up_per_request(&self) -> bool {
-        match &self.targets {
-            TargetSet::Single(t) => !t.resolver.is_literal(),
-            TargetSet::Balanced { .. } => false,
-        }
-    }
-
-    /// The Pingora peer for a chosen target. A request without a body (`sends_body` false)
-    /// gets no write timeout: its header goes into the socket buffer at once, and waiting for
-    /// the answer is bounded by the read timeout; this spares such requests a timer. A body
-    /// keeps it, since Pingora stops reading the answer while a body write is stuck.
-    pub fn peer(&self, chosen: &Chosen, sends_body: bool) -> Result<Box<HttpPeer>> {
-        let target = self.target(chosen).ok_or_else(|| {
-            Error::explain(ErrorType::InternalError, "chosen target does not exist")
-        })?;
-        let mut peer = self.peer_at(
-            chosen.addr,
-            target.tls,
-            &target.hostname,
-            self.connect.group_key,
-        );
-        if !sends_body {
-            peer.options.write_timeout = None;
-        }
-        Ok(peer)
-    }
-
-    /// A peer with the pool's timeouts and TLS checks at any address (redirect hops to other
-    /// hosts use their own `group_key`).
-    pub fn peer_at(
-        &self,
-        addr: SocketAddr,
-        tls: bool,
-        host: &str,
-        group_key: u64,
-    ) -> Box<HttpPeer> {
-        let sni = if tls { host.to_string() } else { String::new() };
-        let mut peer = HttpPeer::new(addr, tls, sni);
-        peer.group_key = group_key;
-        let o = &mut peer.options;
-        o.connection_timeout = self.connect.ttfb_timeout;
-        o.total_connection_timeout = self.connect.ttfb_timeout;
-        o.read_timeout = self.connect.ttfb_timeout;
-        o.write_timeout = self.connect.ttfb_timeout;
-        o.verify_cert = self.connect.verify_tls;
-        o.verify_hostname = self.connect.verify_tls;
-        // With `use_keep_alives: false` the request carries `Connection: close` (see headers.rs),
-        // so Pingora never returns that connection to its pool.
-        o.idle_timeout = BACKEND_IDLE_TIMEOUT;
-        if self.connect.http2 {
-            // Over TLS the back end may still pick HTTP/1.1; in clear there is no negotiation.
-            let min = if tls { 1 } else { 2 };
-            o.set_http_version(2, min);
-            o.max_h2_streams = H2_STREAMS_PER_CONNECTION;
-        }
-        Box::new(peer)
-    }
-
-    /// How long to wait before a retry, from the pool's errors in the previous full second.
-    pub fn retry_delay(&self) -> Duration {
-        let errors = self.activity.previous_second().errors;
-        self.retry.delay.for_errors(errors)
+    pub(crate) fn looks_up_per_request(&self) -> bool {
+        self.targets.looks_up_per_request()
     }
 
     /// Apply the pool's request rules for `target`, plus the degraded hint when it is due.
-    pub fn rewrite_request(
+    pub(crate) fn rewrite_request(
         &self,
         req: &mut RequestHeader,
         client: ClientFacts,
@@ -245,19 +186,22 @@ impl Pool {
     fn is_degraded(&self) -> bool {
         self.degraded
             .as_ref()
-            .is_some_and(|m| m.is_degraded(&self.activity.previous_second(), clock::uptime()))
+            .is_some_and(|m| m.is_degraded(&self.stats.previous_second(), crate::clock::uptime()))
+    }
+
+    /// One attempt to the back end failed (connect error, reset, timeout, error status).
+    pub(crate) fn record_failed_attempt(&self) {
+        self.stats.record_error();
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::pool::headers::ScrubRule;
-    use crate::pool::retry::RetryDelay;
     use regex::Regex;
 
     /// A pool with the given criteria and no header rules, for routing tests.
-    pub fn pool_with(
+    pub(crate) fn pool_with(
         id: &str,
         method: Option<&str>,
         host: Option<&str>,
@@ -265,55 +209,50 @@ pub(crate) mod tests {
         x_only: bool,
     ) -> Arc<Pool> {
         let re = |s: Option<&str>| s.map(|s| Regex::new(s).unwrap());
-        let criteria = RouteCriteria {
-            method: re(method),
-            host: re(host),
-            uri: re(uri),
-        };
-        let request_rules = RequestRules {
-            scrub: ScrubRule::new("").unwrap(),
-            insert: vec![],
-            user_agent: None,
-            authorization: None,
-            append_x_forwarded_for: false,
-            preserve_host: true,
-            close_connection: false,
-        };
-        let response_rules = ResponseRules {
-            scrub: ScrubRule::new("").unwrap(),
-            insert: vec![],
-        };
-        Arc::new(Pool {
-            id: Arc::from(id),
-            criteria,
-            x_proxy_only: x_only,
-            targets: TargetSet::Single(Target::new(false, "127.0.0.1", 80, 0)),
-            request_rules,
-            response_rules,
-            use_keep_alives: true,
-            connect: PeerSettings {
-                ttfb_timeout: None,
-                verify_tls: true,
-                group_key: Pool::group_key_of(id),
-                http2: false,
+        let settings = PoolSettings {
+            id: id.to_string(),
+            criteria: RouteCriteria {
+                method: re(method),
+                host: re(host),
+                uri: re(uri),
             },
-            limits: PoolLimits::default(),
+            x_proxy_only: x_only,
+            targets: TargetSettings::single(TargetAddress {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 80,
+            }),
+            request_rules: RequestRules {
+                scrub: ScrubRule::none(),
+                insert: vec![],
+                user_agent: None,
+                authorization: None,
+                append_x_forwarded_for: false,
+                preserve_host: true,
+                close_connection: false,
+            },
+            response_rules: ResponseRules {
+                scrub: ScrubRule::none(),
+                insert: vec![],
+            },
+            use_keep_alives: true,
+            connect: PeerSettings::new(id, None, true, false),
+            limits: LimitSettings::default(),
             retry: RetryPolicy {
                 retries: 0,
-                success: crate::pool::retry::SuccessCodes::from_regex(
-                    &Regex::new(crate::config::model::DEFAULT_SUCCESS_MATCH).unwrap(),
+                success: SuccessCodes::from_regex(
+                    &Regex::new(crate::config::DEFAULT_SUCCESS_MATCH).unwrap(),
                 ),
                 delay: RetryDelay::default(),
                 max_body_bytes: 0,
             },
             redirect_hops: 0,
             degraded: None,
-            activity: PoolActivity::default(),
-            queue: None,
             logging: LogPolicy::default(),
-            stats: PoolStats::default(),
-            metrics: PoolMetrics::new(id, true),
             min_stream_size: 0,
-        })
+            recording: Recording::Full,
+            metrics: true,
+        };
+        Arc::new(Pool::new(0, settings))
     }
 }

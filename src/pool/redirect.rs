@@ -10,7 +10,7 @@ use http::Method;
 
 /// An absolute URL of one hop, split the way the proxy needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HopUrl {
+pub(crate) struct HopUrl {
     pub tls: bool,
     /// Lower-case host name or IP (IPv6 without brackets).
     pub host: String,
@@ -21,7 +21,7 @@ pub struct HopUrl {
 
 impl HopUrl {
     /// The URL of a request that was sent with `host_header` over `tls`.
-    pub fn of_request(tls: bool, host_header: &str, path: &str) -> Option<HopUrl> {
+    pub(crate) fn of_request(tls: bool, host_header: &str, path: &str) -> Option<HopUrl> {
         let (host, port) = split_authority(host_header, tls)?;
         Some(HopUrl {
             tls,
@@ -32,7 +32,7 @@ impl HopUrl {
     }
 
     /// `host` or `host:port` (port only when not the scheme's default), for a Host header.
-    pub fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
@@ -45,12 +45,12 @@ impl HopUrl {
         }
     }
 
-    pub fn same_origin(&self, other: &HopUrl) -> bool {
+    pub(crate) fn same_origin(&self, other: &HopUrl) -> bool {
         self.tls == other.tls && self.host == other.host && self.port == other.port
     }
 
     /// Resolve a `Location` value against this URL (RFC 3986 reference resolution).
-    pub fn join(&self, location: &str) -> Option<HopUrl> {
+    pub(crate) fn join(&self, location: &str) -> Option<HopUrl> {
         let location = location.trim();
         let location = location.split('#').next().unwrap_or("");
         if let Some((scheme, rest)) = location.split_once("://") {
@@ -84,7 +84,7 @@ impl HopUrl {
 }
 
 /// `host[:port]` -> lower-case host and port.
-pub fn split_authority(authority: &str, tls: bool) -> Option<(String, u16)> {
+pub(crate) fn split_authority(authority: &str, tls: bool) -> Option<(String, u16)> {
     let authority = authority.rsplit('@').next()?;
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
@@ -154,7 +154,7 @@ fn remove_dot_segments(path_and_query: &str) -> String {
 
 /// The method of the request that follows a redirect with `status`, and whether it carries
 /// the original body; `None` when `status` is not a followed redirect.
-pub fn next_method(status: u16, method: &Method) -> Option<(Method, bool)> {
+pub(crate) fn next_method(status: u16, method: &Method) -> Option<(Method, bool)> {
     match status {
         303 if method == Method::HEAD => Some((Method::HEAD, false)),
         303 => Some((Method::GET, false)),

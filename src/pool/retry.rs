@@ -1,11 +1,14 @@
 //! Retry policy (PixlProxy `retries`, `resp_code_success_match`, `error_retry_delay_*_ms`):
-//! what counts as a failed attempt, how many more attempts follow, and how long to wait.
+//! what counts as a failed attempt, how many more attempts follow, and how long to wait
+//! before the next one (`Pool::back_off`, the one back-off every retrying path takes).
 
+use super::Pool;
 use regex::Regex;
+use std::fmt::Display;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Extra attempts after a failed one: a failing back end sees `retries + 1` attempts.
     pub retries: u32,
     /// `resp_code_success_match`, decided for every status code at start.
@@ -16,7 +19,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn is_success(&self, status: u16) -> bool {
+    pub(crate) fn is_success(&self, status: u16) -> bool {
         self.success.contains(status)
     }
 }
@@ -24,10 +27,10 @@ impl RetryPolicy {
 /// The status codes (100-999) a success pattern accepts, matched against each code's three
 /// digits once at start, so judging a request is a bit test instead of a regex search.
 #[derive(Clone, PartialEq)]
-pub struct SuccessCodes([u64; 16]);
+pub(crate) struct SuccessCodes([u64; 16]);
 
 impl SuccessCodes {
-    pub fn from_regex(pattern: &Regex) -> Self {
+    pub(crate) fn from_regex(pattern: &Regex) -> Self {
         let mut bits = [0u64; 16];
         for code in 100u16..=999 {
             if pattern.is_match(&code.to_string()) {
@@ -37,7 +40,7 @@ impl SuccessCodes {
         SuccessCodes(bits)
     }
 
-    pub fn contains(&self, status: u16) -> bool {
+    pub(crate) fn contains(&self, status: u16) -> bool {
         (100..=999).contains(&status)
             && self.0[usize::from(status / 64)] & (1 << (status % 64)) != 0
     }
@@ -52,7 +55,7 @@ impl std::fmt::Debug for SuccessCodes {
 
 /// `base + mult × (errors in the pool during the previous full second)`, clamped to `max`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RetryDelay {
+pub(crate) struct RetryDelay {
     pub base_ms: u64,
     pub mult_ms: u64,
     /// 0 = no upper bound.
@@ -60,17 +63,42 @@ pub struct RetryDelay {
 }
 
 impl RetryDelay {
-    pub fn for_errors(&self, errors_previous_second: u32) -> Duration {
-        let ms = self.base_ms.saturating_add(
-            self.mult_ms
-                .saturating_mul(u64::from(errors_previous_second)),
-        );
+    pub(crate) fn for_errors(&self, errors_previous_second: u64) -> Duration {
+        let ms = self
+            .base_ms
+            .saturating_add(self.mult_ms.saturating_mul(errors_previous_second));
         let ms = if self.max_ms > 0 {
             ms.min(self.max_ms)
         } else {
             ms
         };
         Duration::from_millis(ms)
+    }
+}
+
+impl Pool {
+    /// Wait before another attempt after `what` failed (`why`): the retry delay for the pool's
+    /// errors in the previous full second. The retry is counted in the metrics and logged as
+    /// `[pool] <what> failed (<why>); retrying in <ms> ms, <left> retries left after this`.
+    pub(crate) async fn back_off(
+        &self,
+        what: &(dyn Display + Sync),
+        why: &(dyn Display + Sync),
+        left: u32,
+    ) {
+        self.metrics.retried();
+        let delay = self
+            .retry
+            .delay
+            .for_errors(self.stats.previous_second().errors);
+        log::warn!(
+            "[{}] {what} failed ({why}); retrying in {} ms, {left} retries left after this",
+            self.id,
+            delay.as_millis()
+        );
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
 }
 
@@ -98,7 +126,7 @@ mod tests {
         let p = RetryPolicy {
             retries: 1,
             success: SuccessCodes::from_regex(
-                &Regex::new(crate::config::model::DEFAULT_SUCCESS_MATCH).unwrap(),
+                &Regex::new(crate::config::DEFAULT_SUCCESS_MATCH).unwrap(),
             ),
             delay: RetryDelay::default(),
             max_body_bytes: 0,

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The id of the catch-all pool, which is considered after every other pool.
-pub const DEFAULT_POOL_ID: &str = "default";
+pub(crate) const DEFAULT_POOL_ID: &str = "default";
 
 /// A pool's matching criteria; `None` means "match everything" for that criterion.
 #[derive(Debug, Clone, Default)]
-pub struct RouteCriteria {
+pub(crate) struct RouteCriteria {
     /// Matched case-insensitively against the request method.
     pub method: Option<Regex>,
     /// Matched case-insensitively against the Host header without its port.
@@ -23,7 +23,7 @@ pub struct RouteCriteria {
 }
 
 impl RouteCriteria {
-    pub fn matches(&self, req: &RouteRequest) -> bool {
+    pub(crate) fn matches(&self, req: &RouteRequest) -> bool {
         self.matches_besides_uri(req) && self.uri.as_ref().is_none_or(|re| re.is_match(req.uri))
     }
 
@@ -37,7 +37,7 @@ const X_PROXY: http::HeaderName = http::HeaderName::from_static("x-proxy");
 
 /// The parts of a request that routing looks at.
 #[derive(Debug, Clone, Copy)]
-pub struct RouteRequest<'a> {
+pub(crate) struct RouteRequest<'a> {
     pub method: &'a str,
     /// Host header value with any `:port` suffix removed.
     pub host: &'a str,
@@ -50,7 +50,7 @@ pub struct RouteRequest<'a> {
 impl<'a> RouteRequest<'a> {
     /// The routing view of a request header. The host comes from `Host`, or from the URI
     /// authority for HTTP/2 and absolute-form requests.
-    pub fn of(req: &'a pingora::http::RequestHeader) -> Self {
+    pub(crate) fn of(req: &'a pingora::http::RequestHeader) -> Self {
         let host = req
             .headers
             .get(http::header::HOST)
@@ -68,7 +68,7 @@ impl<'a> RouteRequest<'a> {
 
 /// All pools in routing order: config order, with the `default` pool moved last.
 #[derive(Debug, Default)]
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     pools: Vec<Arc<Pool>>,
     by_id: HashMap<String, usize>,
     /// Every pool's `uri_match` in one automaton (a pool without one matches any URI), so a
@@ -80,7 +80,7 @@ pub struct RouteTable {
 const URI_SET_MIN_POOLS: usize = 4;
 
 impl RouteTable {
-    pub fn new(mut pools: Vec<Arc<Pool>>) -> Self {
+    pub(crate) fn new(mut pools: Vec<Arc<Pool>>) -> Self {
         // Stable sort: relative config order is kept for everything but `default`.
         pools.sort_by_key(|p| p.id.as_ref() == DEFAULT_POOL_ID);
         let by_id = pools
@@ -96,7 +96,7 @@ impl RouteTable {
         }
     }
 
-    pub fn pools(&self) -> &[Arc<Pool>] {
+    pub(crate) fn pools(&self) -> &[Arc<Pool>] {
         &self.pools
     }
 
@@ -104,7 +104,7 @@ impl RouteTable {
     ///
     /// An `X-Proxy` header naming a pool selects it if its criteria match. Otherwise pools are
     /// tried in order, skipping `x_proxy_only` pools, which only ever take named requests.
-    pub fn route(&self, req: &RouteRequest) -> Option<&Arc<Pool>> {
+    pub(crate) fn route(&self, req: &RouteRequest) -> Option<&Arc<Pool>> {
         if let Some(named) = req.x_proxy.and_then(|id| self.by_id.get(id)) {
             let pool = &self.pools[*named];
             if pool.criteria.matches(req) {
@@ -139,7 +139,7 @@ fn uri_set(pools: &[Arc<Pool>]) -> Option<RegexSet> {
 }
 
 /// The host part of a Host header value: `example.com:8080` -> `example.com`, `[::1]:80` -> `[::1]`.
-pub fn strip_port(host: &str) -> &str {
+pub(super) fn strip_port(host: &str) -> &str {
     // One pass from the end over the digits, then a look at what precedes them.
     let bytes = host.as_bytes();
     let digits = bytes

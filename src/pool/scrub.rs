@@ -21,7 +21,7 @@ pub(crate) const MANAGED: &[HeaderName] = &[
 
 /// Removes every header whose (lower-case) name matches the pattern, except the managed ones.
 #[derive(Debug, Clone)]
-pub struct ScrubRule(Matcher);
+pub(crate) struct ScrubRule(Matcher);
 
 #[derive(Debug, Clone)]
 enum Matcher {
@@ -52,12 +52,12 @@ impl NamePattern {
 
 impl ScrubRule {
     /// Scrub nothing.
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         ScrubRule(Matcher::Nothing)
     }
 
     /// Compile a PixlProxy scrub pattern; matching is case-insensitive as the README says.
-    pub fn new(pattern: &str) -> std::result::Result<Self, regex::Error> {
+    pub(crate) fn new(pattern: &str) -> std::result::Result<Self, regex::Error> {
         if pattern.is_empty() {
             return Ok(ScrubRule::none());
         }
@@ -139,8 +139,8 @@ mod tests {
             "h0st",
         ];
         for pattern in [
-            crate::config::model::DEFAULT_SCRUB_REQUEST,
-            crate::config::model::DEFAULT_SCRUB_RESPONSE,
+            crate::config::DEFAULT_SCRUB_REQUEST,
+            crate::config::DEFAULT_SCRUB_RESPONSE,
             r"^(X\-Custom|A)$",
             r"^(x-b|x_c)$",
         ] {

@@ -6,8 +6,8 @@
 //! (at least once a second for host names) and health-checked on their own schedule, so the
 //! request path only reads an atomically swapped selector: no DNS, no locks.
 
-use crate::pool::dns::TargetResolver;
-use crate::pool::health::TargetHealthCheck;
+use super::dns::TargetResolver;
+use super::health::{HealthSettings, TargetHealthCheck};
 use async_trait::async_trait;
 use http::HeaderValue;
 use pingora::server::Server;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The port of a scheme when none is given: 443 for HTTPS, 80 for HTTP.
-pub fn default_port(tls: bool) -> u16 {
+pub(crate) fn default_port(tls: bool) -> u16 {
     if tls {
         443
     } else {
@@ -31,21 +31,59 @@ pub fn default_port(tls: bool) -> u16 {
     }
 }
 
-/// One configured back end.
+/// One configured back end, as the config names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TargetAddress {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+/// A pool's back ends as configured.
+#[derive(Debug, Clone)]
+pub(crate) struct TargetSettings {
+    pub(crate) targets: Vec<TargetAddress>,
+    /// `cache_dns_sec`: how long a resolved address is used (0 = resolve per request for a
+    /// single target; balanced targets are re-resolved at least once a second).
+    pub(crate) cache_dns_sec: u64,
+    /// `targets` (or `health_check`): balanced and resolved in the background.
+    pub(crate) balanced: Option<BalanceSettings>,
+}
+
+/// How balanced targets are chosen and checked.
+#[derive(Debug, Clone)]
+pub(crate) struct BalanceSettings {
+    pub(crate) balancing: Balancing,
+    pub(crate) health: Option<HealthSettings>,
+}
+
+impl TargetSettings {
+    /// PixlProxy's one `target_hostname` / `target_port`, resolved per request.
+    #[cfg(test)]
+    pub(crate) fn single(target: TargetAddress) -> Self {
+        TargetSettings {
+            targets: vec![target],
+            cache_dns_sec: 0,
+            balanced: None,
+        }
+    }
+}
+
+/// One configured back end at run time.
 #[derive(Debug)]
-pub struct Target {
-    pub tls: bool,
-    pub hostname: String,
-    pub port: u16,
+pub(crate) struct Target {
+    pub(crate) tls: bool,
+    pub(crate) hostname: String,
+    pub(crate) port: u16,
     /// What `preserve_host: false` sends as Host: the name, plus the port when not default.
-    pub host_header: Option<HeaderValue>,
-    pub resolver: TargetResolver,
+    pub(crate) host_header: Option<HeaderValue>,
+    pub(crate) resolver: TargetResolver,
     /// `http://host:port`, written once (every log line names it).
     base_url: String,
 }
 
 impl Target {
-    pub fn new(tls: bool, hostname: &str, port: u16, cache_dns_sec: u64) -> Self {
+    fn new(tls: bool, hostname: &str, port: u16, cache_dns_sec: u64) -> Self {
         let host = if port == default_port(tls) {
             hostname.to_string()
         } else {
@@ -62,22 +100,22 @@ impl Target {
     }
 
     /// `http://host:port`, for log lines.
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         &self.base_url
     }
 }
 
 /// Which request property a hashing balancer keys on.
 #[derive(Debug, Clone, PartialEq)]
-pub enum HashOn {
+pub(crate) enum HashOn {
     ClientIp,
     Uri,
     Header(http::HeaderName),
 }
 
-/// How balanced targets are chosen.
+/// How balanced targets are chosen (`load_balancing`).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Balancing {
+pub(crate) enum Balancing {
     RoundRobin,
     Random,
     Hash(HashOn),
@@ -85,15 +123,104 @@ pub enum Balancing {
 
 /// The chosen back end for one attempt.
 #[derive(Debug, Clone, Copy)]
-pub struct Chosen {
-    pub addr: SocketAddr,
+pub(crate) struct Chosen {
+    pub(crate) addr: SocketAddr,
     /// Index into the pool's targets.
-    pub target: usize,
+    pub(crate) target: usize,
+}
+
+/// A pool's back ends at run time.
+#[derive(Debug)]
+pub(crate) enum TargetSet {
+    /// PixlProxy's `target_hostname`/`target_port`, resolved per request (`cache_dns_sec`).
+    Single(Target),
+    /// poolgate's `targets` (or a single target with `health_check`).
+    Balanced {
+        targets: Arc<Vec<Target>>,
+        balancer: BalancedTargets,
+    },
+}
+
+impl TargetSet {
+    pub(crate) fn new(pool_id: &str, s: &TargetSettings) -> Self {
+        let Some(balance) = &s.balanced else {
+            // Config guarantees a single target here.
+            let t = s.targets.first();
+            let (tls, host, port) = t.map_or((false, "", 0), |t| (t.tls, t.host.as_str(), t.port));
+            return TargetSet::Single(Target::new(tls, host, port, s.cache_dns_sec));
+        };
+        let targets: Arc<Vec<Target>> = Arc::new(
+            s.targets
+                .iter()
+                .map(|t| Target::new(t.tls, &t.host, t.port, 0))
+                .collect(),
+        );
+        let health = balance.health.as_ref().map(|h| {
+            (
+                TargetHealthCheck::new(pool_id, h, targets.clone()),
+                h.interval,
+            )
+        });
+        let balancer = BalancedTargets::new(BalancerSpec {
+            pool_id: pool_id.to_string(),
+            targets: targets.clone(),
+            balancing: balance.balancing.clone(),
+            cache_dns_sec: s.cache_dns_sec,
+            health,
+        });
+        TargetSet::Balanced { targets, balancer }
+    }
+
+    pub(super) fn get(&self, index: usize) -> Option<&Target> {
+        match self {
+            TargetSet::Single(t) => (index == 0).then_some(t),
+            TargetSet::Balanced { targets, .. } => targets.get(index),
+        }
+    }
+
+    pub(super) fn all(&self) -> &[Target] {
+        match self {
+            TargetSet::Single(t) => std::slice::from_ref(t),
+            TargetSet::Balanced { targets, .. } => targets,
+        }
+    }
+
+    pub(super) fn hash_on(&self) -> Option<&HashOn> {
+        match self {
+            TargetSet::Single(_) => None,
+            TargetSet::Balanced { balancer, .. } => balancer.hash_on.as_ref(),
+        }
+    }
+
+    pub(super) async fn choose(&self, key: &[u8], avoid: &[SocketAddr]) -> Result<Chosen> {
+        match self {
+            TargetSet::Single(t) => Ok(Chosen {
+                addr: t.resolver.resolve().await?,
+                target: 0,
+            }),
+            TargetSet::Balanced { balancer, .. } => balancer.select(key, avoid),
+        }
+    }
+
+    pub(super) fn looks_up_per_request(&self) -> bool {
+        match self {
+            TargetSet::Single(t) => !t.resolver.is_literal(),
+            TargetSet::Balanced { .. } => false,
+        }
+    }
+
+    /// The balancer whose background service keeps the targets resolved and checked.
+    pub(crate) fn balancer(&self) -> Option<&BalancedTargets> {
+        match self {
+            TargetSet::Single(_) => None,
+            TargetSet::Balanced { balancer, .. } => Some(balancer),
+        }
+    }
 }
 
 /// The index of the configured target a discovered backend belongs to (in `Backend::ext`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct TargetIndex(pub(crate) usize);
+pub(super) struct TargetIndex(pub(super) usize);
 
 enum Selector {
     RoundRobin(Arc<LoadBalancer<RoundRobin>>),
@@ -102,10 +229,10 @@ enum Selector {
 }
 
 /// Several targets behind a load balancer.
-pub struct BalancedTargets {
+pub(crate) struct BalancedTargets {
     pool_id: String,
     selector: Selector,
-    pub hash_on: Option<HashOn>,
+    hash_on: Option<HashOn>,
 }
 
 impl std::fmt::Debug for BalancedTargets {
@@ -116,24 +243,17 @@ impl std::fmt::Debug for BalancedTargets {
     }
 }
 
-/// Health-check settings compiled from the pool's `health_check`.
-#[derive(Debug, Clone)]
-pub struct HealthSettings {
-    pub check: TargetHealthCheck,
-    pub interval: Duration,
-}
-
 /// Everything needed to build the balancer of one pool.
-pub struct BalancerSpec {
-    pub pool_id: String,
-    pub targets: Arc<Vec<Target>>,
-    pub balancing: Balancing,
-    pub cache_dns_sec: u64,
-    pub health: Option<HealthSettings>,
+struct BalancerSpec {
+    pool_id: String,
+    targets: Arc<Vec<Target>>,
+    balancing: Balancing,
+    cache_dns_sec: u64,
+    health: Option<(TargetHealthCheck, Duration)>,
 }
 
 impl BalancedTargets {
-    pub fn new(spec: BalancerSpec) -> Self {
+    fn new(spec: BalancerSpec) -> Self {
         let hash_on = match &spec.balancing {
             Balancing::Hash(on) => Some(on.clone()),
             _ => None,
@@ -151,7 +271,7 @@ impl BalancedTargets {
     }
 
     /// Resolve the targets once before serving, so the first requests find them.
-    pub async fn prime(&self) -> Result<()> {
+    pub(crate) async fn prime(&self) -> Result<()> {
         match &self.selector {
             Selector::RoundRobin(lb) => lb.update().await,
             Selector::Random(lb) => lb.update().await,
@@ -161,7 +281,7 @@ impl BalancedTargets {
 
     /// A healthy target not in `avoid` (falling back to any healthy one), or a 502-class error
     /// when none is healthy.
-    pub fn select(&self, key: &[u8], avoid: &[SocketAddr]) -> Result<Chosen> {
+    fn select(&self, key: &[u8], avoid: &[SocketAddr]) -> Result<Chosen> {
         let fresh = |b: &Backend, healthy: bool| healthy && !avoid.contains(&addr_of(b));
         let picked = match &self.selector {
             Selector::RoundRobin(lb) => pick(lb, key, fresh),
@@ -180,7 +300,7 @@ impl BalancedTargets {
     }
 
     /// Run discovery and health checks as a Pingora background service.
-    pub fn add_background_service(&self, server: &mut Server) {
+    pub(crate) fn add_background_service(&self, server: &mut Server) {
         let name = format!("targets of pool {}", self.pool_id);
         match &self.selector {
             Selector::RoundRobin(lb) => {
@@ -224,9 +344,9 @@ where
     let mut lb = LoadBalancer::<S>::from_backends(Backends::new(Box::new(discovery)));
     let all_literal = spec.targets.iter().all(|t| t.resolver.is_literal());
     lb.update_frequency = (!all_literal).then(|| Duration::from_secs(spec.cache_dns_sec.max(1)));
-    if let Some(health) = &spec.health {
-        lb.set_health_check(Box::new(health.check.clone()));
-        lb.health_check_frequency = Some(health.interval);
+    if let Some((check, interval)) = &spec.health {
+        lb.set_health_check(Box::new(check.clone()));
+        lb.health_check_frequency = Some(*interval);
         lb.parallel_health_check = true;
     }
     Arc::new(lb)

@@ -1,12 +1,12 @@
-//! Per-request state: what the hooks of one request share, from routing to the log line.
+//! Per-request state: what the hooks of one request share, from its arrival to the log line,
+//! and the bookkeeping every hook does the same way (phase timing, the pool's permit, retry
+//! accounting on the streaming path).
 
-use crate::admission::ConcurrencySlot;
-use crate::front_end::compression::ResponseEncoder;
-use crate::pool::headers::ClientFacts;
-use crate::pool::targets::Chosen;
-use crate::pool::Pool;
-use crate::stats::sockets::SocketEntry;
-use crate::timing::PerfTimer;
+use crate::admission::Permit;
+use crate::front_end::{ClientFacts, ResponseEncoder};
+use crate::pool::{Chosen, Pool};
+use crate::stats::SocketEntry;
+use crate::timing::{PerfTimer, Phase};
 use pingora::{Error, ErrorType, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,67 +14,130 @@ use std::time::Instant;
 
 /// Per-request state.
 #[derive(Default)]
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     /// The pool chosen by routing; `None` until `request_filter` ran or when nothing matched.
-    pub(crate) pool: Option<Arc<Pool>>,
-    /// The pool's concurrency slot: freed once the back end has answered in full, on failure,
-    /// and in any case when the context is dropped.
-    pub(crate) slot: Option<ConcurrencySlot>,
-    /// The client's address and protocol, read once in `request_filter`.
-    pub(crate) client: ClientFacts,
+    pub(super) pool: Option<Arc<Pool>>,
+    /// The pool's hold for this request: given back once the back end has answered in full,
+    /// on failure, and in any case when the context is dropped.
+    pub(super) permit: Option<Permit>,
+    /// Who the client is and whether the request counts as HTTPS, decided on arrival.
+    pub(super) client: ClientFacts,
     /// Back-end addresses that failed, so a retry picks another target.
-    pub(crate) tried: Vec<SocketAddr>,
+    pub(super) tried: Vec<SocketAddr>,
     /// The target of the current streaming attempt.
-    pub(crate) chosen: Option<Chosen>,
+    pub(super) chosen: Option<Chosen>,
     /// Retries left on the streaming path (connect failures only).
-    pub(crate) retries_left: u32,
+    retries_left: u32,
+    /// Why the last streaming attempt failed, while a retry is due.
+    retry_reason: Option<String>,
     /// The final failure was already counted in the pool's per-second errors.
-    pub(crate) final_error_counted: bool,
+    final_error_counted: bool,
     /// The request went through the buffered exchange (which counts its own errors).
-    pub(crate) via_exchange: bool,
+    pub(super) via_exchange: bool,
     /// The request was queued (`use_queue`): its send is counted by the queue's sender.
-    pub(crate) queued: bool,
+    pub(super) queued: bool,
     /// Phase times and byte counts of the back-end request; set when the request is admitted
     /// to its pool, timed from its arrival.
-    pub(crate) perf: Option<PerfTimer>,
+    pub(super) perf: Option<PerfTimer>,
     /// When the request's header had been read.
-    pub(crate) arrived: Option<Instant>,
+    pub(super) arrived: Option<Instant>,
     /// The client connection's entry in `web.sockets`.
-    pub(crate) socket: Option<Arc<SocketEntry>>,
+    pub(super) socket: Option<Arc<SocketEntry>>,
     /// Request body bytes read from the client so far (`http_max_upload_size`).
-    pub(crate) body_received: u64,
+    pub(super) body_received: u64,
     /// Compresses the response body when the client gets it encoded.
-    pub(crate) encoder: Option<ResponseEncoder>,
+    pub(super) encoder: Option<ResponseEncoder>,
 }
 
 impl RequestCtx {
-    pub(crate) fn pool(&self) -> Result<&Arc<Pool>> {
+    pub(super) fn pool(&self) -> Result<&Arc<Pool>> {
         self.pool
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool chosen for request"))
     }
+
+    /// The request was admitted to its pool with `permit`: its phase timer starts (from the
+    /// arrival: routing and admission take microseconds, and reusing that reading saves a
+    /// clock read), it counts as in flight, and its retries are set.
+    pub(super) fn admitted(&mut self, permit: Permit) {
+        self.permit = Some(permit);
+        let Some(pool) = &self.pool else { return };
+        self.perf = Some(PerfTimer::start_at(
+            self.arrived.unwrap_or_else(Instant::now),
+        ));
+        pool.stats.start_request();
+        self.retries_left = pool.retry.retries;
+    }
+
+    /// Give the pool's permit back (the back end is done with this request).
+    pub(super) fn release_permit(&mut self) {
+        self.permit = None;
+    }
 }
 
-/// The phase timing of the back-end request, for pools that keep one.
+/// The phase timing of the back-end request, for admitted requests.
 impl RequestCtx {
-    /// End phase `name` now.
-    pub(crate) fn lap(&mut self, name: &'static str) {
+    /// End `phase` now.
+    pub(super) fn lap(&mut self, phase: Phase) {
         if let Some(perf) = &mut self.perf {
-            perf.lap(name);
+            perf.lap(phase);
         }
     }
 
-    /// Record phase `name` as empty without reading the clock.
-    pub(crate) fn skip_phase(&mut self, name: &'static str) {
+    /// Record `phase` as empty without reading the clock.
+    pub(super) fn skip_phase(&mut self, phase: Phase) {
         if let Some(perf) = &mut self.perf {
-            perf.skip(name);
+            perf.skip(phase);
         }
     }
 
     /// Leave the time since the last lap out of every phase.
-    pub(crate) fn restart_lap(&mut self) {
+    pub(super) fn restart_lap(&mut self) {
         if let Some(perf) = &mut self.perf {
             perf.restart_lap();
         }
+    }
+
+    /// Count bytes sent to the back end.
+    pub(super) fn sent(&mut self, bytes: u64) {
+        if let Some(perf) = &mut self.perf {
+            perf.bytes_sent += bytes;
+        }
+    }
+
+    /// Count bytes received from the back end.
+    pub(super) fn received(&mut self, bytes: u64) {
+        if let Some(perf) = &mut self.perf {
+            perf.bytes_received += bytes;
+        }
+    }
+}
+
+/// Retry accounting of the streaming path (connect failures, which nothing was sent for).
+impl RequestCtx {
+    /// A connect failed: counted in the pool's errors, its target avoided next time, and `e`
+    /// marked for a retry while the pool's `retries` last.
+    pub(super) fn connect_failed(&mut self, e: &mut Error) {
+        let Some(pool) = &self.pool else { return };
+        pool.record_failed_attempt();
+        self.tried.extend(self.chosen.map(|c| c.addr));
+        if self.retries_left > 0 {
+            self.retries_left -= 1;
+            e.set_retry(true);
+            self.retry_reason = Some(e.to_string());
+        } else {
+            self.final_error_counted = true;
+        }
+    }
+
+    /// Why a retry is due, with the retries left after it (taken: asked once per retry).
+    pub(super) fn take_retry(&mut self) -> Option<(String, u32)> {
+        self.retry_reason.take().map(|why| (why, self.retries_left))
+    }
+
+    /// Whether the end of the request still has to count its failure in the pool's errors:
+    /// not when the buffered exchange or a final connect failure already did.
+    pub(super) fn failure_uncounted(&self) -> bool {
+        !self.via_exchange && !self.final_error_counted
     }
 }

@@ -7,7 +7,7 @@
 use pingora::{Error, ErrorSource, ErrorType};
 
 /// The status for a failed request; 0 means the client is gone and nothing should be sent.
-pub fn status_for(e: &Error) -> u16 {
+pub(super) fn status_for(e: &Error) -> u16 {
     use ErrorType::*;
     match (&e.etype, &e.esource) {
         (HTTPStatus(code), _) => *code,
@@ -24,7 +24,7 @@ pub fn status_for(e: &Error) -> u16 {
 }
 
 /// The short text body sent with a failure status.
-pub fn body_for(status: u16) -> &'static str {
+pub(super) fn body_for(status: u16) -> &'static str {
     match status {
         400 => "400 Bad Request: the request could not be read.\n",
         404 => "404 Not Found: no pool matches this request.\n",

@@ -1,56 +1,76 @@
-//! The `ProxyHttp` implementation: one impl for all pools. Each hook is a few lines that hand
-//! the work to the module named after the concept (routing, limits, pool, exchange, failure,
-//! reply).
+//! The proxy: the one `ProxyHttp` implementation every pool goes through. Each hook reads as
+//! a line of a table of contents and hands the work to the module of its concept:
+//!
+//! ```text
+//! early_request_filter   arrival: client facts (front_end), keep-alive policy, web.sockets
+//! request_filter         what the request is (decision.rs), then one case per module:
+//!                          redirect · stats · static file · 404 · 413 · queue · 429 ·
+//!                          buffered exchange (exchange/) · streaming (the hooks below)
+//! upstream_peer          back-off (pool), target choice and peer (pool)
+//! connected_to_upstream  connect phase, metrics
+//! request_body_filter    upload limit (front_end), send phase
+//! fail_to_connect        retry accounting (context.rs)
+//! upstream_request_filter  the pool's header rules (pool)
+//! upstream_response_*    wait and receive phases, the permit given back
+//! response_filter        response rules (pool), global headers and compression (front_end)
+//! fail_to_proxy          the error's status and answer (failure.rs, reply.rs)
+//! logging                the end of the request (request_end.rs)
+//! ```
+//!
+//! Owns the request context (`context.rs`), the end of a request (`request_end.rs`) and the
+//! answers poolgate writes itself (`reply.rs`, `failure.rs`). Uses every concept folder below
+//! it: `front_end`, `pool`, `admission`, `upstream`, `queue`, `stats`, `event_log`.
 
-pub mod context;
-pub mod exchange;
-pub mod failure;
-pub mod reply;
-pub mod request_end;
-pub mod request_log;
+mod context;
+mod decision;
+mod exchange;
+mod failure;
+mod reply;
+mod request_end;
 
+pub(crate) use context::RequestCtx;
+
+use crate::event_log::WebLog;
 use crate::front_end::FrontEnd;
-use crate::pool::routing::{RouteRequest, RouteTable};
-pub use crate::proxy::context::RequestCtx;
-use crate::proxy::exchange::Exchange;
-use crate::stats::api::StatsApi;
-use crate::stats::hub::StatsHub;
-use crate::stats::web_log::WebLog;
-use crate::timing::PerfTimer;
+use crate::pool::RouteTable;
+use crate::queue::QueueTable;
+use crate::stats::{StatsApi, StatsHub};
+use crate::timing::{request_header_size, Phase};
 use async_trait::async_trait;
+use decision::RequestKind;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Shared state built once at start.
-pub struct PoolProxy {
-    pub front: Arc<FrontEnd>,
-    pub routes: Arc<RouteTable>,
+pub(crate) struct PoolProxy {
+    pub(crate) front: Arc<FrontEnd>,
+    pub(crate) routes: Arc<RouteTable>,
+    /// The blind queue of each pool that has one.
+    pub(crate) queues: Arc<QueueTable>,
     /// Pingora's HTTP client for the buffered exchange (its own keep-alive pool).
-    pub connector: Arc<Connector>,
+    pub(crate) connector: Arc<Connector>,
     /// What the stats API reports.
-    pub stats: Arc<StatsHub>,
+    pub(crate) stats: Arc<StatsHub>,
     /// The stats API and Prometheus endpoint, with their access rules.
-    pub stats_api: Arc<StatsApi>,
-    /// `http_log_requests` lines and the recent requests.
-    pub web_log: Arc<WebLog>,
+    pub(crate) stats_api: Arc<StatsApi>,
+    /// `http_log_requests` lines.
+    pub(crate) web_log: Arc<WebLog>,
 }
 
-impl PoolProxy {
-    /// Answer with `status` and its standard text (boxed, like `request_filter`'s other rare
-    /// branches).
-    async fn answer(&self, session: &mut Session, status: u16) -> Result<()> {
-        Box::pin(reply::text(
-            session,
-            &self.front,
-            status,
-            failure::body_for(status),
-        ))
-        .await
+/// `GET http://target:port/path` of a streaming request, as the retry log line names it.
+struct Streamed<'a>(&'a RequestHeader, &'a str);
+
+impl fmt::Display for Streamed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.0.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let path = crate::event_log::redact::text(path);
+        write!(f, "{} {}{path}", self.0.method, self.1)
     }
 }
 
@@ -69,107 +89,46 @@ impl ProxyHttp for PoolProxy {
     ) -> Result<()> {
         let now = Instant::now();
         ctx.arrived = Some(now);
+        ctx.client = self.front.client_facts(session);
         if self.stats_api.shows_connections() {
             let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
             ctx.socket = peer.and_then(|p| self.stats.sockets.find(p));
         }
         if let Some(socket) = &ctx.socket {
             let req = session.req_header();
-            let tls = crate::front_end::tls_connection(session);
             let host = req.headers.get(http::header::HOST);
-            socket.begin(&req.method, &req.uri, host, tls, now);
+            socket.begin(&req.method, &req.uri, host, ctx.client.tls, now);
         }
         self.front.apply_keep_alive(session);
         Ok(())
     }
 
-    /// The rare branches (redirects, the stats API, static files, the queue, refusals, the
-    /// buffered exchange) are boxed: their state would otherwise size this hook's future, which
-    /// is built and copied for every request.
+    /// The rare cases (everything but streaming) are boxed: their state would otherwise size
+    /// this hook's future, which is built and copied for every request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let mut client = crate::front_end::client_facts(session);
-        if let Some(location) = self
-            .front
-            .https_policy
-            .redirect(session.req_header(), client.tls)
-        {
-            Box::pin(reply::redirect(session, &self.front, &location)).await?;
-            return Ok(true);
-        }
-        if let Some(endpoint) = self.stats_api.endpoint(session.req_header()) {
-            let (front, hub) = (&self.front, &self.stats);
-            let api = &self.stats_api;
-            Box::pin(api.serve(session, front, hub, endpoint, client.ip)).await?;
-            return Ok(true);
-        }
-        let route = RouteRequest::of(session.req_header());
-        let Some(pool) = self.routes.route(&route).cloned() else {
-            if let Some(files) = &self.front.static_files {
-                client.tls |= self.front.https_policy.detected(session.req_header());
-                Box::pin(files.serve(session, &self.front, client.tls)).await;
-                return Ok(true);
+        let tls = ctx.client.tls;
+        match self.classify(session, ctx).await {
+            RequestKind::Stream => return Ok(false),
+            RequestKind::Redirect(location) => {
+                Box::pin(reply::redirect(session, &self.front, &location)).await?
             }
-            self.answer(session, 404).await?;
-            return Ok(true);
-        };
-        ctx.pool = Some(pool.clone());
-        if self
-            .front
-            .upload_limit
-            .refuses_declared(session.req_header())
-            && pool.queue.is_none()
-        {
-            // The body is not read: the connection cannot be reused.
-            session.set_keepalive(None);
-            self.answer(session, 413).await?;
-            return Ok(true);
-        }
-        // A load balancer in front may have terminated TLS (`https_header_detect`).
-        client.tls |= self.front.https_policy.detected(session.req_header());
-        ctx.client = client;
-        if let Some(queue) = &pool.queue {
-            ctx.queued = true;
-            Box::pin(crate::queue::intake::enqueue(
-                session,
-                &pool,
-                queue,
-                &self.front,
-                client,
-            ))
-            .await?;
-            return Ok(true);
-        }
-        match pool.limits.admit(client.ip) {
-            Ok(slot) => ctx.slot = slot,
-            Err(refusal) => {
-                pool.metrics.throttled();
-                log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
-                Box::pin(reply::too_many(session, &self.front, &refusal, &pool.id)).await?;
-                return Ok(true);
+            RequestKind::Stats(endpoint) => Box::pin(self.stats(session, ctx, endpoint)).await?,
+            RequestKind::StaticFile(files) => {
+                Box::pin(files.serve(session, &self.front, tls)).await
             }
+            RequestKind::NotFound => {
+                Box::pin(reply::status(session, &self.front, tls, 404)).await?
+            }
+            RequestKind::TooLarge => {
+                // The body is not read: the connection cannot be reused.
+                session.set_keepalive(None);
+                Box::pin(reply::status(session, &self.front, tls, 413)).await?
+            }
+            RequestKind::Queued(queue) => Box::pin(self.enqueue(session, ctx, queue)).await?,
+            RequestKind::Refused(refusal) => Box::pin(self.refuse(session, ctx, &refusal)).await?,
+            RequestKind::Exchange => Box::pin(self.exchange(session, ctx)).await?,
         }
-        // Timed from the request's arrival: routing and admission take microseconds, and
-        // reusing that reading saves a clock read per request.
-        let now = ctx.arrived.unwrap_or_else(Instant::now);
-        ctx.perf = Some(PerfTimer::start_at(now));
-        pool.stats.start_request();
-        ctx.retries_left = pool.retry.retries;
-        if pool.uses_exchange() && !session.is_upgrade_req() {
-            ctx.via_exchange = true;
-            let exchange = Exchange {
-                pool: &pool,
-                front: &self.front,
-                connector: &self.connector,
-                client,
-            };
-            let mut perf = ctx.perf.take().unwrap_or_default();
-            let run = exchange.run(session, &mut ctx.tried, &mut ctx.slot, &mut perf);
-            let result = Box::pin(run).await;
-            ctx.perf = Some(perf);
-            result?;
-            return Ok(true);
-        }
-        Ok(false)
+        Ok(true)
     }
 
     async fn upstream_peer(
@@ -178,23 +137,22 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let pool = ctx.pool()?.clone();
-        let retry = !ctx.tried.is_empty();
-        if retry {
-            let delay = pool.retry_delay();
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
+        let retry = ctx.take_retry();
+        if let Some((why, left)) = &retry {
+            let base = pool.primary_target().map_or("", |t| t.base_url());
+            let what = Streamed(session.req_header(), base);
+            pool.back_off(&what, why, *left).await;
         }
         let key = pool.selection_key(session.req_header(), ctx.client.ip);
         // The clock is read around the choice only when it can take time (a DNS lookup).
         let timed = pool.looks_up_per_request();
-        if retry || timed {
+        if retry.is_some() || timed {
             ctx.restart_lap();
         }
         let chosen = pool.choose(&key, &ctx.tried).await?;
         match timed {
-            true => ctx.lap("dns"),
-            false => ctx.skip_phase("dns"),
+            true => ctx.lap(Phase::Dns),
+            false => ctx.skip_phase(Phase::Dns),
         }
         ctx.chosen = Some(chosen);
         // An upgraded connection (WebSocket) sends data after its bodiless request.
@@ -211,7 +169,7 @@ impl ProxyHttp for PoolProxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.lap("connect");
+        ctx.lap(Phase::Connect);
         if let Some(pool) = &ctx.pool {
             pool.metrics.connected(reused);
         }
@@ -225,13 +183,12 @@ impl ProxyHttp for PoolProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.body_received += body.as_ref().map_or(0, |b| b.len() as u64);
+        let len = body.as_ref().map_or(0, |b| b.len() as u64);
+        ctx.body_received += len;
         self.front.upload_limit.check(ctx.body_received)?;
-        if let Some(perf) = &mut ctx.perf {
-            perf.bytes_sent += body.as_ref().map_or(0, |b| b.len() as u64);
-            if end_of_stream {
-                perf.lap("send");
-            }
+        ctx.sent(len);
+        if end_of_stream {
+            ctx.lap(Phase::Send);
         }
         Ok(())
     }
@@ -245,18 +202,7 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(pool) = &ctx.pool {
-            pool.activity.record_error();
-            ctx.tried.extend(ctx.chosen.map(|c| c.addr));
-            if ctx.retries_left > 0 {
-                ctx.retries_left -= 1;
-                pool.metrics.retried();
-                e.set_retry(true);
-                log::warn!("[{}] connect failed ({e}); retrying", pool.id);
-            } else {
-                ctx.final_error_counted = true;
-            }
-        }
+        ctx.connect_failed(&mut e);
         e
     }
 
@@ -269,9 +215,7 @@ impl ProxyHttp for PoolProxy {
         let pool = ctx.pool()?;
         let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
         pool.rewrite_request(upstream_request, ctx.client, target)?;
-        if let Some(perf) = &mut ctx.perf {
-            perf.bytes_sent += crate::timing::request_header_size(upstream_request);
-        }
+        ctx.sent(request_header_size(upstream_request));
         Ok(())
     }
 
@@ -281,12 +225,12 @@ impl ProxyHttp for PoolProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.lap("wait");
+        ctx.lap(Phase::Wait);
         let status = upstream_response.status.as_u16();
         let bodiless =
             session.req_header().method == http::Method::HEAD || status == 204 || status == 304;
         if bodiless {
-            ctx.slot = None;
+            ctx.release_permit();
         }
         Ok(())
     }
@@ -298,15 +242,11 @@ impl ProxyHttp for PoolProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
-        if let Some(perf) = &mut ctx.perf {
-            perf.bytes_received += body.as_ref().map_or(0, |b| b.len() as u64);
-            if end_of_stream {
-                perf.lap("receive");
-            }
-        }
-        // The back end is done: free the slot before the client sees the end of the body.
+        ctx.received(body.as_ref().map_or(0, |b| b.len() as u64));
+        // The back end is done: free the permit before the client sees the end of the body.
         if end_of_stream {
-            ctx.slot = None;
+            ctx.lap(Phase::Receive);
+            ctx.release_permit();
         }
         Ok(None)
     }
@@ -348,14 +288,14 @@ impl ProxyHttp for PoolProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        ctx.slot = None;
+        ctx.release_permit();
         let status = failure::status_for(e);
         // The connection is not reused after a failure (the request body may be half read), so
         // the reply must say `Connection: close` or keep-alive clients would reuse a dead socket.
         session.set_keepalive(None);
         if status > 0 && session.response_written().is_none() {
             // The client may have gone away meanwhile; there is nobody left to tell.
-            let _ = reply::text(session, &self.front, status, failure::body_for(status)).await;
+            let _ = reply::status(session, &self.front, ctx.client.tls, status).await;
         }
         FailToProxy {
             error_code: status,
@@ -369,6 +309,6 @@ impl ProxyHttp for PoolProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        crate::proxy::request_end::finish(session, e, ctx, &self.web_log);
+        request_end::finish(session, e, ctx, &self.stats, &self.web_log);
     }
 }

@@ -1,28 +1,40 @@
-//! Responses poolgate writes itself (404 for unrouted requests, 429 for throttled ones, 502/504
-//! for failed back ends, the blind queue's JSON answers). They carry the same global headers as
-//! proxied responses.
+//! Responses poolgate writes itself (404 for unrouted requests, 413 and 429 for refused ones,
+//! 502/504 for failed back ends, the blind queue's JSON answers, the stats endpoints, the
+//! `https_force` redirect). They carry the same global headers as proxied responses; `tls` is
+//! the request's HTTPS decision (`front_end::ClientFacts`), for HSTS.
 
+use super::failure;
 use crate::admission::Refusal;
 use crate::front_end::FrontEnd;
+use crate::stats::StatsAnswer;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-/// Send `status` with a short `text/plain` body. Whether the client connection is kept is up to
-/// the caller (Pingora drains an unread request body before reusing it).
-pub async fn text(
+const TEXT: &str = "text/plain; charset=utf-8";
+/// The stats live page: inline script and style are its own, so its policy allows them.
+const PAGE_POLICY: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:";
+
+/// Send `status` with its standard short `text/plain` body (`failure::body_for`). Whether the
+/// client connection is kept is up to the caller (Pingora drains an unread request body
+/// before reusing it).
+pub(super) async fn status(
     session: &mut Session,
     front: &FrontEnd,
+    tls: bool,
     status: u16,
-    body: &'static str,
 ) -> Result<()> {
-    let body = Bytes::from_static(body.as_bytes());
-    send(session, front, status, TEXT, body, None).await
+    let body = Bytes::from_static(failure::body_for(status).as_bytes());
+    send(session, front, tls, status, TEXT, body, &[]).await
 }
 
 /// `301 Moved Permanently` to `location` (`https_force`).
-pub async fn redirect(session: &mut Session, front: &FrontEnd, location: &str) -> Result<()> {
+pub(super) async fn redirect(
+    session: &mut Session,
+    front: &FrontEnd,
+    location: &str,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(301, Some(4))?;
     resp.insert_header("Location", location)?;
     resp.insert_header("Content-Length", "0")?;
@@ -32,72 +44,50 @@ pub async fn redirect(session: &mut Session, front: &FrontEnd, location: &str) -
 }
 
 /// Send `status` with a JSON body (the blind queue's answers).
-pub async fn json(
+pub(super) async fn json(
     session: &mut Session,
     front: &FrontEnd,
+    tls: bool,
     status: u16,
     body: serde_json::Value,
 ) -> Result<()> {
     let body = Bytes::from(body.to_string());
-    send(session, front, status, "application/json", body, None).await
+    send(session, front, tls, status, "application/json", body, &[]).await
 }
-
-const TEXT: &str = "text/plain; charset=utf-8";
 
 /// `429 Too Many Requests` naming the pool and the limit, with `Retry-After` for per-client
 /// limits.
-pub async fn too_many(
+pub(super) async fn too_many(
     session: &mut Session,
     front: &FrontEnd,
+    tls: bool,
     refusal: &Refusal,
     pool: &str,
 ) -> Result<()> {
     let body = Bytes::from(refusal.message(pool));
-    let retry_after = refusal.retry_after_sec().map(|s| s.to_string());
-    send(session, front, 429, TEXT, body, retry_after).await
+    let retry_after = refusal
+        .retry_after_sec()
+        .map(|s| ("Retry-After", s.to_string()));
+    send(session, front, tls, 429, TEXT, body, retry_after.as_slice()).await
 }
 
-/// Send `status` with a body of `content_type`.
-pub async fn raw(
+/// A stats endpoint's answer.
+pub(super) async fn stats(
     session: &mut Session,
     front: &FrontEnd,
-    status: u16,
-    content_type: &str,
-    body: Bytes,
+    tls: bool,
+    answer: StatsAnswer,
 ) -> Result<()> {
-    send(session, front, status, content_type, body, None).await
+    let page = [("Content-Security-Policy", PAGE_POLICY.to_string())];
+    let extra: &[_] = if answer.page { &page } else { &[] };
+    let (status, kind) = (answer.status, answer.content_type);
+    send(session, front, tls, status, kind, answer.body, extra).await
 }
 
 async fn send(
     session: &mut Session,
     front: &FrontEnd,
-    status: u16,
-    content_type: &str,
-    body: Bytes,
-    retry_after: Option<String>,
-) -> Result<()> {
-    let extra = retry_after.map(|s| ("Retry-After", s));
-    send_with(session, front, status, content_type, body, extra.as_slice()).await
-}
-
-/// The stats live page: inline script and style are its own, so its policy allows them.
-pub async fn page(session: &mut Session, front: &FrontEnd, body: Bytes) -> Result<()> {
-    let csp = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:";
-    let extra = [("Content-Security-Policy", csp.to_string())];
-    send_with(
-        session,
-        front,
-        200,
-        "text/html; charset=utf-8",
-        body,
-        &extra,
-    )
-    .await
-}
-
-async fn send_with(
-    session: &mut Session,
-    front: &FrontEnd,
+    tls: bool,
     status: u16,
     content_type: &str,
     body: Bytes,
@@ -109,8 +99,6 @@ async fn send_with(
     for (name, value) in extra {
         resp.insert_header(*name, value.as_str())?;
     }
-    let tls = crate::front_end::tls_connection(session)
-        || front.https_policy.detected(session.req_header());
     front.finish_response(&mut resp, tls)?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await

@@ -1,16 +1,22 @@
-//! What happens when a request ends, whatever path it took: the pool's per-second activity,
-//! stats and metrics, the request log, the pool's transaction or error line, the client
-//! connection's entry in `web.sockets`, and the web server's own stats and request log.
+//! What happens when a request ends, whatever path it took: the pool's per-second figures and
+//! metrics, the console line, the pool's transaction or error line, the client connection's
+//! entry in `web.sockets`, and the web server's own figures, recent requests and request log.
 
-use crate::event_log::transaction::Transaction;
-use crate::front_end::client_facts;
-use crate::proxy::RequestCtx;
-use crate::stats::web_log::{WebLog, WebRequest};
+use super::context::RequestCtx;
+use crate::event_log::{self, Transaction, WebLog, WebRequest};
+use crate::pool::Pool;
+use crate::stats::StatsHub;
 use pingora::proxy::Session;
 use pingora::Error;
 use std::time::{Duration, Instant};
 
-pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut RequestCtx, web_log: &WebLog) {
+pub(super) fn finish(
+    session: &Session,
+    e: Option<&Error>,
+    ctx: &mut RequestCtx,
+    hub: &StatsHub,
+    web_log: &WebLog,
+) {
     // One clock read serves every figure below.
     let now = Instant::now();
     if let Some(perf) = &mut ctx.perf {
@@ -18,8 +24,8 @@ pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut RequestCtx, web_lo
     }
     let ctx = &*ctx;
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    record_activity(ctx, e.is_some(), status);
-    crate::proxy::request_log::log_request(session, e, ctx.pool.as_deref(), status);
+    record_pool(ctx, e.is_some(), status);
+    console_line(session, e, ctx.pool.as_deref(), status);
     log_transaction(session, e, ctx, status);
     let (bytes_in, bytes_out) = (session.body_bytes_read(), session.body_bytes_sent());
     let (bytes_in, bytes_out) = (bytes_in as u64, bytes_out as u64);
@@ -29,21 +35,28 @@ pub fn finish(session: &Session, e: Option<&Error>, ctx: &mut RequestCtx, web_lo
     let total = ctx
         .arrived
         .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-    web_log.stats.record_total(total, bytes_out, bytes_in);
-    if web_log.wants() {
-        web_log.record(web_request(session, status, total));
+    hub.web.record_total(total, bytes_out, bytes_in);
+    if web_log.is_on() || hub.recent.is_on() {
+        let req = web_request(session, ctx, status, total, (bytes_in, bytes_out));
+        web_log.record(&req);
+        hub.recent.record(&req);
     }
 }
 
 /// The request as the web server saw it, for `http_log_requests` and `web.recent`.
-fn web_request(session: &Session, status: u16, total: Duration) -> WebRequest {
+fn web_request(
+    session: &Session,
+    ctx: &RequestCtx,
+    status: u16,
+    total: Duration,
+    (bytes_in, bytes_out): (u64, u64),
+) -> WebRequest {
     let req = session.req_header();
     let header = |name| req.headers.get(name).cloned();
-    let client = client_facts(session);
     WebRequest {
         when: crate::clock::unix_ms(),
         method: req.method.clone(),
-        tls: client.tls,
+        tls: ctx.client.tls,
         port: session
             .server_addr()
             .and_then(|a| a.as_inet())
@@ -51,11 +64,45 @@ fn web_request(session: &Session, status: u16, total: Duration) -> WebRequest {
         status,
         uri: req.uri.clone(),
         host: header(http::header::HOST),
-        ip: client.ip,
+        ip: ctx.client.ip,
         ua: header(http::header::USER_AGENT),
         total,
-        bytes_in: session.body_bytes_read() as u64,
-        bytes_out: session.body_bytes_sent() as u64,
+        bytes_in,
+        bytes_out,
+    }
+}
+
+/// One console line per request: an error line for failures, a debug line otherwise.
+fn console_line(session: &Session, e: Option<&Error>, pool: Option<&Pool>, status: u16) {
+    let level = match e {
+        Some(_) => log::Level::Error,
+        None => log::Level::Debug,
+    };
+    if !log::log_enabled!(level) {
+        return;
+    }
+    let id = pool.map_or("-", |p| p.id.as_ref());
+    let target = pool
+        .and_then(Pool::primary_target)
+        .map_or("", |t| t.base_url());
+    let req = session.req_header();
+    let uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let uri = event_log::redact::text(uri);
+    // With `log_errors` the event log gets the pool's error line with its data instead.
+    let log_target = match pool.is_some_and(|p| p.logging.errors) {
+        true => event_log::CONSOLE_ONLY,
+        false => "poolgate::request_log",
+    };
+    match e {
+        Some(e) => log::error!(
+            target: log_target,
+            "[{id}] Proxy Request Error: {} {target}{uri} -> HTTP {status}: {e}",
+            req.method
+        ),
+        None => log::debug!(
+            "[{id}] Proxy Request Completed: {} {target}{uri} -> HTTP {status}",
+            req.method
+        ),
     }
 }
 
@@ -96,18 +143,18 @@ fn log_transaction(session: &Session, e: Option<&Error>, ctx: &RequestCtx, statu
     .log(&pool.logging);
 }
 
-/// Feed the pool's per-second activity (retry back-off, degraded hints), stats and metrics.
-/// Only requests admitted to their pool have a phase timer (stopped in `finish`).
-fn record_activity(ctx: &RequestCtx, failed: bool, status: u16) {
+/// Feed the pool's per-second figures (back-off, degraded hints, the stats) and metrics.
+/// Only requests admitted to their pool have a phase timer (stopped in `finish`); queued ones
+/// are counted by the queue's sender.
+fn record_pool(ctx: &RequestCtx, failed: bool, status: u16) {
     let (Some(pool), Some(perf), false) = (&ctx.pool, &ctx.perf, ctx.queued) else {
         return;
     };
     pool.stats.end_request();
     pool.stats.record(perf);
     pool.metrics.observe(if failed { 0 } else { status }, perf);
-    pool.activity.record_completion(perf.total());
     let failed = failed || !pool.retry.is_success(status);
-    if failed && !ctx.via_exchange && !ctx.final_error_counted {
-        pool.activity.record_error();
+    if failed && ctx.failure_uncounted() {
+        pool.record_failed_attempt();
     }
 }

@@ -4,8 +4,8 @@
 
 use super::journal::{sync_dir, Writer};
 use super::record::{self, Record};
+use super::request_id::RequestId;
 use super::QueuedRequest;
-use crate::queue::request_id::RequestId;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions, TryLockError};
 use std::io::{self, Read};

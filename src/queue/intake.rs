@@ -1,46 +1,78 @@
 //! The request side of the blind queue: read the body (spooled to a file beyond
-//! `queue_spool_bytes`), write the journal record, queue the request and answer at once with
+//! `queue_spool_bytes`), store the request, queue it, and tell the proxy what to answer:
 //! PixlProxy's JSON (`{"code":0,"description":"Proxy request enqueued successfully.",
-//! "request_id":"..."}`). Refusals are JSON too: 429 when the queue is full, 413 for a body over
-//! `http_max_upload_size`, 503 while shutting down or when the journal cannot be written.
+//! "request_id":"..."}`) at once. Refusals are JSON too: 429 when the queue is full, 413 for a
+//! body over `http_max_upload_size`, 503 while shutting down or when the store cannot be
+//! written; a per-client limit answers as the pool's throttling does.
 
-use super::{BlindQueue, QueueSettings, QueuedBody, QueuedRequest};
+use super::{BlindQueue, QueueSettings, QueuedBody, QueuedRequest, RequestId};
+use crate::admission::Refusal;
 use crate::clock;
 use crate::event_log::{self, CONSOLE_ONLY};
-use crate::front_end::FrontEnd;
-use crate::pool::headers::ClientFacts;
+use crate::front_end::{declared_len, ClientFacts};
 use crate::pool::Pool;
-use crate::proxy::reply;
-use crate::queue::request_id::RequestId;
 use bytes::BytesMut;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
 
-/// Queue the request for `pool` and answer the client.
-pub async fn enqueue(
+/// What the intake did with a request, for the proxy to answer.
+#[derive(Debug)]
+pub(crate) enum Intake {
+    /// Stored and queued: 200 with its id.
+    Queued(RequestId),
+    /// Over a per-client limit: 429 as the pool's throttling answers it.
+    Throttled(Refusal),
+    /// Refused by the queue, with PixlProxy's JSON error.
+    Refused { status: u16, why: String },
+}
+
+impl Intake {
+    /// The JSON answer of a queued or refused request (`None` for `Throttled`).
+    pub(crate) fn json(&self) -> Option<(u16, Value)> {
+        match self {
+            Intake::Queued(id) => Some((
+                200,
+                json!({
+                    "code": 0,
+                    "description": "Proxy request enqueued successfully.",
+                    "request_id": id.to_string(),
+                }),
+            )),
+            Intake::Refused { status, why } => {
+                Some((*status, json!({ "code": status, "description": why })))
+            }
+            Intake::Throttled(_) => None,
+        }
+    }
+}
+
+fn refused(status: u16, why: impl Into<String>) -> Intake {
+    Intake::Refused {
+        status,
+        why: why.into(),
+    }
+}
+
+/// Take the request into `queue` (the queue of `pool`).
+pub(crate) async fn enqueue(
     session: &mut Session,
     pool: &Pool,
     queue: &BlindQueue,
-    front: &FrontEnd,
     client: ClientFacts,
-) -> Result<()> {
+) -> Result<Intake> {
     // Per-client limits apply here; the pool-wide ones on each send.
-    if let Err(refusal) = pool.limits.admit_client(client.ip) {
-        pool.metrics.throttled();
-        log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
-        return crate::proxy::reply::too_many(session, front, &refusal, &pool.id).await;
+    if let Err(refusal) = pool.admission.admit_client(client.ip).await {
+        return Ok(Intake::Throttled(refusal));
     }
     if queue.is_closing() {
-        return refuse(session, front, 503, "Proxy queue is shutting down.".into()).await;
+        return Ok(refused(503, "Proxy queue is shutting down."));
     }
-    let journal = queue.journal();
-    if queue.is_durable() && journal.is_none() {
-        let why = "Proxy queue journal is not open.".to_string();
-        return refuse(session, front, 503, why).await;
-    }
+    let Some(store) = queue.store() else {
+        return Ok(refused(503, "Proxy queue journal is not open."));
+    };
     let place = match queue.reserve() {
         Ok(place) => place,
         Err(pending) => {
@@ -48,12 +80,12 @@ pub async fn enqueue(
             log::error!(target: CONSOLE_ONLY, "[{}] {why} ({})", pool.id, describe(session));
             let req = session.req_header();
             let data = json!({
-                "uri": req.uri.to_string(),
+                "uri": event_log::redact::text(&req.uri.to_string()),
                 "method": req.method.as_str(),
                 "req_headers": event_log::headers_json(&req.headers),
             });
             event_log::error(&pool.id, 429, &why, data);
-            return refuse(session, front, 429, why).await;
+            return Ok(refused(429, why));
         }
     };
     let id = RequestId::new();
@@ -63,11 +95,11 @@ pub async fn enqueue(
             queue.settings.max_body_bytes
         );
         session.set_keepalive(None);
-        return refuse(session, front, 413, why).await;
+        return Ok(refused(413, why));
     };
     if queue.is_closing() {
         // Shutdown began while the body was arriving.
-        return refuse(session, front, 503, "Proxy queue is shutting down.".into()).await;
+        return Ok(refused(503, "Proxy queue is shutting down."));
     }
     let req = QueuedRequest {
         id,
@@ -77,32 +109,20 @@ pub async fn enqueue(
         framed,
         body,
     };
-    if let Some(journal) = journal {
-        if let Err(e) = journal.put(&req).await {
-            log::error!("[{}] queue journal write failed: {e}", pool.id);
-            remove_spool(&req.body).await;
-            let why = "Proxy queue journal write failed.".to_string();
-            return refuse(session, front, 503, why).await;
-        }
+    if let Err(e) = store.put(&req).await {
+        log::error!("[{}] queue journal write failed: {e}", pool.id);
+        remove_spool(&req.body).await;
+        return Ok(refused(503, "Proxy queue journal write failed."));
     }
     log::debug!("[{}] queued request {id} ({})", pool.id, describe(session));
     queue.push(place, req);
-    let answer = json!({
-        "code": 0,
-        "description": "Proxy request enqueued successfully.",
-        "request_id": id.to_string(),
-    });
-    reply::json(session, front, 200, answer).await
-}
-
-async fn refuse(session: &mut Session, front: &FrontEnd, status: u16, why: String) -> Result<()> {
-    let body = json!({ "code": status, "description": why });
-    reply::json(session, front, status, body).await
+    Ok(Intake::Queued(id))
 }
 
 fn describe(session: &Session) -> String {
     let req = session.req_header();
-    format!("{} {}", req.method, req.uri)
+    let uri = req.uri.to_string();
+    format!("{} {}", req.method, event_log::redact::text(&uri))
 }
 
 async fn remove_spool(body: &QueuedBody) {
@@ -166,11 +186,7 @@ async fn read_body(
     id: RequestId,
 ) -> Result<Option<(QueuedBody, bool)>> {
     let req = session.req_header();
-    let declared = req
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = declared_len(req);
     let framed = declared.is_some() || req.headers.contains_key(http::header::TRANSFER_ENCODING);
     if declared.is_some_and(|n| n > settings.max_body_bytes) {
         return Ok(None);

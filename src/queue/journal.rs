@@ -16,8 +16,8 @@
 //! `COMPACT_MIN_BYTES` and more than twice the size of what is unfinished.
 
 use super::record::{self, Record};
+use super::request_id::RequestId;
 use super::QueuedRequest;
-use crate::queue::request_id::RequestId;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -49,7 +49,7 @@ enum Op {
 }
 
 /// The handle request threads and the sender use; the file belongs to the journal's thread.
-pub struct QueueJournal {
+pub(crate) struct QueueJournal {
     ops: mpsc::Sender<Op>,
     bytes: Arc<AtomicU64>,
 }
@@ -61,7 +61,7 @@ fn closed() -> io::Error {
 impl QueueJournal {
     /// Create this process's segment for `pool` in `dir`, adopt every unheld segment, and start
     /// the journal's thread. Blocking: call it before serving, off the request path.
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         pool: &str,
         spool_dir: &Path,
@@ -104,7 +104,7 @@ impl QueueJournal {
     }
 
     /// Write `req` and wait until it is on the disk (per `queue_fsync`).
-    pub async fn put(&self, req: &QueuedRequest) -> io::Result<()> {
+    pub(crate) async fn put(&self, req: &QueuedRequest) -> io::Result<()> {
         let (ack, done) = oneshot::channel();
         let op = Op::Put {
             record: record::put(req),
@@ -116,12 +116,12 @@ impl QueueJournal {
     }
 
     /// Mark `id` finished; its spool file is removed once that is written.
-    pub fn done(&self, id: RequestId, spool: Option<PathBuf>) {
+    pub(crate) fn done(&self, id: RequestId, spool: Option<PathBuf>) {
         let _ = self.ops.send(Op::Done { id, spool });
     }
 
     /// Unfinished requests of segments no process holds any more.
-    pub async fn adopt(&self) -> Vec<QueuedRequest> {
+    pub(crate) async fn adopt(&self) -> Vec<QueuedRequest> {
         let (ack, found) = oneshot::channel();
         if self.ops.send(Op::Adopt(ack)).is_err() {
             return Vec::new();
@@ -130,7 +130,7 @@ impl QueueJournal {
     }
 
     /// Flush and stop writing; returns how many requests stay unfinished in the journal.
-    pub async fn close(&self) -> u64 {
+    pub(crate) async fn close(&self) -> u64 {
         let (ack, left) = oneshot::channel();
         if self.ops.send(Op::Close(ack)).is_err() {
             return 0;
@@ -139,7 +139,7 @@ impl QueueJournal {
     }
 
     /// Bytes of the live segment.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
 }
@@ -302,7 +302,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::headers::ClientFacts;
+    use crate::front_end::ClientFacts;
     use crate::queue::QueuedBody;
     use bytes::Bytes;
     use pingora::http::RequestHeader;

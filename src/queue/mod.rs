@@ -3,65 +3,72 @@
 //! within the pool's limits and with its retries.
 //!
 //! - `intake`: the request path: body read (spooled to a file beyond `queue_spool_bytes`),
-//!   journal write, JSON answer.
-//! - `journal`: the durable form (`queue_dir`): an append-only, checksummed journal per pool and
-//!   process, written by its own thread, compacted, and adopted by the next process.
-//! - `adopt`: taking over the segments other processes left.
-//! - `record`: the journal's byte format.
-//! - `sender` / `send`: the background service and one queued send with its retries.
+//!   stored, the outcome for the proxy to answer.
+//! - `store`: where accepted requests are kept (memory, or the durable journal), the one
+//!   interface intake and sender use.
+//! - `journal`, `adopt`, `record`: the durable form (`queue_dir`): an append-only, checksummed
+//!   journal per pool and process, written by its own thread, compacted, and adopted by the
+//!   next process.
+//! - `sender` / `send`: the background service and one queued send with its retries, made of
+//!   the shared upstream attempt (`crate::upstream`).
+//! - `request_id`: the ids clients get.
 //!
 //! The waiting requests sit in a per-pool deque behind a mutex held only to push or pop; the
-//! counters the stats read are atomics.
+//! counters the stats read are atomics. Uses `upstream`, `pool`, `admission`, `stats`,
+//! `event_log`, `front_end` (client facts) and the leaves.
 
-use crate::pool::headers::ClientFacts;
-use crate::queue::request_id::RequestId;
+use crate::front_end::ClientFacts;
+use crate::stats::QueueGauges;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
+use request_id::RequestId;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
+use store::QueueStore;
 use tokio::sync::Notify;
 
 mod adopt;
-pub mod intake;
+mod intake;
 mod journal;
 mod record;
-pub mod request_id;
+mod request_id;
 mod send;
-pub mod sender;
+mod sender;
+mod store;
 
-pub use journal::QueueJournal;
-pub use sender::QueueSender;
+pub(crate) use intake::{enqueue, Intake};
+pub(crate) use sender::QueueSender;
 
 /// A queue's settings, resolved at start.
 #[derive(Debug, Clone)]
-pub struct QueueSettings {
+pub(crate) struct QueueSettings {
     /// `max_queue_length`; 0 = no limit.
-    pub max_length: usize,
+    pub(crate) max_length: usize,
     /// `throttle_requeue_delay_ms`.
-    pub requeue_delay: Duration,
+    pub(crate) requeue_delay: Duration,
     /// Sends in flight at once: `max_concurrent_requests`, or `DEFAULT_WORKERS` without it.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Bodies larger than this go to a spool file.
-    pub spool_bytes: u64,
+    pub(crate) spool_bytes: u64,
     /// `WebServer.http_max_upload_size`: larger bodies get 413.
-    pub max_body_bytes: u64,
+    pub(crate) max_body_bytes: u64,
     /// Where spooled bodies go (`<queue_dir>/spool`, or `http_temp_dir` for memory queues).
-    pub spool_dir: PathBuf,
+    pub(crate) spool_dir: PathBuf,
     /// `queue_fsync`: flush journal and spool files to the disk before answering.
-    pub fsync: bool,
+    pub(crate) fsync: bool,
     /// `queue_dir`: the journal's directory; `None` = in memory only.
-    pub journal_dir: Option<PathBuf>,
+    pub(crate) journal_dir: Option<PathBuf>,
 }
 
 /// Concurrent sends of a queue whose pool has no `max_concurrent_requests`.
-pub const DEFAULT_WORKERS: usize = 64;
+pub(crate) const DEFAULT_WORKERS: usize = 64;
 
 /// A queued request body.
 #[derive(Debug)]
-pub enum QueuedBody {
+pub(crate) enum QueuedBody {
     Inline(Bytes),
     /// Spooled to a file, removed once the request is done.
     Spooled {
@@ -71,11 +78,7 @@ pub enum QueuedBody {
 }
 
 impl QueuedBody {
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match self {
             QueuedBody::Inline(b) => b.len() as u64,
             QueuedBody::Spooled { len, .. } => *len,
@@ -100,29 +103,29 @@ impl QueuedBody {
 /// A request as the client sent it, before the pool's header rules (applied per send, for the
 /// target chosen then).
 #[derive(Debug)]
-pub struct QueuedRequest {
-    pub id: RequestId,
+pub(crate) struct QueuedRequest {
+    pub(crate) id: RequestId,
     /// Unix time in milliseconds when it was accepted.
-    pub enqueued_ms: u64,
-    pub client: ClientFacts,
-    pub header: RequestHeader,
+    pub(crate) enqueued_ms: u64,
+    pub(crate) client: ClientFacts,
+    pub(crate) header: RequestHeader,
     /// The client's request had body framing (`Content-Length` or chunked).
-    pub framed: bool,
-    pub body: QueuedBody,
+    pub(crate) framed: bool,
+    pub(crate) body: QueuedBody,
 }
 
-/// The figures the stats layer reads (`pending` is PixlProxy's `cur_pending_reqs`).
+/// What a queue has done since start (`pending` is PixlProxy's `cur_pending_reqs`).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct QueueStats {
-    pub pending: usize,
-    pub in_flight: usize,
-    pub accepted: u64,
-    pub sent: u64,
-    pub failed: u64,
-    pub retries: u64,
-    pub rejected: u64,
-    pub dropped: u64,
-    pub journal_bytes: u64,
+pub(crate) struct QueueStats {
+    pub(crate) pending: usize,
+    pub(crate) in_flight: usize,
+    pub(crate) accepted: u64,
+    pub(crate) sent: u64,
+    pub(crate) failed: u64,
+    pub(crate) retries: u64,
+    pub(crate) rejected: u64,
+    pub(crate) dropped: u64,
+    pub(crate) stored_bytes: u64,
 }
 
 #[derive(Default)]
@@ -138,19 +141,20 @@ struct QueueCounters {
 }
 
 /// One pool's queue: the waiting requests and what is known about them.
-pub struct BlindQueue {
-    pub settings: QueueSettings,
+pub(crate) struct BlindQueue {
+    pub(crate) settings: QueueSettings,
     waiting: Mutex<VecDeque<QueuedRequest>>,
     ready: Notify,
     closing: AtomicBool,
-    /// The shutdown drain is over (sent, journaled or dropped).
+    /// The shutdown drain is over (sent, stored or dropped).
     drained: AtomicBool,
-    journal: OnceLock<QueueJournal>,
+    /// Set at construction for memory queues, once the journal is open for durable ones.
+    store: OnceLock<QueueStore>,
     counters: QueueCounters,
 }
 
 /// A place in the queue, taken before the body is read; given back when dropped unused.
-pub struct Reservation<'a>(Option<&'a BlindQueue>);
+pub(crate) struct Reservation<'a>(Option<&'a BlindQueue>);
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
@@ -161,14 +165,18 @@ impl Drop for Reservation<'_> {
 }
 
 impl BlindQueue {
-    pub fn new(settings: QueueSettings) -> Arc<Self> {
+    pub(crate) fn new(settings: QueueSettings) -> Arc<Self> {
+        let store = OnceLock::new();
+        if settings.journal_dir.is_none() {
+            let _ = store.set(QueueStore::Memory);
+        }
         Arc::new(BlindQueue {
             settings,
             waiting: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
             closing: AtomicBool::new(false),
             drained: AtomicBool::new(false),
-            journal: OnceLock::new(),
+            store,
             counters: QueueCounters::default(),
         })
     }
@@ -178,7 +186,7 @@ impl BlindQueue {
     }
 
     /// A place in the queue, or the number waiting when it is full.
-    pub fn reserve(&self) -> Result<Reservation<'_>, usize> {
+    pub(crate) fn reserve(&self) -> Result<Reservation<'_>, usize> {
         let max = self.settings.max_length;
         self.counters
             .waiting
@@ -192,7 +200,7 @@ impl BlindQueue {
     }
 
     /// Queue an accepted request in the place reserved for it.
-    pub fn push(&self, mut place: Reservation<'_>, req: QueuedRequest) {
+    pub(crate) fn push(&self, mut place: Reservation<'_>, req: QueuedRequest) {
         place.0 = None;
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         self.deque().push_back(req);
@@ -254,29 +262,29 @@ impl BlindQueue {
     }
 
     /// Stop accepting requests (shutdown): new ones get 503.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::Release);
     }
 
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
 
     /// Whether the shutdown drain has finished.
-    pub fn is_drained(&self) -> bool {
+    pub(crate) fn is_drained(&self) -> bool {
         self.drained.load(Ordering::Acquire)
     }
 
-    /// The journal, once the background service has opened it (`None` for memory queues).
-    pub fn journal(&self) -> Option<&QueueJournal> {
-        self.journal.get()
+    /// Where accepted requests are kept; `None` while a durable queue's journal is not open.
+    pub(crate) fn store(&self) -> Option<&QueueStore> {
+        self.store.get()
     }
 
-    pub fn is_durable(&self) -> bool {
+    pub(crate) fn is_durable(&self) -> bool {
         self.settings.journal_dir.is_some()
     }
 
-    pub fn stats(&self) -> QueueStats {
+    pub(crate) fn stats(&self) -> QueueStats {
         let c = &self.counters;
         QueueStats {
             pending: c.waiting.load(Ordering::Acquire),
@@ -287,7 +295,7 @@ impl BlindQueue {
             retries: c.retries.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
-            journal_bytes: self.journal().map_or(0, QueueJournal::size),
+            stored_bytes: self.store().map_or(0, QueueStore::size),
         }
     }
 }
@@ -301,9 +309,43 @@ impl std::fmt::Debug for BlindQueue {
     }
 }
 
+impl QueueGauges for BlindQueue {
+    fn pending(&self) -> usize {
+        self.counters.waiting.load(Ordering::Acquire)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.counters.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// Every pool's queue, by the pool's place in the config (`Pool::index`); `None` for pools
+/// without `use_queue`. The route table maps requests to pools; this maps pools to queues.
+#[derive(Default)]
+pub(crate) struct QueueTable(Vec<Option<Arc<BlindQueue>>>);
+
+impl QueueTable {
+    pub(crate) fn new(queues: Vec<Option<Arc<BlindQueue>>>) -> Self {
+        QueueTable(queues)
+    }
+
+    /// The queue of the pool at `index`.
+    pub(crate) fn of(&self, index: usize) -> Option<&Arc<BlindQueue>> {
+        self.0.get(index).and_then(Option::as_ref)
+    }
+
+    /// Every queue with its pool's index.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Arc<BlindQueue>)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| Some((i, q.as_ref()?)))
+    }
+}
+
 /// The header that tells the back end which queued request it is receiving (the client got
 /// the same id), so it can recognise a request sent again after a crash.
-pub const REQUEST_ID_HEADER: &str = "X-Proxy-Request-Id";
+const REQUEST_ID_HEADER: &str = "X-Proxy-Request-Id";
 
 #[cfg(test)]
 mod tests {

@@ -9,9 +9,9 @@
 //! done    = id [32]
 //! ```
 
+use super::request_id::RequestId;
 use super::{QueuedBody, QueuedRequest};
-use crate::pool::headers::ClientFacts;
-use crate::queue::request_id::RequestId;
+use crate::front_end::ClientFacts;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -25,13 +25,13 @@ const KIND_DONE: u8 = 2;
 const MAX_PAYLOAD: u32 = 1 << 30;
 
 /// One decoded record.
-pub enum Record {
+pub(super) enum Record {
     Put(Box<QueuedRequest>),
     Done(RequestId),
 }
 
 /// What a scan of a journal found.
-pub struct Scan {
+pub(super) struct Scan {
     /// Records in file order, with their raw bytes (for copying forward unchanged).
     pub records: Vec<(Record, std::ops::Range<usize>)>,
     /// Stretches that were not valid records: `(offset, length)`.
@@ -39,7 +39,7 @@ pub struct Scan {
 }
 
 /// A whole `put` record for `req`.
-pub fn put(req: &QueuedRequest) -> Vec<u8> {
+pub(super) fn put(req: &QueuedRequest) -> Vec<u8> {
     let mut p = Vec::with_capacity(256 + req.body.inline_len());
     p.extend_from_slice(&req.id.0);
     p.extend_from_slice(&req.enqueued_ms.to_le_bytes());
@@ -80,7 +80,7 @@ pub fn put(req: &QueuedRequest) -> Vec<u8> {
 }
 
 /// A whole `done` record.
-pub fn done(id: &RequestId) -> Vec<u8> {
+pub(super) fn done(id: &RequestId) -> Vec<u8> {
     frame(KIND_DONE, &id.0)
 }
 
@@ -106,7 +106,7 @@ fn put_bytes32(p: &mut Vec<u8>, s: &[u8]) {
 }
 
 /// Decode every record of a journal. Spooled bodies are looked up in `spool_dir`.
-pub fn scan(data: &[u8], spool_dir: &Path) -> Scan {
+pub(super) fn scan(data: &[u8], spool_dir: &Path) -> Scan {
     let mut scan = Scan {
         records: Vec::new(),
         damaged: Vec::new(),
@@ -237,32 +237,11 @@ fn decode_put(payload: &[u8], spool_dir: &Path) -> Option<QueuedRequest> {
 
 /// CRC-32 (IEEE) over the kind byte and the payload.
 fn crc32(kind: u8, payload: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in std::iter::once(&kind).chain(payload) {
-        crc = CRC_TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&[kind]);
+    hasher.update(payload);
+    hasher.finalize()
 }
-
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
 
 #[cfg(test)]
 mod tests {

@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RequestId(pub [u8; 32]);
+pub(crate) struct RequestId(pub(crate) [u8; 32]);
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 impl RequestId {
-    pub fn new() -> RequestId {
+    pub(crate) fn new() -> RequestId {
         let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -1,23 +1,18 @@
 //! One queued send: the pool's limits (a refused send waits `throttle_requeue_delay_ms` and
-//! asks again, so the rate limit is never exceeded), its header rules for the target chosen,
-//! the body from memory or its spool file, and `retries` with the pool's back-off.
+//! asks again, so the rate limit is never exceeded), then attempts through the shared
+//! upstream attempt (`crate::upstream`) with the body from memory or its spool file, and
+//! `retries` with the pool's back-off. Each answer's body is read to the end, so the
+//! connection can go back to the pool.
 
 use super::{BlindQueue, QueuedBody, QueuedRequest, REQUEST_ID_HEADER};
-use crate::admission::ConcurrencySlot;
-use crate::pool::headers::strip_hop_by_hop;
-use crate::pool::targets::Target;
-use crate::pool::{Pool, BACKEND_IDLE_TIMEOUT};
-use crate::proxy::exchange::read_answer_header;
-use crate::timing::PerfTimer;
-use bytes::BytesMut;
+use crate::admission::Permit;
+use crate::pool::Pool;
+use crate::timing::{PerfTimer, Phase};
+use crate::upstream::{self, Body, Failure, Framing, Hop, Outgoing};
 use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
-use pingora::protocols::http::client::HttpSession as ClientSession;
-use pingora::{Error, ErrorType, Result};
+use pingora::Error;
+use std::fmt;
 use std::net::SocketAddr;
-use tokio::io::AsyncReadExt;
-
-const SPOOL_CHUNK: usize = 64 * 1024;
 
 pub(super) struct Delivery<'a> {
     pub(super) pool: &'a Pool,
@@ -43,6 +38,18 @@ pub(super) struct Report {
 type Failed = (Box<Error>, Option<SocketAddr>);
 type Answered = (u16, SocketAddr, http::HeaderMap);
 
+/// `queued request <id> (<method> <uri>)`, as the retry log line names it.
+struct Named<'a>(&'a QueuedRequest);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let req = self.0;
+        let uri = req.header.uri.to_string();
+        let uri = crate::event_log::redact::text(&uri);
+        write!(f, "queued request {} ({} {uri})", req.id, req.header.method)
+    }
+}
+
 impl Delivery<'_> {
     pub(super) async fn run(&self, req: &QueuedRequest) -> Report {
         let mut perf = PerfTimer::start();
@@ -52,17 +59,17 @@ impl Delivery<'_> {
         let (mut status, mut resp_headers) = (0, None);
         for attempt in 1..=attempts {
             if attempt > 1 {
-                self.back_off(req, &last, attempts - attempt).await;
+                self.queue.count_retry();
+                let left = attempts - attempt;
+                self.pool.back_off(&Named(req), &last, left).await;
             }
-            let slot = self.admit().await;
-            perf.restart_lap();
+            let permit = self.admit().await;
             let result = self.attempt(req, &tried, &key, &mut perf).await;
-            drop(slot);
+            drop(permit);
             match result {
                 Ok((code, addr, headers)) => {
                     (status, resp_headers) = (code, Some(headers));
                     if self.pool.retry.is_success(code) {
-                        self.pool.activity.record_completion(perf.total());
                         let outcome = Outcome::Delivered {
                             status,
                             attempts: attempt,
@@ -82,9 +89,8 @@ impl Delivery<'_> {
                     tried.extend(addr);
                 }
             }
-            self.pool.activity.record_error();
+            self.pool.record_failed_attempt();
         }
-        self.pool.activity.record_completion(perf.total());
         let outcome = Outcome::Failed {
             what: last,
             attempts,
@@ -98,29 +104,12 @@ impl Delivery<'_> {
     }
 
     /// Wait until the pool's concurrency and rate limits admit one more send.
-    async fn admit(&self) -> Option<ConcurrencySlot> {
+    async fn admit(&self) -> Permit {
         loop {
-            match self.pool.limits.admit_pool() {
-                Ok(slot) => return slot,
+            match self.pool.admission.admit_pool().await {
+                Ok(permit) => return permit,
                 Err(_) => tokio::time::sleep(self.queue.settings.requeue_delay).await,
             }
-        }
-    }
-
-    async fn back_off(&self, req: &QueuedRequest, what: &str, left: u32) {
-        self.queue.count_retry();
-        self.pool.metrics.retried();
-        let delay = self.pool.retry_delay();
-        log::warn!(
-            "[{}] queued request {} ({} {}) failed ({what}); retrying in {} ms, {left} retries left after this",
-            self.pool.id,
-            req.id,
-            req.header.method,
-            req.header.uri,
-            delay.as_millis()
-        );
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
         }
     }
 
@@ -132,86 +121,52 @@ impl Delivery<'_> {
         key: &[u8],
         perf: &mut PerfTimer,
     ) -> std::result::Result<Answered, Failed> {
-        let chosen = self.pool.choose(key, tried).await.map_err(|e| (e, None))?;
-        perf.lap("dns");
-        let addr = chosen.addr;
-        let fail = |e: Box<Error>| (e, Some(addr));
-        let peer = self.pool.peer(&chosen, true).map_err(fail)?;
-        let header = self
-            .request_header(req, self.pool.target(&chosen))
-            .map_err(fail)?;
-        let (mut up, _) = self
-            .connector
-            .get_http_session(&*peer)
+        let outgoing = Outgoing {
+            original: &req.header,
+            client: req.client,
+            key,
+            tag: Some((REQUEST_ID_HEADER, req.id.to_string())),
+        };
+        let framing = match req.framed || req.body.len() > 0 {
+            true => Framing::Length(req.body.len()),
+            false => Framing::None,
+        };
+        let body = match &req.body {
+            QueuedBody::Inline(bytes) if bytes.is_empty() => Body::Empty,
+            QueuedBody::Inline(bytes) => Body::Kept(bytes.clone()),
+            QueuedBody::Spooled { path, .. } => Body::File(path),
+        };
+        let attempt = upstream::attempt(
+            self.pool,
+            self.connector,
+            &outgoing,
+            &Hop::TO_POOL,
+            framing,
+            body,
+            tried,
+            perf,
+        );
+        let mut answer = attempt.await.map_err(|failure| match failure {
+            Failure::Upstream { error, addr, .. } => (error, addr),
+            Failure::Client(error) => (error, None),
+        })?;
+        let addr = answer.addr;
+        let headers = answer
+            .header()
+            .map_or_else(http::HeaderMap::new, |r| r.headers.clone());
+        while let Some(chunk) = answer
+            .session
+            .read_response_body()
             .await
-            .map_err(fail)?;
-        perf.lap("connect");
-        up.set_read_timeout(self.pool.connect.ttfb_timeout);
-        up.set_write_timeout(self.pool.connect.ttfb_timeout);
-        up.write_request_header(Box::new(header))
-            .await
-            .map_err(fail)?;
-        send_body(&mut up, &req.body).await.map_err(fail)?;
-        up.finish_request_body().await.map_err(fail)?;
-        perf.bytes_sent += req.body.len();
-        perf.lap("send");
-        read_answer_header(&mut up).await.map_err(fail)?;
-        perf.lap("wait");
-        let (status, headers) = up
-            .response_header()
-            .map_or((0, http::HeaderMap::new()), |r| {
-                (r.status.as_u16(), r.headers.clone())
-            });
-        while let Some(chunk) = up.read_response_body().await.map_err(fail)? {
+            .map_err(|e| (e, Some(addr)))?
+        {
             perf.bytes_received += chunk.len() as u64;
         }
-        perf.lap("receive");
-        if self.pool.use_keep_alives {
-            self.connector
-                .release_http_session(up, &*peer, BACKEND_IDLE_TIMEOUT)
-                .await;
-        }
+        perf.lap(Phase::Receive);
+        let status = answer.status;
+        answer
+            .release(self.connector, self.pool.use_keep_alives)
+            .await;
         Ok((status, addr, headers))
-    }
-
-    /// The request as the back end sees it: the client's, after the pool's header rules for
-    /// `target`, framed for the stored body, with the request id.
-    fn request_header(
-        &self,
-        req: &QueuedRequest,
-        target: Option<&Target>,
-    ) -> Result<RequestHeader> {
-        let mut header = req.header.clone();
-        strip_hop_by_hop(&mut header);
-        header.remove_header(&http::header::EXPECT);
-        self.pool.rewrite_request(&mut header, req.client, target)?;
-        header.remove_header(&http::header::CONTENT_LENGTH);
-        header.remove_header(&http::header::TRANSFER_ENCODING);
-        if req.framed || !req.body.is_empty() {
-            header.insert_header(http::header::CONTENT_LENGTH, req.body.len())?;
-        }
-        header.insert_header(REQUEST_ID_HEADER, req.id.to_string())?;
-        Ok(header)
-    }
-}
-
-async fn send_body(up: &mut ClientSession, body: &QueuedBody) -> Result<()> {
-    match body {
-        QueuedBody::Inline(bytes) if bytes.is_empty() => Ok(()),
-        QueuedBody::Inline(bytes) => up.write_request_body(bytes.clone(), false).await,
-        QueuedBody::Spooled { path, .. } => {
-            let io = |e: std::io::Error| {
-                let why = format!("queue spool file {}: {e}", path.display());
-                Error::explain(ErrorType::InternalError, why)
-            };
-            let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-            loop {
-                let mut buf = BytesMut::with_capacity(SPOOL_CHUNK);
-                if file.read_buf(&mut buf).await.map_err(io)? == 0 {
-                    return Ok(());
-                }
-                up.write_request_body(buf.freeze(), false).await?;
-            }
-        }
     }
 }

@@ -2,10 +2,11 @@
 //! processes left) before the proxy starts serving, runs the senders, keeps adopting segments
 //! that processes leave behind (an upgrade's old process), and drains the queues on shutdown.
 
+use super::journal::QueueJournal;
 use super::send::{Delivery, Outcome, Report};
-use super::{BlindQueue, QueueJournal, QueuedRequest};
-use crate::event_log::transaction::Transaction;
-use crate::event_log::CONSOLE_ONLY;
+use super::store::QueueStore;
+use super::{BlindQueue, QueuedRequest};
+use crate::event_log::{redact, Transaction, CONSOLE_ONLY};
 use crate::pool::Pool;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
@@ -22,7 +23,7 @@ const ADOPT_INTERVAL: Duration = Duration::from_secs(2);
 /// Time kept back from the shutdown timeout to write what is left before Pingora stops.
 const DRAIN_MARGIN: Duration = Duration::from_millis(500);
 
-pub struct QueueSender {
+pub(crate) struct QueueSender {
     queues: Vec<(Arc<Pool>, Arc<BlindQueue>)>,
     connector: Arc<Connector>,
     /// `shutdown_timeout_sec`: how long queued requests are still sent after SIGTERM.
@@ -30,12 +31,12 @@ pub struct QueueSender {
 }
 
 impl QueueSender {
-    /// The sender for every pool with `use_queue`; `None` when there is none.
-    pub fn new(pools: &[Arc<Pool>], connector: Connector, drain_time: Duration) -> Option<Self> {
-        let queues: Vec<_> = pools
-            .iter()
-            .filter_map(|p| Some((p.clone(), p.queue.clone()?)))
-            .collect();
+    /// The sender for every queue with its pool; `None` when there is none.
+    pub(crate) fn new(
+        queues: Vec<(Arc<Pool>, Arc<BlindQueue>)>,
+        connector: Connector,
+        drain_time: Duration,
+    ) -> Option<Self> {
         (!queues.is_empty()).then(|| QueueSender {
             queues,
             connector: Arc::new(connector),
@@ -65,7 +66,7 @@ impl QueueSender {
                             recovered.len()
                         );
                     }
-                    let _ = queue.journal.set(journal);
+                    let _ = queue.store.set(QueueStore::Journal(journal));
                     recovered.into_iter().for_each(|r| queue.push_recovered(r));
                 }
                 Ok(Err(e)) => log::error!(
@@ -91,7 +92,7 @@ impl QueueSender {
                     (pool.clone(), queue.clone(), self.connector.clone());
                 tasks.push(tokio::spawn(worker(pool, queue, connector)));
             }
-            if queue.journal().is_some() {
+            if queue.is_durable() && queue.store().is_some() {
                 tasks.push(tokio::spawn(adopter(queue.clone())));
             }
         }
@@ -118,9 +119,9 @@ impl QueueSender {
         tasks.iter().for_each(JoinHandle::abort);
         for (pool, queue) in &self.queues {
             let left = busy(queue);
-            match queue.journal() {
-                Some(journal) => {
-                    journal.close().await;
+            match queue.store().filter(|_| queue.is_durable()) {
+                Some(store) => {
+                    store.close().await;
                     if left > 0 {
                         log::warn!(
                             "[{}] queue: {left} requests left in the journal; the next start sends them",
@@ -130,7 +131,9 @@ impl QueueSender {
                 }
                 None => {
                     for req in queue.drop_waiting() {
-                        remove_spool(&req).await;
+                        if let Some(path) = req.body.spool_file() {
+                            let _ = tokio::fs::remove_file(path).await;
+                        }
                     }
                     if left > 0 {
                         let in_flight = queue.counters.in_flight.swap(0, Ordering::AcqRel);
@@ -187,9 +190,8 @@ async fn worker(pool: Arc<Pool>, queue: Arc<BlindQueue>, connector: Arc<Connecto
         };
         pool.metrics.observe(status, &report.perf);
         log_report(&pool, &req, &report);
-        match queue.journal() {
-            Some(journal) => journal.done(req.id, req.body.spool_file().cloned()),
-            None => remove_spool(&req).await,
+        if let Some(store) = queue.store() {
+            store.done(req.id, req.body.spool_file().cloned()).await;
         }
         queue.finished(matches!(report.outcome, Outcome::Delivered { .. }));
     }
@@ -198,24 +200,20 @@ async fn worker(pool: Arc<Pool>, queue: Arc<BlindQueue>, connector: Arc<Connecto
 async fn adopter(queue: Arc<BlindQueue>) {
     loop {
         tokio::time::sleep(ADOPT_INTERVAL).await;
-        let Some(journal) = queue.journal() else {
+        let Some(store) = queue.store() else {
             return;
         };
-        for req in journal.adopt().await {
+        for req in store.adopt().await {
             queue.push_recovered(req);
         }
     }
 }
 
-async fn remove_spool(req: &QueuedRequest) {
-    if let Some(path) = req.body.spool_file() {
-        let _ = tokio::fs::remove_file(path).await;
-    }
-}
-
 /// The console line, and the pool's transaction or error line with the `request_id`.
 fn log_report(pool: &Pool, req: &QueuedRequest, report: &Report) {
-    let (id, method, uri) = (&req.id, &req.header.method, &req.header.uri);
+    let (id, method) = (&req.id, &req.header.method);
+    let uri = req.header.uri.to_string();
+    let uri = redact::text(&uri);
     let target = pool
         .primary_target()
         .map(|t| t.base_url())

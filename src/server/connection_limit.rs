@@ -4,7 +4,7 @@
 //! Pingora has no connection limit, so the proxy application is wrapped: the wrapper holds one
 //! slot for the whole life of a connection, across all its keep-alive requests.
 
-use crate::stats::sockets::SocketTable;
+use crate::stats::{ConnectionGauge, SocketTable};
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug)]
-pub struct ConnectionLimit {
+pub(super) struct ConnectionLimit {
     max: usize,
     open: AtomicUsize,
     refused: AtomicU64,
@@ -24,7 +24,7 @@ pub struct ConnectionLimit {
 
 impl ConnectionLimit {
     /// `max` 0 = no limit (connections are still counted, for the stats).
-    pub fn new(max: usize) -> Arc<Self> {
+    pub(super) fn new(max: usize) -> Arc<Self> {
         Arc::new(ConnectionLimit {
             max,
             open: AtomicUsize::new(0),
@@ -34,13 +34,8 @@ impl ConnectionLimit {
     }
 
     /// Connections open now.
-    pub fn open(&self) -> usize {
+    pub(super) fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
-    }
-
-    /// Connections closed because the cap was reached, since start.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Acquire)
     }
 
     fn try_open(&self) -> bool {
@@ -63,6 +58,12 @@ impl ConnectionLimit {
     }
 }
 
+impl ConnectionGauge for ConnectionLimit {
+    fn open(&self) -> usize {
+        ConnectionLimit::open(self)
+    }
+}
+
 /// One open connection; dropping it (however the connection ends) frees the slot.
 struct OpenSlot(Arc<ConnectionLimit>);
 
@@ -73,7 +74,7 @@ impl Drop for OpenSlot {
 }
 
 /// A server application with a connection cap in front of it.
-pub struct LimitedApp<A> {
+pub(super) struct LimitedApp<A> {
     inner: Arc<A>,
     limit: Arc<ConnectionLimit>,
     /// Open connections, for the stats API's `web.sockets`.
@@ -83,7 +84,7 @@ pub struct LimitedApp<A> {
 }
 
 impl<A> LimitedApp<A> {
-    pub fn new(
+    pub(super) fn new(
         inner: A,
         limit: Arc<ConnectionLimit>,
         sockets: Arc<SocketTable>,
@@ -99,7 +100,7 @@ impl<A> LimitedApp<A> {
 }
 
 /// The longest a shutdown waits for keep-alive connections to end by themselves.
-pub const KEEPALIVE_DRAIN: Duration = Duration::from_secs(2);
+pub(super) const KEEPALIVE_DRAIN: Duration = Duration::from_secs(2);
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for LimitedApp<A> {

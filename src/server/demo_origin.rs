@@ -9,11 +9,11 @@ use pingora::protocols::http::ServerSession;
 use pingora::services::listening::Service;
 
 /// Loopback only: the demo origin is never exposed.
-pub fn addr(port: u16) -> String {
+pub(super) fn addr(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
-pub struct DemoOrigin;
+pub(super) struct DemoOrigin;
 
 #[async_trait]
 impl ServeHttp for DemoOrigin {
@@ -50,7 +50,7 @@ impl ServeHttp for DemoOrigin {
     }
 }
 
-pub fn service(port: u16) -> Service<HttpServer<DemoOrigin>> {
+pub(super) fn service(port: u16) -> Service<HttpServer<DemoOrigin>> {
     let mut svc = Service::new(
         "poolgate demo origin".to_string(),
         HttpServer::new_app(DemoOrigin),
@@ -62,7 +62,7 @@ pub fn service(port: u16) -> Service<HttpServer<DemoOrigin>> {
 
 /// Holds the proxy back until the demo origin accepts connections, so the first request of a
 /// fresh start is never refused (Pingora reports a listening service ready before it binds).
-pub struct DemoOriginReady(pub u16);
+pub(super) struct DemoOriginReady(pub(super) u16);
 
 #[async_trait]
 impl pingora::services::background::BackgroundService for DemoOriginReady {
@@ -72,7 +72,7 @@ impl pingora::services::background::BackgroundService for DemoOriginReady {
         ready: pingora::services::ServiceReadyNotifier,
     ) {
         let limit = std::time::Duration::from_secs(5);
-        crate::front_end::wait_until_accepting(&addr(self.0), limit).await;
+        super::listeners::wait_until_accepting(&addr(self.0), limit).await;
         ready.notify_ready();
     }
 }

@@ -1,23 +1,32 @@
-//! Assembling and running the Pingora server from a compiled config.
+//! The server: builds every runtime object from the `Settings` config produced, each by its
+//! owner, assembles the Pingora server and runs it. Owns the listeners (`listeners.rs`), the
+//! HTTPS certificates (`tls.rs`), the client connection cap (`connection_limit.rs`), the
+//! graceful shutdown (`shutdown.rs`), `uid`/`gid`/`nice` (`privileges.rs`), the startup lines
+//! (`startup.rs`) and the sample config's origin (`demo_origin.rs`).
+//!
+//! Uses `proxy` and every concept folder below it; `config` uses its settings types.
 
-pub mod connection_limit;
-pub mod demo_origin;
-pub mod privileges;
-pub mod shutdown;
-pub mod startup;
-pub mod tls;
+mod connection_limit;
+mod demo_origin;
+mod listeners;
+mod privileges;
+mod settings;
+mod shutdown;
+mod startup;
+mod tls;
 
-use crate::config::RuntimeConfig;
+pub(crate) use listeners::{listen_addr, local_addr};
+pub(crate) use privileges::{identity, Identity, IdentityError};
+pub(crate) use settings::{ListenerSettings, PoolEntry, ProcessSettings, Settings, TlsListener};
+
+use crate::event_log::{self, EventLogSettings, WebLog};
 use crate::front_end::FrontEnd;
-use crate::pool::routing::RouteTable;
-use crate::pool::TargetSet;
+use crate::pool::{Pool, RouteTable};
 use crate::proxy::PoolProxy;
-use crate::queue::QueueSender;
-use crate::server::connection_limit::{ConnectionLimit, LimitedApp, KEEPALIVE_DRAIN};
-use crate::server::privileges::PrivilegeDrop;
-use crate::server::shutdown::ShutdownMonitor;
-use crate::stats::hub::{StatsHub, StatsTicker};
-use crate::stats::sockets::SocketTable;
+use crate::queue::{BlindQueue, QueueSender, QueueTable};
+use crate::stats::{PoolFigures, PoolStats, QueueGauges, RecentRequests, Recording, StatsHub};
+use crate::stats::{SocketTable, StatsSettings, StatsTicker};
+use connection_limit::{ConnectionLimit, LimitedApp, KEEPALIVE_DRAIN};
 use pingora::apps::{HttpServerOptions, ServerApp};
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
@@ -25,15 +34,94 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use privileges::PrivilegeDrop;
+use shutdown::ShutdownMonitor;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why the server could not start.
-#[derive(Debug)]
-pub enum StartError {
-    /// A config value that only fails when used (e.g. an unreadable certificate): exit code 2.
-    Config(String),
-    /// The environment refused (e.g. the port is taken): exit code 1.
-    Environment(String),
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    /// A certificate that only fails when loaded: a config problem (exit code 2).
+    #[error("{0}")]
+    Certificate(#[from] tls::CertificateError),
+    /// The port is taken, or not ours to bind (exit code 1).
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("event log {}: {source}", path.display())]
+    EventLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Nice(#[from] privileges::NiceError),
+    #[error("pool {pool}: queue directory {}: {source}", dir.display())]
+    QueueDir {
+        pool: String,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("pid_file {}: {source}", path.display())]
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start a runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl StartError {
+    /// Whether the config is at fault (exit code 2) rather than the environment (1).
+    pub(crate) fn is_config(&self) -> bool {
+        matches!(self, StartError::Certificate(_))
+    }
+}
+
+/// Where `serve` notes its listen addresses, next to the pid file.
+pub(crate) fn listen_file(process: &ProcessSettings) -> PathBuf {
+    let mut path = process.pid_file.clone().into_os_string();
+    path.push(".listen");
+    PathBuf::from(path)
+}
+
+/// Start the event log, then build and run the server until it is stopped. `echo` prints the
+/// event log too; `upgrade` takes the listeners over from the running process (Pingora's
+/// graceful upgrade: it hands them over on `upgrade_sock` when it gets SIGQUIT).
+pub(crate) fn run(
+    settings: Settings,
+    config_path: &Path,
+    echo: bool,
+    upgrade: bool,
+) -> Result<std::convert::Infallible, StartError> {
+    crate::clock::mark_start();
+    let process = &settings.process;
+    let log = EventLogSettings {
+        path: process.log_path.clone(),
+        debug_level: process.debug_level,
+        echo,
+        secrets: settings.secrets.clone(),
+    };
+    event_log::start(log).map_err(|source| StartError::EventLog {
+        path: process.log_path.clone(),
+        source,
+    })?;
+    event_log::init_logging(process.debug_level);
+    privileges::set_nice(process.nice)?;
+    startup::announce(&settings, config_path);
+    if settings.pools.is_empty() && settings.front_end.static_files.is_none() {
+        log::warn!("no pools configured: every request will be answered 404");
+    }
+    let server = build(settings, upgrade)?;
+    log::info!(
+        "poolgate {} serving with config {}",
+        env!("CARGO_PKG_VERSION"),
+        config_path.display()
+    );
+    server.run_forever()
 }
 
 /// Worker threads for the proxy service: the configured number, or one per CPU.
@@ -44,87 +132,63 @@ fn worker_threads(configured: usize) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn server_conf(rt: &RuntimeConfig) -> ServerConf {
+fn server_conf(s: &Settings) -> ServerConf {
     // Pingora sleeps the whole grace period on SIGTERM while in-flight requests finish, then
     // gives runtimes one more second; its own default grace is 300 s.
     // Pingora caps attempts per request at `max_retries`; poolgate counts retries itself, so
     // the cap only has to stay out of the way.
-    let most_retries = rt
-        .routes
-        .pools()
+    let most_retries = s
+        .pools
         .iter()
-        .map(|p| p.retry.retries)
+        .map(|p| p.pool.retry.retries)
         .max()
         .unwrap_or(0);
     ServerConf {
-        threads: worker_threads(rt.threads),
-        grace_period_seconds: Some(rt.shutdown_timeout_sec),
+        threads: worker_threads(s.process.threads),
+        grace_period_seconds: Some(s.process.shutdown_timeout.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         max_retries: (most_retries as usize + 2).max(16),
-        upgrade_sock: rt.upgrade_sock.display().to_string(),
+        upgrade_sock: s.process.upgrade_sock.display().to_string(),
         ..Default::default()
     }
-}
-
-/// Check that every listen address can be bound, so a taken port is reported clearly before
-/// anything starts (Pingora itself would fail later, inside a service thread).
-fn probe_listeners(rt: &RuntimeConfig) -> Result<(), StartError> {
-    let mut addrs = vec![rt.front.http_addr.clone()];
-    addrs.extend(rt.front.https.as_ref().map(|t| t.addr.clone()));
-    if rt.demo_origin_port != 0 {
-        addrs.push(demo_origin::addr(rt.demo_origin_port));
-    }
-    for addr in addrs {
-        std::net::TcpListener::bind(&addr)
-            .map_err(|e| StartError::Environment(format!("cannot listen on {addr}: {e}")))?;
-    }
-    Ok(())
 }
 
 /// The proxy service with its listeners.
 fn listen<A: ServerApp + Send + Sync + 'static>(
     app: A,
-    front: &FrontEnd,
+    listeners: &ListenerSettings,
 ) -> Result<Service<A>, StartError> {
     let mut service = Service::new("poolgate".to_string(), app);
-    service.add_tcp(&front.http_addr);
-    if let Some(tls) = &front.https {
-        let settings =
-            crate::server::tls::tls_settings(tls, tls.http2).map_err(StartError::Config)?;
-        service.add_tls_with_settings(&tls.addr, None, settings);
+    service.add_tcp(&listeners.http_addr);
+    if let Some(https) = &listeners.https {
+        let settings = tls::tls_settings(https)?;
+        service.add_tls_with_settings(&https.addr, None, settings);
     }
     Ok(service)
 }
 
 /// Client-side protocol options: cleartext HTTP/2 (`http_h2c`) and, since HTTP/2 connections
 /// have no idle timeout of their own, `http_timeout` for them too.
-fn server_options(front: &FrontEnd) -> HttpServerOptions {
+fn server_options(listeners: &ListenerSettings, idle_timeout_sec: u64) -> HttpServerOptions {
     let mut options = HttpServerOptions::default();
-    options.h2c = front.h2c;
-    if front.idle_timeout_sec > 0 {
-        options.h2_idle_timeout = Some(std::time::Duration::from_secs(front.idle_timeout_sec));
+    options.h2c = listeners.h2c;
+    if idle_timeout_sec > 0 {
+        options.h2_idle_timeout = Some(Duration::from_secs(idle_timeout_sec));
     }
     options
 }
 
 /// Resolve balanced targets once before serving, then keep them resolved and health-checked
 /// in Pingora background services.
-fn start_balancers(routes: &RouteTable, server: &mut Server) -> Result<(), StartError> {
-    let balancers: Vec<_> = routes
-        .pools()
-        .iter()
-        .filter_map(|p| match &p.targets {
-            TargetSet::Balanced { balancer, .. } => Some(balancer),
-            TargetSet::Single(_) => None,
-        })
-        .collect();
+fn start_balancers(pools: &[Arc<Pool>], server: &mut Server) -> Result<(), StartError> {
+    let balancers: Vec<_> = pools.iter().filter_map(|p| p.targets.balancer()).collect();
     if balancers.is_empty() {
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| StartError::Environment(format!("cannot start a runtime: {e}")))?;
+        .map_err(StartError::Runtime)?;
     for balancer in balancers {
         // A failed first resolution is not fatal: the background service retries it.
         if let Err(e) = runtime.block_on(balancer.prime()) {
@@ -135,130 +199,178 @@ fn start_balancers(routes: &RouteTable, server: &mut Server) -> Result<(), Start
     Ok(())
 }
 
-/// The blind queues' background service, after checking that every journal directory can be
-/// written (so a bad `queue_dir` stops the start instead of failing requests later).
-fn queue_sender(
-    routes: &RouteTable,
-    server: &Server,
-    shutdown_timeout_sec: u64,
-) -> Result<Option<QueueSender>, StartError> {
-    for pool in routes.pools() {
-        let Some(queue) = &pool.queue else { continue };
-        for dir in queue
-            .settings
-            .journal_dir
-            .iter()
-            .chain([&queue.settings.spool_dir])
-        {
-            check_writable(dir).map_err(|e| {
-                StartError::Environment(format!(
-                    "pool {}: queue directory {}: {e}",
-                    pool.id,
-                    dir.display()
-                ))
+/// Check that every queue directory can be written, so a bad `queue_dir` stops the start
+/// instead of failing requests later.
+fn check_queue_dirs(pools: &[Arc<Pool>], queues: &QueueTable) -> Result<(), StartError> {
+    for (index, queue) in queues.iter() {
+        let settings = &queue.settings;
+        for dir in settings.journal_dir.iter().chain([&settings.spool_dir]) {
+            check_writable(dir).map_err(|source| StartError::QueueDir {
+                pool: pools
+                    .get(index)
+                    .map_or_else(String::new, |p| p.id.to_string()),
+                dir: dir.clone(),
+                source,
             })?;
         }
     }
-    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
-        &server.configuration,
-    )));
-    let drain = std::time::Duration::from_secs(shutdown_timeout_sec);
-    Ok(QueueSender::new(routes.pools(), connector, drain))
+    Ok(())
 }
 
-fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
+fn check_writable(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let probe = dir.join(format!(".poolgate-probe-{}", std::process::id()));
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(&probe)
 }
 
-/// Build the server. On success the caller runs it with `run_forever`.
-///
-/// With `upgrade`, the listeners are taken over from the running process (Pingora's graceful
-/// upgrade: it hands them over on `upgrade_sock` when it gets SIGQUIT) instead of being bound.
-pub fn build(rt: RuntimeConfig, upgrade: bool) -> Result<Server, StartError> {
-    if !upgrade {
-        probe_listeners(&rt)?;
+/// The pools and their queues, each built from its settings, in config order.
+fn build_pools(entries: Vec<PoolEntry>) -> (Vec<Arc<Pool>>, QueueTable) {
+    let mut pools = Vec::with_capacity(entries.len());
+    let mut queues = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        pools.push(Arc::new(Pool::new(index, entry.pool)));
+        queues.push(entry.queue.map(BlindQueue::new));
     }
-    let pid_file = rt.pid_file_path();
-    let rt_shutdown = rt.shutdown_timeout_sec;
-    let listen_file = crate::cli::control::listen_file(&rt);
-    let listen_addrs = crate::cli::control::listen_addrs(&rt).join("\n");
+    (pools, QueueTable::new(queues))
+}
+
+/// The stats hub: every pool's counters, the web server's own figures (kept only when the
+/// stats API can show them), the connections.
+fn stats_hub(
+    pools: &[Arc<Pool>],
+    queues: &QueueTable,
+    stats: &StatsSettings,
+    listeners: &ListenerSettings,
+    connections: Arc<ConnectionLimit>,
+    sockets: Arc<SocketTable>,
+) -> StatsHub {
+    let figures = pools
+        .iter()
+        .map(|p| PoolFigures {
+            id: p.id.clone(),
+            stats: p.stats.clone(),
+            queue: queues
+                .of(p.index)
+                .map(|q| q.clone() as Arc<dyn QueueGauges>),
+        })
+        .collect();
+    let web = match stats.api.uri.is_some() {
+        true => Recording::Full,
+        false => Recording::Off,
+    };
+    let ip = listeners
+        .http_addr
+        .rsplit_once(':')
+        .map_or(String::new(), |(ip, _)| ip.to_string());
+    StatsHub::new(
+        figures,
+        PoolStats::new(web),
+        RecentRequests::new(stats.recent_requests),
+        sockets,
+        connections,
+        ip,
+    )
+}
+
+/// Build the server. On success the caller runs it with `run_forever`.
+fn build(s: Settings, upgrade: bool) -> Result<Server, StartError> {
+    if !upgrade {
+        let mut addrs = s.listeners.addrs();
+        if s.process.demo_origin_port != 0 {
+            addrs.push(demo_origin::addr(s.process.demo_origin_port));
+        }
+        listeners::probe(&addrs)?;
+    }
     let opt = Opt {
         upgrade,
         ..Opt::default()
     };
-    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf(&rt));
+    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf(&s));
     server.bootstrap();
-    start_balancers(&rt.routes, &mut server)?;
-    let front = Arc::new(rt.front);
-    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
-        &server.configuration,
-    )));
-    let queues = queue_sender(&rt.routes, &server, rt.shutdown_timeout_sec)?;
+    let Settings {
+        process,
+        listeners,
+        front_end,
+        pools,
+        stats,
+        request_log,
+        ..
+    } = s;
+    let idle_timeout_sec = front_end.idle_timeout_sec;
+    let (pools, queues) = build_pools(pools);
+    start_balancers(&pools, &mut server)?;
+    check_queue_dirs(&pools, &queues)?;
+    let conf = server.configuration.clone();
+    let connector = || Connector::new(Some(ConnectorOptions::from_server_conf(&conf)));
+    let queued: Vec<_> = queues
+        .iter()
+        .filter_map(|(i, q)| Some((pools.get(i)?.clone(), q.clone())))
+        .collect();
+    let sender = QueueSender::new(queued, connector(), process.shutdown_timeout);
     // Connections are always counted (the stats' `cur_client_conns`); 0 = no limit.
-    let connections = ConnectionLimit::new(front.max_connections);
-    let ip = front
-        .http_addr
-        .rsplit_once(':')
-        .map_or(String::new(), |(ip, _)| ip.to_string());
-    let web_log = Arc::new(rt.web_log);
-    let pools = rt.routes.pools().to_vec();
+    let connections = ConnectionLimit::new(listeners.max_connections);
     let monitor = ShutdownMonitor {
         connections: connections.clone(),
-        queues: pools.iter().filter_map(|p| p.queue.clone()).collect(),
-        pid_file: Some(pid_file.clone()),
-        timeout: std::time::Duration::from_secs(rt.shutdown_timeout_sec),
+        queues: queues.iter().map(|(_, q)| q.clone()).collect(),
+        pid_file: Some(process.pid_file.clone()),
+        timeout: process.shutdown_timeout,
     };
     server.add_service(background_service("shutdown", monitor));
-    if rt.identity.uid.is_some() || rt.identity.gid.is_some() {
+    if process.identity.uid.is_some() || process.identity.gid.is_some() {
         let drop = PrivilegeDrop {
-            identity: rt.identity,
-            addr: front.http_addr.clone(),
+            identity: process.identity,
+            addr: listeners.http_addr.clone(),
         };
         server.add_service(background_service("privileges", drop));
     }
     let sockets = Arc::new(SocketTable::default());
-    let hub = Arc::new(StatsHub::new(
-        pools,
-        web_log.clone(),
+    let hub = Arc::new(stats_hub(
+        &pools,
+        &queues,
+        &stats,
+        &listeners,
         connections.clone(),
         sockets.clone(),
-        ip,
     ));
     server.add_service(background_service("stats", StatsTicker(hub.clone())));
     let app = PoolProxy {
-        front: front.clone(),
-        routes: Arc::new(rt.routes),
-        connector: Arc::new(connector),
+        front: Arc::new(FrontEnd::new(front_end)),
+        routes: Arc::new(RouteTable::new(pools)),
+        queues: Arc::new(queues),
+        connector: Arc::new(connector()),
         stats: hub,
-        stats_api: Arc::new(rt.stats_api),
-        web_log,
+        stats_api: Arc::new(stats.api),
+        web_log: Arc::new(WebLog::new(request_log)),
     };
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, app);
-    proxy.server_options = Some(server_options(&front));
-    let drain = std::time::Duration::from_secs(rt_shutdown).min(KEEPALIVE_DRAIN);
+    proxy.server_options = Some(server_options(&listeners, idle_timeout_sec));
+    let drain = process.shutdown_timeout.min(KEEPALIVE_DRAIN);
     let app = LimitedApp::new(proxy, connections, sockets, drain);
-    let service = listen(app, &front)?;
+    let service = listen(app, &listeners)?;
     let proxy_handle = server.add_service(service);
-    if let Some(sender) = queues {
+    if let Some(sender) = sender {
         // Journals are open and replayed before the first request is accepted.
         let handle = server.add_service(background_service("blind queue", sender));
         proxy_handle.add_dependency(&handle);
     }
-    if rt.demo_origin_port != 0 {
-        server.add_service(demo_origin::service(rt.demo_origin_port));
-        let ready = demo_origin::DemoOriginReady(rt.demo_origin_port);
+    if process.demo_origin_port != 0 {
+        server.add_service(demo_origin::service(process.demo_origin_port));
+        let ready = demo_origin::DemoOriginReady(process.demo_origin_port);
         let gate = server.add_service(background_service("demo origin ready", ready));
         proxy_handle.add_dependency(&gate);
     }
+    let pid_file = &process.pid_file;
     if let Some(dir) = pid_file.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::create_dir_all(dir);
     }
-    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
-        .map_err(|e| StartError::Environment(format!("pid_file {}: {e}", pid_file.display())))?;
+    std::fs::write(pid_file, format!("{}\n", std::process::id())).map_err(|source| {
+        StartError::PidFile {
+            path: pid_file.clone(),
+            source,
+        }
+    })?;
     // What a later `reload` compares its config's listeners with.
-    let _ = std::fs::write(&listen_file, listen_addrs + "\n");
+    let _ = std::fs::write(listen_file(&process), listeners.addrs().join("\n") + "\n");
     Ok(server)
 }

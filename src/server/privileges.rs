@@ -3,100 +3,99 @@
 //! root and serve as an unprivileged user).
 
 use async_trait::async_trait;
+use nix::unistd::{Gid, Group, Uid, User};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use std::ffi::CString;
 use std::time::Duration;
 
 /// A user and group, resolved at start.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Identity {
-    pub uid: Option<libc::uid_t>,
-    pub gid: Option<libc::gid_t>,
+pub(crate) struct Identity {
+    pub(crate) uid: Option<Uid>,
+    pub(crate) gid: Option<Gid>,
+}
+
+/// A `uid` or `gid` that names nobody.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum IdentityError {
+    #[error("no user `{0}`")]
+    User(String),
+    #[error("no group `{0}`")]
+    Group(String),
 }
 
 /// Resolve `uid` / `gid` (names or numbers); a name that does not exist is an error.
-pub fn identity(uid: &str, gid: &str) -> Result<Identity, String> {
-    let user = match uid {
+pub(crate) fn identity(uid: &str, gid: &str) -> Result<Identity, IdentityError> {
+    let uid = match uid {
         "" => None,
-        n => Some(
-            n.parse()
-                .or_else(|_| user_id(n))
-                .map_err(|e| format!("uid: {e}"))?,
-        ),
+        n => Some(match n.parse() {
+            Ok(id) => Uid::from_raw(id),
+            Err(_) => User::from_name(n)
+                .ok()
+                .flatten()
+                .map(|u| u.uid)
+                .ok_or_else(|| IdentityError::User(n.into()))?,
+        }),
     };
-    let group = match gid {
+    let gid = match gid {
         "" => None,
-        n => Some(
-            n.parse()
-                .or_else(|_| group_id(n))
-                .map_err(|e| format!("gid: {e}"))?,
-        ),
+        n => Some(match n.parse() {
+            Ok(id) => Gid::from_raw(id),
+            Err(_) => Group::from_name(n)
+                .ok()
+                .flatten()
+                .map(|g| g.gid)
+                .ok_or_else(|| IdentityError::Group(n.into()))?,
+        }),
     };
-    Ok(Identity {
-        uid: user,
-        gid: group,
-    })
+    Ok(Identity { uid, gid })
 }
 
-fn user_id(name: &str) -> Result<libc::uid_t, String> {
-    let c = CString::new(name).map_err(|_| format!("bad user name `{name}`"))?;
-    // SAFETY: `getpwnam` reads the passwd database; the result is used before any other call.
-    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-    if pw.is_null() {
-        return Err(format!("no user `{name}`"));
-    }
-    // SAFETY: checked non-null just above.
-    Ok(unsafe { (*pw).pw_uid })
-}
-
-fn group_id(name: &str) -> Result<libc::gid_t, String> {
-    let c = CString::new(name).map_err(|_| format!("bad group name `{name}`"))?;
-    // SAFETY: as in `user_id`, for the group database.
-    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
-    if gr.is_null() {
-        return Err(format!("no group `{name}`"));
-    }
-    // SAFETY: checked non-null just above.
-    Ok(unsafe { (*gr).gr_gid })
+/// The priority could not be set.
+#[derive(Debug, thiserror::Error)]
+#[error("nice {nice}: {source}")]
+pub(crate) struct NiceError {
+    nice: i32,
+    source: std::io::Error,
 }
 
 /// Set the process priority (`nice`).
-pub fn set_nice(nice: i32) -> Result<(), String> {
+pub(super) fn set_nice(nice: i32) -> Result<(), NiceError> {
     if nice == 0 {
         return Ok(());
     }
-    // SAFETY: changes this process's scheduling priority only.
+    // nix has no wrapper for setpriority.
+    // SAFETY: changes this process's scheduling priority only; no memory is passed.
+    #[allow(unsafe_code)]
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
     match rc {
         0 => Ok(()),
-        _ => Err(format!("nice {nice}: {}", std::io::Error::last_os_error())),
+        _ => Err(NiceError {
+            nice,
+            source: std::io::Error::last_os_error(),
+        }),
     }
 }
 
 /// Drops to `identity` once the proxy accepts connections on `addr`.
-pub struct PrivilegeDrop {
-    pub identity: Identity,
-    pub addr: String,
+pub(super) struct PrivilegeDrop {
+    pub(super) identity: Identity,
+    pub(super) addr: String,
 }
 
 #[async_trait]
 impl BackgroundService for PrivilegeDrop {
     async fn start(&self, _shutdown: ShutdownWatch) {
-        crate::front_end::wait_until_accepting(&self.addr, Duration::from_secs(10)).await;
+        super::listeners::wait_until_accepting(&self.addr, Duration::from_secs(10)).await;
         // glibc applies setgid/setuid to every thread of the process. Group first: without
         // root it could not be changed afterwards.
-        // SAFETY: plain system calls on this process's credentials.
-        let failed = unsafe {
-            (self.identity.gid.is_some_and(|g| libc::setgid(g) != 0))
-                || (self.identity.uid.is_some_and(|u| libc::setuid(u) != 0))
-        };
-        if failed {
-            log::error!(
-                "cannot switch to uid/gid {:?}: {}; exiting",
-                self.identity,
-                std::io::Error::last_os_error()
-            );
+        let switched = self
+            .identity
+            .gid
+            .map_or(Ok(()), nix::unistd::setgid)
+            .and_then(|()| self.identity.uid.map_or(Ok(()), nix::unistd::setuid));
+        if let Err(e) = switched {
+            log::error!("cannot switch to uid/gid {:?}: {e}; exiting", self.identity);
             std::process::exit(1);
         }
         log::info!(

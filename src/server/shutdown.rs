@@ -5,9 +5,9 @@
 //! exits 0. If the work is not done by the timeout, Pingora's own deadline ends the process
 //! (the pid file is removed first either way).
 
+use super::connection_limit::ConnectionLimit;
 use crate::event_log;
 use crate::queue::BlindQueue;
-use crate::server::connection_limit::ConnectionLimit;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub struct ShutdownMonitor {
-    pub connections: Arc<ConnectionLimit>,
-    pub queues: Vec<Arc<BlindQueue>>,
-    pub pid_file: Option<PathBuf>,
+pub(super) struct ShutdownMonitor {
+    pub(super) connections: Arc<ConnectionLimit>,
+    pub(super) queues: Vec<Arc<BlindQueue>>,
+    pub(super) pid_file: Option<PathBuf>,
     /// `shutdown_timeout_sec`.
-    pub timeout: Duration,
+    pub(super) timeout: Duration,
 }
 
 impl ShutdownMonitor {

@@ -3,16 +3,25 @@
 //! `*.domain` wildcards. Loaded once at start, so a bad file stops the start with its name
 //! (Pingora's own loader would panic inside the listener instead).
 
-use crate::front_end::TlsListener;
+use super::TlsListener;
 use pingora::listeners::tls::TlsSettings;
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A certificate or key that cannot be used, with the config key that names it.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {why}")]
+pub(crate) struct CertificateError {
+    /// `WebServer.https_cert_file / https_key_file` or `WebServer.https_sni_certs.<name>`.
+    key: String,
+    why: String,
+}
+
 /// Picks a certificate per handshake; a lookup in a map, no I/O.
 #[derive(Debug)]
-pub struct SniCertificates {
+struct SniCertificates {
     default: Arc<CertifiedKey>,
     /// Lower-case host name, or `*.domain` -> certificate.
     by_name: HashMap<String, Arc<CertifiedKey>>,
@@ -20,13 +29,18 @@ pub struct SniCertificates {
 
 impl SniCertificates {
     /// Load every certificate of the listener.
-    pub fn load(listener: &TlsListener) -> Result<Self, String> {
-        let default = load_pair(&listener.cert_file, &listener.key_file)
-            .map_err(|e| format!("WebServer.https_cert_file / https_key_file: {e}"))?;
+    fn load(listener: &TlsListener) -> Result<Self, CertificateError> {
+        let default =
+            load_pair(&listener.cert_file, &listener.key_file).map_err(|why| CertificateError {
+                key: "WebServer.https_cert_file / https_key_file".into(),
+                why,
+            })?;
         let mut by_name = HashMap::new();
         for (name, cert_file, key_file) in &listener.sni {
-            let key = load_pair(cert_file, key_file)
-                .map_err(|e| format!("WebServer.https_sni_certs.{name}: {e}"))?;
+            let key = load_pair(cert_file, key_file).map_err(|why| CertificateError {
+                key: format!("WebServer.https_sni_certs.{name}"),
+                why,
+            })?;
             by_name.insert(name.to_ascii_lowercase(), key);
         }
         Ok(SniCertificates {
@@ -36,7 +50,7 @@ impl SniCertificates {
     }
 
     /// The certificate for a requested server name.
-    pub fn select(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
+    fn select(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
         let Some(name) = server_name.map(str::to_ascii_lowercase) else {
             return self.default.clone();
         };
@@ -57,13 +71,16 @@ impl ResolvesServerCert for SniCertificates {
     }
 }
 
-/// The listener's TLS settings: the certificates above and, with `http2`, ALPN `h2` before
-/// `http/1.1`.
-pub fn tls_settings(listener: &TlsListener, http2: bool) -> Result<TlsSettings, String> {
+/// The listener's TLS settings: the certificates above and, with `https_http2`, ALPN `h2`
+/// before `http/1.1`.
+pub(super) fn tls_settings(listener: &TlsListener) -> Result<TlsSettings, CertificateError> {
     let certs = SniCertificates::load(listener)?;
-    let mut settings = TlsSettings::intermediate("", "").map_err(|e| e.to_string())?;
+    let mut settings = TlsSettings::intermediate("", "").map_err(|e| CertificateError {
+        key: "WebServer.https".into(),
+        why: e.to_string(),
+    })?;
     settings.set_cert_resolver(Arc::new(certs));
-    if http2 {
+    if listener.http2 {
         settings.enable_h2();
     }
     Ok(settings)
@@ -137,6 +154,7 @@ mod tests {
             sni: vec![("a.test".into(), dk.clone(), dk)],
         };
         let err = SniCertificates::load(&listener).unwrap_err();
+        let err = err.to_string();
         assert!(
             err.starts_with("WebServer.https_sni_certs.a.test:"),
             "{err}"

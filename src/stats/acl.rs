@@ -1,30 +1,31 @@
 //! Access control lists (pixl-server-web's `http_default_acl`): addresses and CIDR blocks,
-//! IPv4 and IPv6. An IPv4-mapped IPv6 client (`::ffff:10.1.2.3`) is matched as IPv4.
+//! IPv4 and IPv6, matched with `ipnet`. An IPv4-mapped IPv6 client (`::ffff:10.1.2.3`) is
+//! matched as IPv4, and so is a mapped entry.
 
+use ipnet::IpNet;
 use std::net::IpAddr;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Block {
-    net: IpAddr,
-    bits: u8,
-}
+/// An ACL entry that is neither an address nor a CIDR block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an IP address or CIDR block")]
+pub(crate) struct InvalidAclEntry(pub(crate) String);
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Acl(Vec<Block>);
+pub(crate) struct Acl(Vec<IpNet>);
 
 impl Acl {
     /// Parse every entry; the error names the first bad one.
-    pub fn parse(entries: &[String]) -> Result<Acl, String> {
+    pub(crate) fn parse(entries: &[String]) -> Result<Acl, InvalidAclEntry> {
         entries
             .iter()
-            .map(|e| block(e))
+            .map(|e| block(e.trim()).ok_or_else(|| InvalidAclEntry(e.clone())))
             .collect::<Result<_, _>>()
             .map(Acl)
     }
 
-    pub fn allows(&self, ip: IpAddr) -> bool {
+    pub(crate) fn allows(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|b| contains(b, ip))
+        self.0.iter().any(|net| net.contains(&ip))
     }
 }
 
@@ -35,38 +36,16 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn block(entry: &str) -> Result<Block, String> {
-    let bad = || format!("`{entry}` is not an IP address or CIDR block");
-    let (addr, bits) = match entry.trim().split_once('/') {
-        Some((a, b)) => (a, Some(b.parse::<u8>().map_err(|_| bad())?)),
-        None => (entry.trim(), None),
+/// `addr` or `addr/bits`, with an IPv4-mapped address read as IPv4 (its prefix length then
+/// counts the IPv4 bits: `::ffff:10.0.0.0/8` is `10.0.0.0/8`).
+fn block(entry: &str) -> Option<IpNet> {
+    let (addr, bits) = match entry.split_once('/') {
+        Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+        None => (entry, None),
     };
-    let net = canonical(addr.parse::<IpAddr>().map_err(|_| bad())?);
-    let max = if net.is_ipv4() { 32 } else { 128 };
-    let bits = bits.unwrap_or(max);
-    if bits > max {
-        return Err(bad());
-    }
-    Ok(Block { net, bits })
-}
-
-fn contains(b: &Block, ip: IpAddr) -> bool {
-    match (b.net, ip) {
-        (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), b.bits),
-        (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), b.bits),
-        _ => false,
-    }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
-    let (whole, rest) = ((bits / 8) as usize, bits % 8);
-    if a[..whole] != b[..whole] {
-        return false;
-    }
-    rest == 0 || {
-        let mask = 0xffu8 << (8 - rest);
-        a[whole] & mask == b[whole] & mask
-    }
+    let addr = canonical(addr.parse::<IpAddr>().ok()?);
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    IpNet::new(addr, bits.unwrap_or(max)).ok()
 }
 
 #[cfg(test)]
@@ -97,7 +76,7 @@ mod tests {
     #[test]
     fn bad_entries_are_named() {
         let e = Acl::parse(&["10.0.0.0/33".to_string()]).unwrap_err();
-        assert!(e.contains("10.0.0.0/33"), "{e}");
+        assert!(e.to_string().contains("10.0.0.0/33"), "{e}");
         assert!(Acl::parse(&["nope".to_string()]).is_err());
     }
 }

@@ -4,44 +4,63 @@
 //! `Authorization: Bearer <token>` (so the stats can be read from outside the ACL). Anything
 //! else gets 403. `?html=1` serves a live page that draws the figures.
 
-use crate::front_end::FrontEnd;
-use crate::proxy::reply;
-use crate::stats::acl::Acl;
-use crate::stats::hub::StatsHub;
+use super::acl::Acl;
+use super::hub::StatsHub;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
-use pingora::proxy::Session;
-use pingora::Result;
 use regex::Regex;
 use serde_json::json;
 use std::net::IpAddr;
 
+/// The stats endpoints as configured: validated values.
 #[derive(Debug, Default)]
-pub struct StatsApi {
+pub(crate) struct StatsApi {
     /// `stats_uri_match`; `None` = no JSON stats API.
-    pub uri: Option<Regex>,
+    pub(crate) uri: Option<Regex>,
     /// `metrics_uri`; `None` = no Prometheus endpoint.
-    pub metrics_uri: Option<String>,
-    pub acl: Acl,
+    pub(crate) metrics_uri: Option<String>,
+    pub(crate) acl: Acl,
     /// Accepted bearer tokens (config, `POOLGATE_STATS_API_TOKENS`, `..._FILE`).
-    pub tokens: Vec<String>,
+    pub(crate) tokens: Vec<String>,
 }
 
+/// Which stats endpoint a request is for.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Stats,
     Metrics,
+}
+
+/// What a stats endpoint answers; the proxy writes it with the global headers.
+#[derive(Debug)]
+pub(crate) struct StatsAnswer {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Bytes,
+    /// The live page, whose inline script and style need their own content policy.
+    pub(crate) page: bool,
+}
+
+impl StatsAnswer {
+    fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Self {
+        StatsAnswer {
+            status,
+            content_type,
+            body: body.into(),
+            page: false,
+        }
+    }
 }
 
 impl StatsApi {
     /// Whether the JSON stats API exists, and with it the per-request view of client
     /// connections (`web.sockets`) that only it shows.
-    pub fn shows_connections(&self) -> bool {
+    pub(crate) fn shows_connections(&self) -> bool {
         self.uri.is_some()
     }
 
     /// Which endpoint a request is for, if any (checked before routing to pools).
-    pub fn endpoint(&self, req: &RequestHeader) -> Option<Endpoint> {
+    pub(crate) fn endpoint(&self, req: &RequestHeader) -> Option<Endpoint> {
         if self
             .metrics_uri
             .as_deref()
@@ -67,47 +86,47 @@ impl StatsApi {
         token_ok || ip.is_some_and(|ip| self.acl.allows(ip))
     }
 
-    pub async fn serve(
+    /// The answer to a request for `endpoint` from `ip`.
+    pub(crate) fn answer(
         &self,
-        session: &mut Session,
-        front: &FrontEnd,
+        req: &RequestHeader,
         hub: &StatsHub,
         endpoint: Endpoint,
         ip: Option<IpAddr>,
-    ) -> Result<()> {
-        let query = session.req_header().uri.query().unwrap_or("");
+    ) -> StatsAnswer {
+        let query = req.uri.query().unwrap_or("");
         let flag = |name: &str| query.split('&').any(|kv| kv == name);
         if endpoint == Endpoint::Stats && flag("html=1") {
             // The page holds no data (it fetches the JSON with the same access rules), so it is
             // served to anyone: from outside the ACL it asks for a token.
-            let page = Bytes::from_static(LIVE_PAGE.as_bytes());
-            return reply::page(session, front, page).await;
+            let mut page = StatsAnswer::new(200, HTML, Bytes::from_static(LIVE_PAGE.as_bytes()));
+            page.page = true;
+            return page;
         }
-        let pretty = flag("pretty=1");
-        if !self.allows(session.req_header(), ip) {
+        if !self.allows(req, ip) {
             let who = ip.map_or("unknown".into(), |ip| ip.to_string());
             log::warn!("stats: refused {who}: not in http_default_acl and no valid token");
             let body = json!({"code": 403, "description": "Forbidden: not in http_default_acl and no valid token."});
-            return reply::json(session, front, 403, body).await;
+            return StatsAnswer::new(403, JSON, body.to_string());
         }
         match endpoint {
             Endpoint::Stats => {
                 let doc = hub.document();
-                let text = match pretty {
+                let text = match flag("pretty=1") {
                     true => serde_json::to_string_pretty(&doc),
                     false => serde_json::to_string(&doc),
                 }
                 .unwrap_or_default();
-                reply::raw(session, front, 200, "application/json", Bytes::from(text)).await
+                StatsAnswer::new(200, JSON, text)
             }
-            Endpoint::Metrics => {
-                let text = crate::stats::metrics::render(hub);
-                let kind = "text/plain; version=0.0.4; charset=utf-8";
-                reply::raw(session, front, 200, kind, Bytes::from(text)).await
-            }
+            Endpoint::Metrics => StatsAnswer::new(200, PROMETHEUS, super::metrics::render(hub)),
         }
     }
 }
+
+const JSON: &str = "application/json";
+const HTML: &str = "text/html; charset=utf-8";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The live page (`?html=1`): one self-contained file that polls the JSON once a second and
 /// draws each pool's request rate and average time for the last five minutes.

@@ -1,16 +1,17 @@
-//! What the stats API and the per-second log lines read: every pool's last full second plus
-//! live gauges, the process's CPU use, and the server facts. The ticker (a Pingora background
-//! service) runs at each second boundary: it clears the next second's slots, samples the CPU,
-//! and writes one "Average Performance Metrics" line (debug level 2) per pool that was busy.
+//! What the stats API, the metrics and the per-second log lines read: every pool's last full
+//! second plus live gauges, the web server's own figures and recent requests, the process's
+//! CPU use, and the server facts. The ticker (a Pingora background service) runs at each second
+//! boundary: it clears the next second's slots, samples the CPU, and writes one "Average
+//! Performance Metrics" line (debug level 2) per pool that was busy.
 
+use super::recent::RecentRequests;
+use super::second::{Gauges, PhaseSummary, PoolStats};
+use super::sockets::SocketTable;
 use crate::clock;
 use crate::event_log;
-use crate::pool::Pool;
-use crate::server::connection_limit::ConnectionLimit;
-use crate::stats::second::{Gauges, PhaseSummary};
-use crate::stats::sockets::SocketTable;
-use crate::stats::web_log::WebLog;
+use crate::timing::ms_rounded;
 use async_trait::async_trait;
+use nix::sys::resource::{getrusage, UsageWho};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::{json, Map, Value};
@@ -18,30 +19,67 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub struct StatsHub {
-    pub pools: Vec<Arc<Pool>>,
-    /// Client requests as the web server saw them (`web.recent`, `web.stats`).
-    pub web_log: Arc<WebLog>,
+/// A blind queue's live gauges, as the stats read them.
+pub(crate) trait QueueGauges: Send + Sync {
+    /// Requests waiting to be sent (PixlProxy's `cur_pending_reqs`).
+    fn pending(&self) -> usize;
+    /// Queued requests being sent now.
+    fn in_flight(&self) -> usize;
+}
+
+/// The number of open client connections, as the stats read it.
+pub(crate) trait ConnectionGauge: Send + Sync {
+    fn open(&self) -> usize;
+}
+
+/// One pool's counters: what the hub reads of a pool.
+pub(crate) struct PoolFigures {
+    pub(crate) id: Arc<str>,
+    pub(crate) stats: Arc<PoolStats>,
+    /// The pool's blind queue, when it has one (`use_queue`).
+    pub(crate) queue: Option<Arc<dyn QueueGauges>>,
+}
+
+impl PoolFigures {
+    /// Back-end requests in progress: the streaming and buffered ones, and queued sends.
+    pub(crate) fn executing(&self) -> usize {
+        self.stats.executing() + self.queue.as_ref().map_or(0, |q| q.in_flight())
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.pending())
+    }
+}
+
+pub(crate) struct StatsHub {
+    pools: Vec<PoolFigures>,
+    /// Every client request's time and bytes, per second (`web.stats`).
+    pub(crate) web: PoolStats,
+    /// The last client requests (`web.recent`).
+    pub(crate) recent: RecentRequests,
     /// Open client connections (`web.sockets`).
-    pub sockets: Arc<SocketTable>,
-    pub connections: Arc<ConnectionLimit>,
+    pub(crate) sockets: Arc<SocketTable>,
+    connections: Arc<dyn ConnectionGauge>,
     /// `cpu_pct` of the last full second, as `f64` bits.
     cpu_pct: AtomicU64,
-    pub hostname: String,
-    pub ip: String,
+    hostname: String,
+    /// The listening address (`web.server.ip`).
+    ip: String,
 }
 
 impl StatsHub {
-    pub fn new(
-        pools: Vec<Arc<Pool>>,
-        web_log: Arc<WebLog>,
-        connections: Arc<ConnectionLimit>,
+    pub(crate) fn new(
+        pools: Vec<PoolFigures>,
+        web: PoolStats,
+        recent: RecentRequests,
         sockets: Arc<SocketTable>,
+        connections: Arc<dyn ConnectionGauge>,
         ip: String,
     ) -> Self {
         StatsHub {
             pools,
-            web_log,
+            web,
+            recent,
             sockets,
             connections,
             cpu_pct: AtomicU64::new(0f64.to_bits()),
@@ -50,15 +88,22 @@ impl StatsHub {
         }
     }
 
-    pub fn cpu_pct(&self) -> f64 {
+    pub(crate) fn pools(&self) -> &[PoolFigures] {
+        &self.pools
+    }
+
+    pub(crate) fn open_connections(&self) -> usize {
+        self.connections.open()
+    }
+
+    fn cpu_pct(&self) -> f64 {
         f64::from_bits(self.cpu_pct.load(Ordering::Relaxed))
     }
 
-    fn gauges(&self, pool: &Pool) -> Gauges {
-        let queue = pool.queue.as_ref().map(|q| q.stats()).unwrap_or_default();
-        let executing = pool.stats.executing() + queue.in_flight;
+    fn gauges(&self, pool: &PoolFigures) -> Gauges {
+        let executing = pool.executing();
         Gauges {
-            pending: queue.pending,
+            pending: pool.pending(),
             executing,
             client_conns: self.connections.open(),
             server_conns: executing,
@@ -67,7 +112,7 @@ impl StatsHub {
 
     /// A pool's entry of the stats API: `counters`, `minimums`, `maximums`, `averages`,
     /// `scale`, `cpu_pct`.
-    pub fn pool_json(&self, pool: &Pool) -> Map<String, Value> {
+    fn pool_json(&self, pool: &PoolFigures) -> Map<String, Value> {
         let mut out = pool.stats.last_second().to_json(self.gauges(pool));
         out.insert("scale".into(), 1000.into());
         out.insert("cpu_pct".into(), json!(round2(self.cpu_pct())));
@@ -75,18 +120,14 @@ impl StatsHub {
     }
 
     /// `{"pools": {...}, "web": {...}}`.
-    pub fn document(&self) -> Value {
+    pub(crate) fn document(&self) -> Value {
         let pools: Map<String, Value> = self
             .pools
             .iter()
             .map(|p| (p.id.to_string(), Value::Object(self.pool_json(p))))
             .collect();
-        let web = self.web_log.stats.last_second();
-        let total = web
-            .phases
-            .iter()
-            .find(|(n, _)| *n == "total")
-            .map(|(_, s)| s);
+        let web = self.web.last_second();
+        let total = web.total();
         json!({
             "pools": pools,
             "web": {
@@ -105,13 +146,13 @@ impl StatsHub {
                     "cur_sockets": self.connections.open(),
                 },
                 "sockets": self.sockets.to_json(),
-                "recent": self.web_log.recent(),
+                "recent": self.recent.to_json(),
             },
         })
     }
 
     /// The per-second line: `scale`, then the pool's figures, then `cpu_pct`.
-    fn log_second(&self, pool: &Pool) {
+    fn log_second(&self, pool: &PoolFigures) {
         if !event_log::wants_debug(2) {
             return;
         }
@@ -130,7 +171,7 @@ impl StatsHub {
 
 /// pixl-server-web's min/max/average object, in ms.
 fn mma(s: Option<&PhaseSummary>) -> Value {
-    let ms = |d: Duration| crate::timing::ms_rounded(d, 3);
+    let ms = |d: Duration| ms_rounded(d, 3);
     match s {
         Some(s) => json!({
             "st": "mma",
@@ -148,21 +189,18 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// User plus system CPU time of this process, from `/proc/self/stat`.
+/// User plus system CPU time of this process.
 fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf only reads a system constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
-    Some(Duration::from_micros(ticks * 1_000_000 / hz))
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let as_duration = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
+    };
+    Some(as_duration(usage.user_time()) + as_duration(usage.system_time()))
 }
 
 /// The once-a-second ticker.
-pub struct StatsTicker(pub Arc<StatsHub>);
+pub(crate) struct StatsTicker(pub(crate) Arc<StatsHub>);
 
 #[async_trait]
 impl BackgroundService for StatsTicker {
@@ -179,6 +217,7 @@ impl BackgroundService for StatsTicker {
             }
             let now = clock::now_sec_exact();
             hub.pools.iter().for_each(|p| p.stats.prepare(now + 1));
+            hub.web.prepare(now + 1);
             let cpu = cpu_time();
             if let (Some(before), Some(after)) = (last_cpu, cpu) {
                 let pct = (after.saturating_sub(before)).as_secs_f64() * 100.0;

@@ -3,8 +3,8 @@
 //! binds its label values once at start; a request then costs a few atomic adds. Gauges are
 //! set from the live figures when the endpoint is scraped.
 
-use crate::stats::hub::StatsHub;
-use crate::timing::PerfTimer;
+use super::hub::StatsHub;
+use crate::timing::{PerfTimer, Phase};
 use once_cell::sync::Lazy;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -92,11 +92,10 @@ static FAMILIES: Lazy<Families> = Lazy::new(|| {
 });
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "failed"];
-const PHASES: [&str; 6] = ["total", "dns", "connect", "send", "wait", "receive"];
 
 /// One pool's bound metric handles; `None` when there is no `metrics_uri` to read them
 /// from, so requests do not pay for figures nobody can see.
-pub struct PoolMetrics(Option<Handles>);
+pub(crate) struct PoolMetrics(Option<Handles>);
 
 struct Handles {
     requests: Vec<IntCounter>,
@@ -104,6 +103,8 @@ struct Handles {
     retries: IntCounter,
     new_connections: IntCounter,
     reused_connections: IntCounter,
+    total: prometheus::Histogram,
+    /// By `Phase::index`.
     phases: Vec<prometheus::Histogram>,
 }
 
@@ -115,7 +116,7 @@ impl std::fmt::Debug for PoolMetrics {
 
 impl PoolMetrics {
     /// The pool's metrics, recorded only when `recording` (a Prometheus endpoint exists).
-    pub fn new(pool: &str, recording: bool) -> Self {
+    pub(crate) fn new(pool: &str, recording: bool) -> Self {
         if !recording {
             return PoolMetrics(None);
         }
@@ -129,42 +130,41 @@ impl PoolMetrics {
             retries: f.retries.with_label_values(&[pool]),
             new_connections: f.connections.with_label_values(&[pool, "false"]),
             reused_connections: f.connections.with_label_values(&[pool, "true"]),
-            phases: PHASES
+            total: f.duration.with_label_values(&[pool, "total"]),
+            phases: Phase::ALL
                 .iter()
-                .map(|p| f.duration.with_label_values(&[pool, p]))
+                .map(|p| f.duration.with_label_values(&[pool, p.name()]))
                 .collect(),
         }))
     }
 
     /// A finished back-end request: its status (0 = no answer) and phase times.
-    pub fn observe(&self, status: u16, perf: &PerfTimer) {
+    pub(crate) fn observe(&self, status: u16, perf: &PerfTimer) {
         let Some(m) = &self.0 else { return };
         let class = match status {
             100..=599 => usize::from(status / 100 - 1),
             _ => 5,
         };
         m.requests[class].inc();
-        m.phases[0].observe(perf.total().as_secs_f64());
-        for (name, took) in perf.phases() {
-            if let Some(i) = PHASES.iter().position(|p| p == name) {
-                m.phases[i].observe(took.as_secs_f64());
-            }
+        m.total.observe(perf.total().as_secs_f64());
+        for (phase, took) in perf.phases() {
+            m.phases[phase.index()].observe(took.as_secs_f64());
         }
     }
 
-    pub fn throttled(&self) {
+    pub(crate) fn throttled(&self) {
         if let Some(m) = &self.0 {
             m.throttled.inc();
         }
     }
 
-    pub fn retried(&self) {
+    pub(crate) fn retried(&self) {
         if let Some(m) = &self.0 {
             m.retries.inc();
         }
     }
 
-    pub fn connected(&self, reused: bool) {
+    pub(crate) fn connected(&self, reused: bool) {
         match (&self.0, reused) {
             (Some(m), true) => m.reused_connections.inc(),
             (Some(m), false) => m.new_connections.inc(),
@@ -174,20 +174,18 @@ impl PoolMetrics {
 }
 
 /// The text exposition of every metric in the registry, gauges brought up to date first.
-pub fn render(hub: &StatsHub) -> String {
+pub(super) fn render(hub: &StatsHub) -> String {
     let f = &*FAMILIES;
-    for pool in &hub.pools {
-        let queue = pool.queue.as_ref().map(|q| q.stats()).unwrap_or_default();
-        let executing = pool.stats.executing() + queue.in_flight;
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    for pool in hub.pools() {
         f.in_flight
             .with_label_values(&[&pool.id])
-            .set(i64::try_from(executing).unwrap_or(i64::MAX));
+            .set(gauge(pool.executing()));
         f.queue_pending
             .with_label_values(&[&pool.id])
-            .set(i64::try_from(queue.pending).unwrap_or(i64::MAX));
+            .set(gauge(pool.pending()));
     }
-    f.client_connections
-        .set(i64::try_from(hub.connections.open()).unwrap_or(i64::MAX));
+    f.client_connections.set(gauge(hub.open_connections()));
     f.log_dropped
         .set(i64::try_from(crate::event_log::dropped()).unwrap_or(i64::MAX));
     let mut out = Vec::new();

@@ -1,10 +1,34 @@
-//! Statistics.
+//! What poolgate reports about itself: each pool's and the web server's figures for the last
+//! full second (`second.rs`, the one per-second counter type), what the stats read and the
+//! once-a-second ticker (`hub.rs`), PixlProxy's JSON stats API with its live page and access
+//! rules (`api.rs`, `page.html`, `acl.rs`), Prometheus metrics (`metrics.rs`), the open client
+//! connections (`sockets.rs`) and the recent requests (`recent.rs`).
+//!
+//! The hub reads per-pool counters, never whole pools; a queue's and the server's live gauges
+//! come through the small traits `QueueGauges` and `ConnectionGauge`, so nothing here depends
+//! on the queue or the server. Uses `event_log` and the leaves.
 
-pub mod acl;
-pub mod activity;
-pub mod api;
-pub mod hub;
-pub mod metrics;
-pub mod second;
-pub mod sockets;
-pub mod web_log;
+mod acl;
+mod api;
+mod hub;
+mod metrics;
+mod recent;
+mod second;
+mod sockets;
+
+pub(crate) use acl::Acl;
+pub(crate) use api::{Endpoint, StatsAnswer, StatsApi};
+pub(crate) use hub::{ConnectionGauge, PoolFigures, QueueGauges, StatsHub, StatsTicker};
+pub(crate) use metrics::PoolMetrics;
+pub(crate) use recent::RecentRequests;
+pub(crate) use second::{PoolStats, Recording, SecondSummary};
+pub(crate) use sockets::{SocketEntry, SocketTable};
+
+/// The stats as configured.
+#[derive(Debug)]
+pub(crate) struct StatsSettings {
+    /// `stats_uri_match`, `metrics_uri`, `http_default_acl` and the tokens.
+    pub(crate) api: StatsApi,
+    /// `http_recent_requests` (0 without a stats API: nobody could read them).
+    pub(crate) recent_requests: usize,
+}

@@ -1,22 +1,36 @@
-//! Per-pool statistics for exactly the last full second (PixlProxy's JSON stats and its
-//! "Average Performance Metrics" lines): requests, bytes, and per phase the minimum, maximum
-//! and average time.
+//! The one per-second counter type: a pool's (or the web server's) figures for exactly the
+//! last full second. PixlProxy's JSON stats and its "Average Performance Metrics" lines read
+//! requests, bytes, and per phase the minimum, maximum and average time; the retry back-off
+//! reads the errors of the previous second (`error_retry_delay_mult_ms`), the degraded monitor
+//! its request count and average time.
 //!
 //! Three slots of atomics, one per wall-clock second (`sec % 3`): requests record into the
 //! current second's slot, readers read the previous second's, and the stats ticker clears the
 //! next one ahead of time (a request that finds its slot stale clears it itself). No lock is
-//! taken per request.
+//! taken per request, and nothing is recorded that no reader needs (`Recording`).
 
 use crate::clock;
-use crate::timing::{ms_rounded, PerfTimer};
+use crate::timing::{micros, ms_rounded, PerfTimer, Phase};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// The phases PixlProxy reports, `total` first.
-const PHASES: [&str; 6] = ["total", "dns", "connect", "send", "wait", "receive"];
+/// The names of the phase columns: `total`, then the phases in report order.
+const COLUMNS: [&str; 1 + Phase::ALL.len()] =
+    ["total", "dns", "connect", "send", "wait", "receive"];
 /// A slot being cleared; samples that meet it are skipped.
 const CLEARING: u32 = u32::MAX;
+
+/// What a pool's figures keep, decided at start from what reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Recording {
+    /// Nothing reads them: every recording call does nothing.
+    Off,
+    /// Requests, errors and total time (the retry back-off and the degraded monitor).
+    Summary,
+    /// Everything, with the in-flight gauge (the stats API, Prometheus, the per-second line).
+    Full,
+}
 
 #[derive(Default)]
 struct PhaseCells {
@@ -30,17 +44,24 @@ struct PhaseCells {
 struct Slot {
     sec: AtomicU32,
     requests: AtomicU64,
+    errors: AtomicU64,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
-    phases: [PhaseCells; 6],
+    /// `total` first, then `Phase::ALL`.
+    columns: [PhaseCells; COLUMNS.len()],
 }
 
 impl Slot {
     fn clear(&self) {
-        for cell in [&self.requests, &self.bytes_sent, &self.bytes_received] {
+        for cell in [
+            &self.requests,
+            &self.errors,
+            &self.bytes_sent,
+            &self.bytes_received,
+        ] {
             cell.store(0, Ordering::Relaxed);
         }
-        for p in &self.phases {
+        for p in &self.columns {
             p.count.store(0, Ordering::Relaxed);
             p.sum_us.store(0, Ordering::Relaxed);
             p.min_us.store(u64::MAX, Ordering::Relaxed);
@@ -49,113 +70,122 @@ impl Slot {
     }
 }
 
-/// What one request adds to a second.
-struct Sample<'a> {
-    total: Duration,
-    phases: &'a [(&'static str, Duration)],
-    bytes_sent: u64,
-    bytes_received: u64,
+impl PhaseCells {
+    fn add(&self, took: Duration) {
+        let us = micros(took);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        // Minimum and maximum rarely move once a second has a few samples: a plain read
+        // first spares most requests two locked read-modify-writes.
+        if us < self.min_us.load(Ordering::Relaxed) {
+            self.min_us.fetch_min(us, Ordering::Relaxed);
+        }
+        if us > self.max_us.load(Ordering::Relaxed) {
+            self.max_us.fetch_max(us, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One phase over one second.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PhaseSummary {
-    pub min: Duration,
-    pub max: Duration,
-    pub avg: Duration,
-    pub sum: Duration,
-    pub count: u64,
+pub(crate) struct PhaseSummary {
+    pub(crate) min: Duration,
+    pub(crate) max: Duration,
+    pub(crate) avg: Duration,
+    pub(crate) sum: Duration,
+    pub(crate) count: u64,
 }
 
-/// One pool's last full second.
+/// One pool's last full second, as the stats read it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SecondStats {
-    pub requests: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub phases: Vec<(&'static str, PhaseSummary)>,
+pub(crate) struct SecondStats {
+    pub(crate) requests: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    /// `total` first, then the phases measured, by column name.
+    pub(crate) phases: Vec<(&'static str, PhaseSummary)>,
 }
 
-#[derive(Default)]
-pub struct PoolStats {
+/// What one pool did in the previous second, as back-off and degraded hints read it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SecondSummary {
+    pub(crate) requests: u64,
+    /// Failed attempts: connect errors, resets, timeouts, statuses outside the success match.
+    pub(crate) errors: u64,
+    /// Average total time of the requests completed in that second, in milliseconds.
+    pub(crate) avg_ms: f64,
+}
+
+/// A pool's (or the web server's) per-second figures.
+pub(crate) struct PoolStats {
     slots: [Slot; 3],
     /// Back-end requests of this pool in progress (the queue counts its own).
     executing: AtomicUsize,
-    /// Nothing reads these figures (no stats API, no Prometheus endpoint, `debug_level` below
-    /// 2), so requests do not record them.
-    unread: bool,
+    recording: Recording,
 }
 
 impl std::fmt::Debug for PoolStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PoolStats").finish_non_exhaustive()
+        f.debug_struct("PoolStats")
+            .field("recording", &self.recording)
+            .finish_non_exhaustive()
     }
 }
 
 impl PoolStats {
-    /// Figures nobody reads: every recording call does nothing.
-    pub fn unread() -> Self {
+    pub(crate) fn new(recording: Recording) -> Self {
         PoolStats {
-            unread: true,
-            ..PoolStats::default()
+            slots: Default::default(),
+            executing: AtomicUsize::new(0),
+            recording,
         }
     }
 
     /// Count one finished back-end request.
-    pub fn record(&self, perf: &PerfTimer) {
-        if !self.unread {
+    pub(crate) fn record(&self, perf: &PerfTimer) {
+        if self.recording != Recording::Off {
             self.record_at(clock::now_sec(), perf);
         }
     }
 
-    /// Count one request known only by its total time and bytes (the web server's view).
-    pub fn record_total(&self, total: Duration, bytes_sent: u64, bytes_received: u64) {
-        if self.unread {
+    /// Count one failed attempt (several per request when it is retried).
+    pub(crate) fn record_error(&self) {
+        if self.recording == Recording::Off {
             return;
         }
-        let sample = Sample {
-            total,
-            phases: &[],
-            bytes_sent,
-            bytes_received,
+        if let Some(slot) = self.slot_for(clock::now_sec()) {
+            slot.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Count one request known only by its total time and bytes (the web server's view).
+    pub(crate) fn record_total(&self, total: Duration, bytes_sent: u64, bytes_received: u64) {
+        if self.recording == Recording::Off {
+            return;
+        }
+        let Some(slot) = self.slot_for(clock::now_sec()) else {
+            return;
         };
-        self.record_sample(clock::now_sec(), &sample);
+        slot.requests.fetch_add(1, Ordering::Relaxed);
+        slot.bytes_sent.fetch_add(bytes_sent, Ordering::Relaxed);
+        slot.bytes_received
+            .fetch_add(bytes_received, Ordering::Relaxed);
+        slot.columns[0].add(total);
     }
 
     fn record_at(&self, sec: u32, perf: &PerfTimer) {
-        let sample = Sample {
-            total: perf.total(),
-            phases: perf.phases(),
-            bytes_sent: perf.bytes_sent,
-            bytes_received: perf.bytes_received,
-        };
-        self.record_sample(sec, &sample);
-    }
-
-    fn record_sample(&self, sec: u32, sample: &Sample) {
         let Some(slot) = self.slot_for(sec) else {
             return;
         };
         slot.requests.fetch_add(1, Ordering::Relaxed);
-        slot.bytes_sent
-            .fetch_add(sample.bytes_sent, Ordering::Relaxed);
-        slot.bytes_received
-            .fetch_add(sample.bytes_received, Ordering::Relaxed);
-        let total = [("total", sample.total)];
-        for (name, took) in total.iter().chain(sample.phases) {
-            if let Some(i) = PHASES.iter().position(|p| p == name) {
-                let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-                let cell = &slot.phases[i];
-                cell.count.fetch_add(1, Ordering::Relaxed);
-                cell.sum_us.fetch_add(us, Ordering::Relaxed);
-                // Minimum and maximum rarely move once a second has a few samples: a plain
-                // read first spares most requests two locked read-modify-writes.
-                if us < cell.min_us.load(Ordering::Relaxed) {
-                    cell.min_us.fetch_min(us, Ordering::Relaxed);
-                }
-                if us > cell.max_us.load(Ordering::Relaxed) {
-                    cell.max_us.fetch_max(us, Ordering::Relaxed);
-                }
+        slot.columns[0].add(perf.total());
+        if self.recording == Recording::Full {
+            slot.bytes_sent
+                .fetch_add(perf.bytes_sent, Ordering::Relaxed);
+            slot.bytes_received
+                .fetch_add(perf.bytes_received, Ordering::Relaxed);
+            for (phase, took) in perf.phases() {
+                slot.columns[1 + phase.index()].add(took);
             }
         }
     }
@@ -183,13 +213,45 @@ impl PoolStats {
     }
 
     /// Clear the slot of second `sec` ahead of time (the stats ticker, once a second).
-    pub fn prepare(&self, sec: u32) {
-        let _ = self.slot_for(sec);
+    pub(crate) fn prepare(&self, sec: u32) {
+        if self.recording != Recording::Off {
+            let _ = self.slot_for(sec);
+        }
+    }
+
+    /// The previous second by the coarse clock (what the request path reads: cheap, and
+    /// the same clock the figures were filed by).
+    pub(crate) fn previous_second(&self) -> SecondSummary {
+        self.summary(clock::now_sec().saturating_sub(1))
+    }
+
+    fn summary(&self, sec: u32) -> SecondSummary {
+        let slot = &self.slots[(sec % 3) as usize];
+        if slot.sec.load(Ordering::Acquire) != sec {
+            return SecondSummary {
+                requests: 0,
+                errors: 0,
+                avg_ms: 0.0,
+            };
+        }
+        let total = &slot.columns[0];
+        let (count, sum_us) = (
+            total.count.load(Ordering::Relaxed),
+            total.sum_us.load(Ordering::Relaxed),
+        );
+        SecondSummary {
+            requests: slot.requests.load(Ordering::Relaxed),
+            errors: slot.errors.load(Ordering::Relaxed),
+            avg_ms: match count {
+                0 => 0.0,
+                n => sum_us as f64 / n as f64 / 1000.0,
+            },
+        }
     }
 
     /// The last full second. Requests are filed by the coarse clock, which may lag a few
     /// milliseconds; the second read is the exact one, so a reader never looks two seconds back.
-    pub fn last_second(&self) -> SecondStats {
+    pub(crate) fn last_second(&self) -> SecondStats {
         self.second(clock::now_sec_exact().wrapping_sub(1))
     }
 
@@ -199,9 +261,9 @@ impl PoolStats {
             return SecondStats::default();
         }
         let us = |cell: &AtomicU64| Duration::from_micros(cell.load(Ordering::Relaxed));
-        let phases = PHASES
+        let phases = COLUMNS
             .iter()
-            .zip(&slot.phases)
+            .zip(&slot.columns)
             .filter_map(|(name, cell)| {
                 let count = cell.count.load(Ordering::Relaxed);
                 (count > 0).then(|| {
@@ -225,35 +287,38 @@ impl PoolStats {
         }
     }
 
-    pub fn start_request(&self) {
-        if !self.unread {
+    /// A back-end request of this pool started (the in-flight gauge).
+    pub(crate) fn start_request(&self) {
+        if self.recording == Recording::Full {
             self.executing.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    pub fn end_request(&self) {
-        if !self.unread {
+    /// A back-end request of this pool ended.
+    pub(crate) fn end_request(&self) {
+        if self.recording == Recording::Full {
             self.executing.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    pub fn executing(&self) -> usize {
+    /// Back-end requests of this pool in progress.
+    pub(crate) fn executing(&self) -> usize {
         self.executing.load(Ordering::Relaxed)
     }
 }
 
 /// Live gauges that go next to a second's figures.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Gauges {
-    pub pending: usize,
-    pub executing: usize,
-    pub client_conns: usize,
-    pub server_conns: usize,
+pub(crate) struct Gauges {
+    pub(crate) pending: usize,
+    pub(crate) executing: usize,
+    pub(crate) client_conns: usize,
+    pub(crate) server_conns: usize,
 }
 
 impl SecondStats {
     /// `counters`, `minimums`, `maximums`, `averages` as PixlProxy writes them.
-    pub fn to_json(&self, gauges: Gauges) -> Map<String, Value> {
+    pub(crate) fn to_json(&self, gauges: Gauges) -> Map<String, Value> {
         let mut out = Map::new();
         out.insert(
             "counters".into(),
@@ -280,6 +345,14 @@ impl SecondStats {
         out.insert("averages".into(), table(|s| ms_rounded(s.avg, 2)));
         out
     }
+
+    /// The `total` column, if any request was counted.
+    pub(crate) fn total(&self) -> Option<&PhaseSummary> {
+        self.phases
+            .iter()
+            .find(|(n, _)| *n == COLUMNS[0])
+            .map(|(_, s)| s)
+    }
 }
 
 #[cfg(test)]
@@ -288,7 +361,7 @@ mod tests {
 
     fn timer() -> PerfTimer {
         let mut t = PerfTimer::start();
-        t.lap("connect");
+        t.lap(Phase::Connect);
         t.bytes_sent = 10;
         t.bytes_received = 20;
         t
@@ -296,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_second_is_read_once_it_is_over_and_slots_are_reused() {
-        let stats = PoolStats::default();
+        let stats = PoolStats::new(Recording::Full);
         stats.record_at(100, &timer());
         stats.record_at(100, &timer());
         stats.record_at(101, &timer());
@@ -313,14 +386,15 @@ mod tests {
     }
 
     #[test]
-    fn unread_figures_are_not_recorded() {
-        let stats = PoolStats::unread();
+    fn figures_nobody_reads_are_not_recorded() {
+        let stats = PoolStats::new(Recording::Off);
         stats.start_request();
         stats.record(&timer());
+        stats.record_error();
         stats.record_total(Duration::from_millis(5), 1, 2);
         assert_eq!(stats.executing(), 0);
         assert_eq!(stats.second(clock::now_sec()).requests, 0);
-        let read = PoolStats::default();
+        let read = PoolStats::new(Recording::Full);
         read.start_request();
         let sec = clock::now_sec();
         read.record(&timer());
@@ -329,6 +403,52 @@ mod tests {
         if clock::now_sec() == sec {
             assert_eq!(read.second(sec).requests, 1);
         }
+    }
+
+    #[test]
+    fn a_summary_keeps_requests_errors_and_the_average_only() {
+        let stats = PoolStats::new(Recording::Summary);
+        stats.start_request();
+        let mut t = PerfTimer::start_at(std::time::Instant::now());
+        t.end(std::time::Instant::now() + Duration::from_millis(40));
+        stats.record_at(7, &t);
+        let mut t = PerfTimer::start_at(std::time::Instant::now());
+        t.end(std::time::Instant::now() + Duration::from_millis(20));
+        stats.record_at(7, &t);
+        if let Some(slot) = stats.slot_for(7) {
+            slot.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let s = stats.summary(7);
+        assert_eq!((s.requests, s.errors), (2, 1));
+        assert!((s.avg_ms - 30.0).abs() < 1.0, "{}", s.avg_ms);
+        assert_eq!(stats.executing(), 0, "the gauge is for Full only");
+        let full = stats.second(7);
+        assert_eq!(full.phases.len(), 1, "total only");
+        assert_eq!(
+            stats.summary(8).requests,
+            0,
+            "an idle second counts nothing"
+        );
+    }
+
+    #[test]
+    fn concurrent_records_are_all_counted() {
+        let stats = std::sync::Arc::new(PoolStats::new(Recording::Summary));
+        stats.prepare(9);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let stats = stats.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        if let Some(slot) = stats.slot_for(9) {
+                            slot.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(stats.summary(9).errors, 40_000);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The stats API's `web.sockets`: every open client connection with its state (`idle` or
 //! `processing`), address, request count and bytes, and the request in progress.
 //!
-//! Connections are registered by the connection wrapper (`connection_limit.rs`) for their
+//! Connections are registered by the server's connection wrapper (`server/connection_limit.rs`) for their
 //! whole life and found by the client's address when a request starts; the table is split in
 //! shards behind read-write locks, so a request takes one shard's read lock once.
 
+use crate::event_log::redact;
 use http::{HeaderValue, Method, Uri};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ struct Current {
     since: Instant,
 }
 
-pub struct SocketEntry {
+pub(crate) struct SocketEntry {
     id: u64,
     peer: SocketAddr,
     port: u16,
@@ -36,7 +37,7 @@ pub struct SocketEntry {
 
 impl SocketEntry {
     /// A request started on this connection at `since`.
-    pub fn begin(
+    pub(crate) fn begin(
         &self,
         method: &Method,
         uri: &Uri,
@@ -56,7 +57,7 @@ impl SocketEntry {
     }
 
     /// The request finished.
-    pub fn end(&self, bytes_in: u64, bytes_out: u64) {
+    pub(crate) fn end(&self, bytes_in: u64, bytes_out: u64) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
@@ -100,7 +101,7 @@ impl SocketEntry {
             out.insert("ips".into(), json!([ip]));
             out.insert("method".into(), c.method.as_str().into());
             let uri = c.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            out.insert("uri".into(), uri.into());
+            out.insert("uri".into(), redact::text(uri).into());
             let host = c.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
             out.insert("host".into(), host.into());
         }
@@ -109,13 +110,13 @@ impl SocketEntry {
 }
 
 #[derive(Default)]
-pub struct SocketTable {
+pub(crate) struct SocketTable {
     shards: [RwLock<HashMap<SocketAddr, Arc<SocketEntry>>>; SHARDS],
     next_id: AtomicU64,
 }
 
 /// A registered connection; dropping it removes the entry.
-pub struct SocketGuard<'a> {
+pub(crate) struct SocketGuard<'a> {
     table: &'a SocketTable,
     peer: SocketAddr,
 }
@@ -134,7 +135,7 @@ impl SocketTable {
     }
 
     /// Register a new connection from `peer` to local `port`.
-    pub fn open(&self, peer: SocketAddr, port: u16) -> SocketGuard<'_> {
+    pub(crate) fn open(&self, peer: SocketAddr, port: u16) -> SocketGuard<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let entry = Arc::new(SocketEntry {
             id,
@@ -153,12 +154,12 @@ impl SocketTable {
     }
 
     /// The connection a request from `peer` arrived on.
-    pub fn find(&self, peer: SocketAddr) -> Option<Arc<SocketEntry>> {
+    pub(crate) fn find(&self, peer: SocketAddr) -> Option<Arc<SocketEntry>> {
         self.shard(&peer).read().ok()?.get(&peer).cloned()
     }
 
     /// `{"c1": {...}, ...}`.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut entries: Vec<Arc<SocketEntry>> = self
             .shards
             .iter()

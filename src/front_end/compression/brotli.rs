@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const WINDOW_BITS: u32 = 19;
 const BUFFER: usize = 4096;
 
-pub struct BrotliEncoder {
+pub(super) struct BrotliEncoder {
     writer: Option<CompressorWriter<Vec<u8>>>,
     total_in: usize,
     total_out: usize,
@@ -22,7 +22,7 @@ pub struct BrotliEncoder {
 }
 
 impl BrotliEncoder {
-    pub fn new(level: u32) -> Self {
+    pub(super) fn new(level: u32) -> Self {
         BrotliEncoder {
             writer: Some(CompressorWriter::new(
                 Vec::new(),

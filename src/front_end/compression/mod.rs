@@ -25,7 +25,7 @@ const MIN_COMPRESS_LEN: u64 = 32;
 
 /// The compiled settings, shared by every request.
 #[derive(Debug, Clone)]
-pub struct CompressionPolicy {
+pub(crate) struct CompressionPolicy {
     /// `http_regex_text`, when active compression is on.
     pub text_types: Option<Regex>,
     /// `http_gzip_opts.level`.
@@ -48,7 +48,7 @@ impl Default for CompressionPolicy {
 const X_COMPRESS: http::HeaderName = http::HeaderName::from_static("x-compress");
 
 /// One response being compressed.
-pub struct ResponseEncoder {
+pub(crate) struct ResponseEncoder {
     encoder: Box<dyn Encode + Send + Sync>,
     /// The whole body is collected here first when it is small enough (at most the limit).
     whole: Option<(BytesMut, usize)>,
@@ -57,7 +57,7 @@ pub struct ResponseEncoder {
 impl CompressionPolicy {
     /// Decide for one response and adjust its header; `Some` when its body must be encoded.
     /// `whole_up_to`: a body with a `Content-Length` up to this size is compressed in one piece.
-    pub fn begin(
+    pub(crate) fn begin(
         &self,
         req: &RequestHeader,
         resp: &mut ResponseHeader,
@@ -109,7 +109,7 @@ impl CompressionPolicy {
 
     /// The encoding to use for a client's `Accept-Encoding`: the highest q-value among the
     /// ones poolgate offers, brotli first when equal; `None` when the client accepts none.
-    pub fn preferred(&self, accept: Option<&HeaderValue>) -> Option<Algorithm> {
+    pub(crate) fn preferred(&self, accept: Option<&HeaderValue>) -> Option<Algorithm> {
         let accept = accept.and_then(|v| v.to_str().ok())?;
         let offered = [
             (Algorithm::Brotli, "br", self.brotli_level.is_some()),
@@ -128,7 +128,11 @@ impl CompressionPolicy {
 
 impl ResponseEncoder {
     /// Encode the next piece of the body; `None` when there is nothing to send yet.
-    pub fn encode(&mut self, chunk: Option<&Bytes>, end: bool) -> pingora::Result<Option<Bytes>> {
+    pub(crate) fn encode(
+        &mut self,
+        chunk: Option<&Bytes>,
+        end: bool,
+    ) -> pingora::Result<Option<Bytes>> {
         let input: &[u8] = chunk.map_or(&[], |c| c.as_ref());
         if let Some((whole, limit)) = &mut self.whole {
             // `Content-Length` was small, but the back end may still send more than it said.
@@ -151,7 +155,11 @@ impl ResponseEncoder {
     }
 
     /// Replace a body chunk in place (the proxy's body filter).
-    pub fn encode_in_place(&mut self, body: &mut Option<Bytes>, end: bool) -> pingora::Result<()> {
+    pub(crate) fn encode_in_place(
+        &mut self,
+        body: &mut Option<Bytes>,
+        end: bool,
+    ) -> pingora::Result<()> {
         *body = self.encode(body.as_ref(), end)?;
         Ok(())
     }

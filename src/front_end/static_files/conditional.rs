@@ -1,5 +1,6 @@
 //! Validators of a file (strong `ETag`, `Last-Modified`) and the conditional requests that use
-//! them: `If-None-Match` / `If-Modified-Since` (304) and `If-Range` (whether a `Range` applies).
+//! them: `If-None-Match` / `If-Modified-Since` (304, decided by Pingora's `not_modified_filter`
+//! on the response header, see `mod.rs`) and `If-Range` (whether a `Range` applies).
 //!
 //! The ETag is made of the size and the modification time, so it changes whenever a deploy
 //! rewrites the file, without reading it. Dates have one-second precision, as HTTP dates do.
@@ -12,19 +13,19 @@ const LAST_HTTP_SECOND: u64 = 253_402_300_799;
 
 /// What identifies one version of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Validators {
+pub(super) struct Validators {
     /// The file's length in bytes.
-    pub len: u64,
+    pub(super) len: u64,
     /// Modification time in whole seconds since the epoch (clamped to what HTTP can say).
-    pub mtime: u64,
+    pub(super) mtime: u64,
     /// `"<len hex>-<mtime hex>"`, quotes included.
-    pub etag: String,
+    pub(super) etag: String,
     /// IMF-fixdate of `mtime`.
-    pub last_modified: String,
+    pub(super) last_modified: String,
 }
 
 impl Validators {
-    pub fn new(len: u64, modified: Option<SystemTime>) -> Self {
+    pub(super) fn new(len: u64, modified: Option<SystemTime>) -> Self {
         // A file time before 1970 (or unknown) counts as 1970 rather than failing the request.
         let mtime = modified
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -38,24 +39,9 @@ impl Validators {
         }
     }
 
-    /// Whether a GET or HEAD should get 304. `If-None-Match` wins when present (RFC 9110
-    /// 13.2.2): `If-Modified-Since` is only looked at without it.
-    pub fn not_modified(&self, headers: &HeaderMap) -> bool {
-        if let Some(list) = headers.get(http::header::IF_NONE_MATCH) {
-            return list
-                .to_str()
-                .is_ok_and(|list| list_matches(list, &self.etag));
-        }
-        headers
-            .get(http::header::IF_MODIFIED_SINCE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_date)
-            .is_some_and(|since| self.mtime <= since)
-    }
-
     /// Whether a `Range` may be honoured given `If-Range` (absent: yes). An entity tag must
     /// match strongly, a date exactly; anything else means "send the whole file".
-    pub fn range_allowed(&self, headers: &HeaderMap) -> bool {
+    pub(super) fn range_allowed(&self, headers: &HeaderMap) -> bool {
         let Some(value) = headers.get(http::header::IF_RANGE) else {
             return true;
         };
@@ -70,46 +56,15 @@ impl Validators {
     }
 }
 
-/// Weak comparison of `etag` with an `If-None-Match` list: `*`, or any listed tag with the
-/// same opaque value, `W/` or not. A malformed list matches nothing (the full answer is safe).
-pub fn list_matches(list: &str, etag: &str) -> bool {
-    let ours = opaque(etag);
-    let mut rest = list.trim();
-    if rest == "*" {
-        return true;
-    }
-    while !rest.is_empty() {
-        let tag = rest.strip_prefix("W/").unwrap_or(rest);
-        let Some(after_quote) = tag.strip_prefix('"') else {
-            return false;
-        };
-        let Some(end) = after_quote.find('"') else {
-            return false;
-        };
-        if Some(&after_quote[..end]) == ours {
-            return true;
-        }
-        rest = after_quote[end + 1..].trim_start();
-        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
-    }
-    false
-}
-
-/// The part of a tag between its quotes.
-fn opaque(tag: &str) -> Option<&str> {
-    let tag = tag.strip_prefix("W/").unwrap_or(tag);
-    tag.strip_prefix('"')?.strip_suffix('"')
-}
-
 /// Seconds since the epoch as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub fn format_date(secs: u64) -> String {
+pub(super) fn format_date(secs: u64) -> String {
     let secs = secs.min(LAST_HTTP_SECOND);
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// An HTTP date (IMF-fixdate, or the obsolete RFC 850 and asctime forms) as seconds since the
 /// epoch; `None` when it is not one.
-pub fn parse_date(value: &str) -> Option<u64> {
+fn parse_date(value: &str) -> Option<u64> {
     let time = httpdate::parse_http_date(value.trim()).ok()?;
     time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
@@ -118,6 +73,7 @@ pub fn parse_date(value: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use pingora::protocols::http::conditional_filter::not_modified_filter;
 
     fn validators() -> Validators {
         // 784111777 = Sun, 06 Nov 1994 08:49:37 GMT
@@ -161,39 +117,51 @@ mod tests {
         assert_eq!(parse_date(""), None);
     }
 
+    /// Whether Pingora's filter answers 304 for `pairs` against a file with `v`'s validators
+    /// (what `send_file` asks).
+    fn not_modified(v: &Validators, pairs: &[(&'static str, &'static str)]) -> bool {
+        let mut req = pingora::http::RequestHeader::build("GET", b"/", None).unwrap();
+        for (name, value) in pairs {
+            req.append_header(*name, *value).unwrap();
+        }
+        let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("ETag", &v.etag).unwrap();
+        resp.insert_header("Last-Modified", &v.last_modified)
+            .unwrap();
+        not_modified_filter(&req, &resp)
+    }
+
     #[test]
     fn if_none_match_uses_weak_comparison_over_a_list() {
-        let etag = "\"1234-2ebc98a1\"";
-        assert!(list_matches("\"1234-2ebc98a1\"", etag));
-        assert!(list_matches("W/\"1234-2ebc98a1\"", etag));
-        assert!(list_matches("\"other\", W/\"1234-2ebc98a1\"", etag));
-        assert!(list_matches("\"a,b\" ,\"1234-2ebc98a1\"", etag));
-        assert!(list_matches(" * ", etag));
-        assert!(!list_matches("\"1234-2ebc98a2\"", etag));
-        assert!(
-            !list_matches("1234-2ebc98a1", etag),
-            "unquoted is malformed"
-        );
-        assert!(!list_matches("\"unterminated", etag));
-        assert!(!list_matches("", etag));
+        let v = validators();
+        let matches = |list: &'static str| not_modified(&v, &[("if-none-match", list)]);
+        assert!(matches("\"1234-2ebc98a1\""));
+        assert!(matches("W/\"1234-2ebc98a1\""));
+        assert!(matches("\"other\", W/\"1234-2ebc98a1\""));
+        assert!(matches("\"a,b\" ,\"1234-2ebc98a1\""));
+        assert!(matches("*"));
+        assert!(!matches("\"1234-2ebc98a2\""));
+        assert!(!matches("1234-2ebc98a1"), "unquoted is malformed");
+        assert!(!matches("\"unterminated"));
+        assert!(!matches(""));
     }
 
     #[test]
     fn not_modified_by_etag_or_by_date() {
         let v = validators();
-        assert!(v.not_modified(&headers(&[("if-none-match", "\"1234-2ebc98a1\"")])));
-        assert!(!v.not_modified(&headers(&[("if-none-match", "\"old\"")])));
+        assert!(not_modified(&v, &[("if-none-match", "\"1234-2ebc98a1\"")]));
+        assert!(!not_modified(&v, &[("if-none-match", "\"old\"")]));
         let same = "Sun, 06 Nov 1994 08:49:37 GMT";
         let later = "Sun, 06 Nov 1994 08:49:38 GMT";
         let earlier = "Sun, 06 Nov 1994 08:49:36 GMT";
-        assert!(v.not_modified(&headers(&[("if-modified-since", same)])));
-        assert!(v.not_modified(&headers(&[("if-modified-since", later)])));
-        assert!(!v.not_modified(&headers(&[("if-modified-since", earlier)])));
-        assert!(!v.not_modified(&headers(&[("if-modified-since", "garbage")])));
+        assert!(not_modified(&v, &[("if-modified-since", same)]));
+        assert!(not_modified(&v, &[("if-modified-since", later)]));
+        assert!(!not_modified(&v, &[("if-modified-since", earlier)]));
+        assert!(!not_modified(&v, &[("if-modified-since", "garbage")]));
         // A non-matching If-None-Match overrides a matching date.
         let both = [("if-none-match", "\"old\""), ("if-modified-since", same)];
-        assert!(!v.not_modified(&headers(&both)));
-        assert!(!v.not_modified(&HeaderMap::new()));
+        assert!(!not_modified(&v, &both));
+        assert!(!not_modified(&v, &[]));
     }
 
     #[test]

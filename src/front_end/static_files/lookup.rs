@@ -14,7 +14,7 @@ use tokio::fs::File;
 
 /// What a request path leads to.
 #[derive(Debug)]
-pub enum Found {
+pub(super) enum Found {
     /// A regular file, open, with its length, modification time and (canonical) path.
     File {
         file: File,
@@ -31,7 +31,7 @@ pub enum Found {
 }
 
 /// Look `request` up under `root` (canonical), serving `index` for directories.
-pub async fn find(root: &Path, request: &RequestPath, index: &str) -> Found {
+pub(super) async fn find(root: &Path, request: &RequestPath, index: &str) -> Found {
     let target = match inside(root, &root.join(&request.relative)).await {
         Ok(target) => target,
         Err(found) => return found,

@@ -53,7 +53,7 @@ const TYPES: &[(&str, &str)] = &[
 const FALLBACK: &str = "application/octet-stream";
 
 /// The `Content-Type` of a file, from its extension (case-insensitive).
-pub fn content_type(path: &Path) -> String {
+pub(super) fn content_type(path: &Path) -> String {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

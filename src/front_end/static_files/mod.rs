@@ -11,14 +11,15 @@
 mod conditional;
 mod lookup;
 mod mime;
-pub mod path;
+mod path;
 mod range;
 mod response;
 
-use crate::front_end::FrontEnd;
+use super::FrontEnd;
 use conditional::Validators;
 use lookup::Found;
 use pingora::http::ResponseHeader;
+use pingora::protocols::http::conditional_filter::{not_modified_filter, to_304};
 use pingora::proxy::Session;
 use range::RangeAnswer;
 use response::{header, set_header, Ended, Responder};
@@ -30,30 +31,31 @@ const NOT_FOUND: &str = "404 Not Found: no such file.\n";
 const NOT_ALLOWED: &str = "405 Method Not Allowed: static files answer GET and HEAD.\n";
 const NOT_SATISFIABLE: &str = "416 Range Not Satisfiable: the range starts past the end.\n";
 
-/// Why `StaticFiles` could not be set up, for the config check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetupError {
+/// Why the static files could not be set up, for the config check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SetupError {
     /// `http_htdocs_dir` is missing or not a directory.
+    #[error("{0}")]
     Root(String),
     /// `http_static_index` is not a plain file name.
+    #[error("{0}")]
     Index(String),
 }
 
-/// The htdocs directory and how its files are answered; built once at start.
-#[derive(Debug)]
-pub struct StaticFiles {
+/// `http_htdocs_dir`, `http_static_index` and `http_static_ttl`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StaticFilesSettings {
     /// `http_htdocs_dir`, absolute and canonical (what resolved paths must stay inside).
     root: PathBuf,
     /// `http_static_index`: the file served for a directory.
     index: String,
-    /// `Cache-Control` from `http_static_ttl`.
-    cache_control: String,
+    ttl_sec: u64,
 }
 
-impl StaticFiles {
+impl StaticFilesSettings {
     /// `root` is resolved against the working directory and canonicalized now, so a later
     /// change of directory or a symlink swapped for the root itself changes nothing.
-    pub fn new(root: &Path, index: &str, ttl_sec: u64) -> Result<Self, SetupError> {
+    pub(crate) fn new(root: &Path, index: &str, ttl_sec: u64) -> Result<Self, SetupError> {
         let shown = root.display();
         let root = std::fs::canonicalize(root)
             .map_err(|e| SetupError::Root(format!("directory `{shown}`: {e}")))?;
@@ -66,22 +68,41 @@ impl StaticFiles {
             let why = format!("`{index}` must be a file name (no `/`)");
             return Err(SetupError::Index(why));
         }
-        Ok(StaticFiles {
+        Ok(StaticFilesSettings {
             root,
             index: index.to_string(),
-            cache_control: format!("public, max-age={ttl_sec}"),
+            ttl_sec,
         })
     }
 
     /// The canonical htdocs directory.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+/// The htdocs directory and how its files are answered.
+#[derive(Debug)]
+pub(crate) struct StaticFiles {
+    root: PathBuf,
+    index: String,
+    /// `Cache-Control` from `http_static_ttl`.
+    cache_control: String,
+}
+
+impl StaticFiles {
+    pub(crate) fn new(s: StaticFilesSettings) -> Self {
+        StaticFiles {
+            cache_control: format!("public, max-age={}", s.ttl_sec),
+            root: s.root,
+            index: s.index,
+        }
     }
 
     /// Answer the request from the htdocs directory (`tls`: the client is on HTTPS, directly
     /// or behind a load balancer, for the secure headers). Never fails: a client that went
     /// away or a file that could not be read has been logged and just ends the request.
-    pub async fn serve(&self, session: &mut Session, front: &FrontEnd, tls: bool) {
+    pub(crate) async fn serve(&self, session: &mut Session, front: &FrontEnd, tls: bool) {
         let mut out = Responder::new(front, tls);
         let _ended: Result<(), Ended> = self.answer(session, &mut out).await;
         if session.response_written().is_none() {
@@ -125,7 +146,9 @@ impl StaticFiles {
         }
     }
 
-    /// 304, 416, 206 or 200 for an open regular file.
+    /// 304, 416, 206 or 200 for an open regular file. The 304 is Pingora's decision
+    /// (`not_modified_filter`: `If-None-Match` by weak comparison over a list, else
+    /// `If-Modified-Since`) on the 200 header this file would get.
     async fn send_file(
         &self,
         session: &mut Session,
@@ -135,29 +158,30 @@ impl StaticFiles {
         validators: &Validators,
     ) -> Result<(), Ended> {
         let len = validators.len;
+        let mut resp = header(200).ok_or(Ended)?;
+        set_header(&mut resp, "Content-Type", &mime::content_type(path));
+        set_header(&mut resp, "Content-Length", &len.to_string());
+        self.add_validators(&mut resp, validators);
+        set_header(&mut resp, "Accept-Ranges", "bytes");
         let req = session.req_header();
-        if validators.not_modified(&req.headers) {
-            let mut resp = header(304).ok_or(Ended)?;
-            self.add_validators(&mut resp, validators);
+        if not_modified_filter(req, &resp) {
+            to_304(&mut resp);
             out.write_head(session, resp, true).await?;
             return out.write_chunk(session, None, true).await;
         }
         let head_only = req.method == http::Method::HEAD;
         let part = self.range(session, validators);
-        let (status, start, count) = match part {
-            RangeAnswer::Whole => (200, 0, len),
-            RangeAnswer::Part { start, end } => (206, start, end - start + 1),
+        let (start, count) = match part {
+            RangeAnswer::Whole => (0, len),
+            RangeAnswer::Part { start, end } => (start, end - start + 1),
             RangeAnswer::Unsatisfiable => {
                 let unsatisfied = [("Content-Range", format!("bytes */{len}"))];
                 return out.text(session, 416, NOT_SATISFIABLE, &unsatisfied).await;
             }
         };
-        let mut resp = header(status).ok_or(Ended)?;
-        set_header(&mut resp, "Content-Type", &mime::content_type(path));
-        set_header(&mut resp, "Content-Length", &count.to_string());
-        self.add_validators(&mut resp, validators);
-        set_header(&mut resp, "Accept-Ranges", "bytes");
         if let RangeAnswer::Part { start, end } = part {
+            resp.set_status(206).map_err(|_| Ended)?;
+            set_header(&mut resp, "Content-Length", &count.to_string());
             let range = format!("bytes {start}-{end}/{len}");
             set_header(&mut resp, "Content-Range", &range);
         }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// A request path that is safe to join to the htdocs root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestPath {
+pub(super) struct RequestPath {
     /// Decoded segments joined with `/`, without empty and `.` segments; empty for the root.
     pub relative: PathBuf,
     /// The path ends with `/`: a directory was asked for (its index is served).
@@ -20,7 +20,7 @@ pub struct RequestPath {
 
 /// Why a path was refused (all answered with 400; the reason is for the debug log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(super) enum Refusal {
     /// Not an absolute path (`*`, or empty).
     NotAbsolute,
     /// A `%` not followed by two hex digits.
@@ -49,7 +49,7 @@ impl std::fmt::Display for Refusal {
 }
 
 /// Decode the path part of a request URI (without the query) into a relative path.
-pub fn decode(raw: &str) -> Result<RequestPath, Refusal> {
+pub(super) fn decode(raw: &str) -> Result<RequestPath, Refusal> {
     if !raw.starts_with('/') {
         return Err(Refusal::NotAbsolute);
     }
@@ -110,7 +110,7 @@ fn hex(b: u8) -> Option<u8> {
 /// Where a directory asked for without its trailing slash is redirected: the same raw path
 /// plus `/`, and the query. Leading slashes are collapsed so `//host/dir` cannot become a
 /// protocol-relative redirect to another site.
-pub fn with_slash(raw_path: &str, query: Option<&str>) -> String {
+pub(super) fn with_slash(raw_path: &str, query: Option<&str>) -> String {
     let path = format!("/{}/", raw_path.trim_start_matches('/'));
     match query {
         Some(q) => format!("{path}?{q}"),

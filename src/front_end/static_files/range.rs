@@ -1,10 +1,15 @@
 //! `Range: bytes=...` for one range. Several ranges would need a `multipart/byteranges` body;
 //! RFC 9110 (14.2) lets a server ignore `Range` instead, so those (and anything malformed, or
 //! in another unit) get the whole file. Browsers and download tools ask for one range.
+//!
+//! Pingora's `range_header_filter` is not used here, for what it answers differently: `bytes=5-1`
+//! (an invalid range-spec, which RFC 9110 14.1.1 says makes the field ignored) gets 416 instead
+//! of the whole file, `bytes=-0` gets a 206 with an empty body instead of 416, and HEAD gets
+//! ranges although RFC 9110 14.2 defines them for GET only.
 
 /// What to send for a `Range` header, given the file's length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeAnswer {
+pub(super) enum RangeAnswer {
     /// 200 with the whole file (no usable range).
     Whole,
     /// 206 with bytes `start..=end`.
@@ -13,7 +18,7 @@ pub enum RangeAnswer {
     Unsatisfiable,
 }
 
-pub fn answer(header: &str, len: u64) -> RangeAnswer {
+pub(super) fn answer(header: &str, len: u64) -> RangeAnswer {
     let Some((unit, spec)) = header.trim().split_once('=') else {
         return RangeAnswer::Whole;
     };

@@ -5,8 +5,8 @@
 //! A client that goes away mid-answer just ends the request: the write error is not an error
 //! of poolgate, so it is logged at debug level and the connection is not reused.
 
-use crate::front_end::compression::ResponseEncoder;
 use crate::front_end::FrontEnd;
+use crate::front_end::ResponseEncoder;
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -15,26 +15,26 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Read and send files in pieces of this size: memory per request stays small whatever the
 /// file's size.
-pub const CHUNK: usize = 64 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
 
 /// The response ended early (the client went away, or the file could not be read); already
 /// logged, and the connection is not reused.
 #[derive(Debug)]
-pub struct Ended;
+pub(super) struct Ended;
 
 /// Files up to this size are compressed in one piece (PixlProxy's default `min_stream_size`).
 const COMPRESS_WHOLE_UP_TO: u64 = 128 * 1024;
 
 /// How a response is sent: the front end's global headers, whether the client is on HTTPS
 /// (for HSTS among the secure headers), and the content encoding once it is decided.
-pub struct Responder<'a> {
+pub(super) struct Responder<'a> {
     front: &'a FrontEnd,
     tls: bool,
     encoder: Option<ResponseEncoder>,
 }
 
 impl<'a> Responder<'a> {
-    pub fn new(front: &'a FrontEnd, tls: bool) -> Self {
+    pub(super) fn new(front: &'a FrontEnd, tls: bool) -> Self {
         Responder {
             front,
             tls,
@@ -44,7 +44,7 @@ impl<'a> Responder<'a> {
 
     /// The one place response headers are written: the global headers are added here, and
     /// the content encoding is decided (`http_compress_text`).
-    pub async fn write_head(
+    pub(super) async fn write_head(
         &mut self,
         session: &mut Session,
         mut resp: ResponseHeader,
@@ -63,7 +63,7 @@ impl<'a> Responder<'a> {
     }
 
     /// The one place body bytes are written (`None` with `end`: close an empty body).
-    pub async fn write_chunk(
+    pub(super) async fn write_chunk(
         &mut self,
         session: &mut Session,
         chunk: Option<Bytes>,
@@ -90,7 +90,7 @@ impl<'a> Responder<'a> {
     }
 
     /// A short `text/plain` answer (errors, redirects) with extra headers.
-    pub async fn text(
+    pub(super) async fn text(
         &mut self,
         session: &mut Session,
         status: u16,
@@ -115,7 +115,7 @@ impl<'a> Responder<'a> {
     /// Send `len` bytes of `file` from `start`, in `CHUNK`s. A read error (or a file that
     /// shrank) ends the response early with a warning naming the file; the client sees a
     /// short body and the connection is closed, since its framing is now wrong.
-    pub async fn stream(
+    pub(super) async fn stream(
         &mut self,
         session: &mut Session,
         file: &mut tokio::fs::File,
@@ -153,14 +153,14 @@ impl<'a> Responder<'a> {
 }
 
 /// A response header with `status`, or `None` (logged) if Pingora refuses to build it.
-pub fn header(status: u16) -> Option<ResponseHeader> {
+pub(super) fn header(status: u16) -> Option<ResponseHeader> {
     ResponseHeader::build(status, Some(10))
         .map_err(|e| log::warn!("static file response {status}: {e}"))
         .ok()
 }
 
 /// Set a header whose value poolgate made itself; one that cannot be encoded is left out.
-pub fn set_header(resp: &mut ResponseHeader, name: &'static str, value: &str) {
+pub(super) fn set_header(resp: &mut ResponseHeader, name: &'static str, value: &str) {
     if let Err(e) = resp.insert_header(name, value) {
         log::warn!("static file response header {name}: {e}");
     }

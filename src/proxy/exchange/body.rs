@@ -1,62 +1,33 @@
-//! Reading a client's request body for the buffered exchange: kept whole in memory up to a
-//! limit, so retries and redirects can send it again byte-exact; beyond the limit only the
-//! part already read is kept and the rest is streamed once.
+//! Reading a client's request body for the buffered exchange: kept whole in memory up to
+//! `retry_max_body_bytes`, so retries and redirects can send it again byte-exact; beyond the
+//! limit only the part already read is kept and the rest is streamed once.
 
+use crate::front_end::{declared_len, UploadLimit};
+use crate::upstream::{Body, Framing};
 use bytes::{Bytes, BytesMut};
-use pingora::http::RequestHeader;
 use pingora::proxy::Session;
-use pingora::{Error, ErrorType, Result};
-
-/// `WebServer.http_max_upload_size`: the largest request body any pool accepts; 0 = no limit.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct UploadLimit(pub u64);
-
-impl UploadLimit {
-    /// Whether the request's `Content-Length` already says it is too large (answered before
-    /// anything reaches the back end).
-    pub fn refuses_declared(&self, req: &RequestHeader) -> bool {
-        self.0 > 0 && declared_len(req).is_some_and(|n| n > self.0)
-    }
-
-    /// The error that ends a request whose body grew past the limit while it streamed (a
-    /// chunked upload); answered with 413 when no answer has started yet.
-    pub fn check(&self, received: u64) -> Result<()> {
-        if self.0 > 0 && received > self.0 {
-            return Error::e_explain(
-                ErrorType::HTTPStatus(413),
-                format!(
-                    "request body larger than http_max_upload_size ({} bytes)",
-                    self.0
-                ),
-            );
-        }
-        Ok(())
-    }
-}
-
-fn declared_len(req: &RequestHeader) -> Option<u64> {
-    req.headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-}
+use pingora::Result;
 
 #[derive(Debug)]
-pub struct RequestBody {
+pub(super) struct RequestBody {
     /// The whole body when `complete`, else the part read before the limit was passed.
-    pub head: Bytes,
+    head: Bytes,
     /// The body ended within the limit: it can be sent any number of times.
-    pub complete: bool,
+    complete: bool,
     /// Whether the client's request had body framing (`Content-Length` or chunked).
-    pub framed: bool,
+    framed: bool,
     /// The client's `Content-Length`, if any.
-    pub declared_len: Option<u64>,
+    declared_len: Option<u64>,
 }
 
 impl RequestBody {
     /// Read up to `limit` bytes of the body. A declared `Content-Length` above the limit is
     /// not read at all (it will be streamed on the first attempt).
-    pub async fn read(session: &mut Session, limit: u64, upload: UploadLimit) -> Result<Self> {
+    pub(super) async fn read(
+        session: &mut Session,
+        limit: u64,
+        upload: UploadLimit,
+    ) -> Result<Self> {
         let req = session.req_header();
         let declared_len = declared_len(req);
         let framed =
@@ -88,7 +59,36 @@ impl RequestBody {
     }
 
     /// Whether every attempt can send the whole body again.
-    pub fn is_replayable(&self) -> bool {
+    pub(super) fn is_replayable(&self) -> bool {
         self.complete
+    }
+
+    /// How an attempt that carries the body frames it.
+    pub(super) fn framing(&self) -> Framing {
+        match (self.framed, self.complete, self.declared_len) {
+            (false, _, _) => Framing::None,
+            (true, true, _) => Framing::Length(self.head.len() as u64),
+            (true, false, Some(n)) => Framing::Length(n),
+            (true, false, None) => Framing::Chunked,
+        }
+    }
+
+    /// The body of one attempt: the kept copy, or (first attempt of an over-limit body only)
+    /// the part kept and then the rest straight from the client. From then on the body is
+    /// gone: no attempt can send it again.
+    pub(super) fn for_attempt<'a>(
+        &mut self,
+        client: &'a mut Session,
+        upload: UploadLimit,
+    ) -> Body<'a> {
+        if self.complete {
+            return Body::Kept(self.head.clone());
+        }
+        self.framed = false;
+        Body::Streamed {
+            head: std::mem::take(&mut self.head),
+            client,
+            limit: upload,
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! Handing the chosen answer to the client: the pool's and the global response rules, framing,
 //! and the body streamed chunk by chunk; the back-end connection goes back to its pool.
 
-use super::{Answer, Exchange};
-use crate::admission::ConcurrencySlot;
-use crate::pool::BACKEND_IDLE_TIMEOUT;
-use crate::timing::PerfTimer;
+use super::Exchange;
+use crate::admission::Permit;
+use crate::timing::{PerfTimer, Phase};
+use crate::upstream::Answer;
 use http::Method;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
@@ -13,18 +13,12 @@ impl Exchange<'_> {
     pub(super) async fn deliver(
         &self,
         session: &mut Session,
-        answer: Answer,
-        slot: &mut Option<ConcurrencySlot>,
+        mut answer: Answer,
+        permit: &mut Option<Permit>,
         perf: &mut PerfTimer,
     ) -> Result<()> {
-        let Answer {
-            session: mut up,
-            peer,
-            reusable,
-            ..
-        } = answer;
         let mut resp =
-            Box::new(up.response_header().cloned().ok_or_else(|| {
+            Box::new(answer.header().cloned().ok_or_else(|| {
                 Error::explain(ErrorType::InternalError, "answer without a header")
             })?);
         self.pool.response_rules.apply(&mut resp)?;
@@ -43,11 +37,12 @@ impl Exchange<'_> {
             .write_response_header(resp, false)
             .await
             .map_err(|e| e.into_down())?;
+        let up = &mut answer.session;
         while let Some(chunk) = up.read_response_body().await.map_err(|e| e.into_up())? {
             perf.bytes_received += chunk.len() as u64;
             if up.response_done() {
                 // The back end is done: free the slot before the client sees the end.
-                slot.take();
+                permit.take();
             }
             let chunk = match &mut encoder {
                 Some(encoder) => encoder.encode(Some(&chunk), false)?,
@@ -60,8 +55,8 @@ impl Exchange<'_> {
                     .map_err(|e| e.into_down())?;
             }
         }
-        perf.lap("receive");
-        slot.take();
+        perf.lap(Phase::Receive);
+        permit.take();
         let last = match &mut encoder {
             Some(encoder) => encoder.encode(None, true)?,
             None => None,
@@ -70,11 +65,9 @@ impl Exchange<'_> {
             .write_response_body(last, true)
             .await
             .map_err(|e| e.into_down())?;
-        if reusable && self.pool.use_keep_alives {
-            self.connector
-                .release_http_session(up, &*peer, BACKEND_IDLE_TIMEOUT)
-                .await;
-        }
+        answer
+            .release(self.connector, self.pool.use_keep_alives)
+            .await;
         Ok(())
     }
 }

@@ -3,92 +3,76 @@
 //!
 //! Pingora's proxy retries only before a response arrives and replays at most 64 KiB of body,
 //! and it has no hook to retry on a status code. These pools therefore use Pingora's HTTP
-//! client (same connection pooling, TLS and timeouts) from `request_filter`: the request body
-//! is kept in memory up to `retry_max_body_bytes` so every attempt sends it byte-exact; each
-//! answer is judged against `resp_code_success_match` and the redirect rules; the answer chosen
-//! for the client is streamed to it chunk by chunk. Pools with neither setting never come here
-//! and keep Pingora's streaming proxy.
+//! client from `request_filter`, one attempt at a time through `crate::upstream`: the request
+//! body is kept in memory up to `retry_max_body_bytes` (`body.rs`) so every attempt sends it
+//! byte-exact; each answer is judged against `resp_code_success_match` and the redirect rules;
+//! the answer chosen for the client is streamed to it chunk by chunk (`delivery.rs`). Pools
+//! with neither setting never come here and keep Pingora's streaming proxy.
 
-use crate::admission::ConcurrencySlot;
-use crate::front_end::FrontEnd;
-use crate::pool::headers::ClientFacts;
-use crate::pool::redirect::{next_method, HopUrl};
-use crate::pool::Pool;
-use crate::proxy::exchange::body::RequestBody;
+mod body;
+mod delivery;
+
+use crate::admission::Permit;
+use crate::front_end::{ClientFacts, FrontEnd};
+use crate::pool::{next_method, HopUrl, Pool};
 use crate::timing::PerfTimer;
+use crate::upstream::{self, Answer, Body, Failure, Framing, Outgoing};
+use body::RequestBody;
 use http::Method;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
-use pingora::protocols::http::client::HttpSession as ClientSession;
 use pingora::proxy::Session;
-use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, Result};
+use pingora::Result;
+use std::fmt;
 use std::net::SocketAddr;
 
-mod attempt;
-pub mod body;
-pub(crate) use attempt::read_answer_header;
-mod delivery;
-
-pub struct Exchange<'a> {
-    pub pool: &'a Pool,
-    pub front: &'a FrontEnd,
-    pub connector: &'a Connector,
-    pub client: ClientFacts,
+pub(crate) struct Exchange<'a> {
+    pub(crate) pool: &'a Pool,
+    pub(crate) front: &'a FrontEnd,
+    pub(crate) connector: &'a Connector,
+    pub(crate) client: ClientFacts,
 }
 
 /// One request on the way: where it goes, with which method, and whether it carries the body.
 #[derive(Debug, Clone)]
-pub(super) struct Hop {
-    pub(super) url: HopUrl,
-    pub(super) method: Method,
-    pub(super) with_body: bool,
+struct Hop {
+    url: HopUrl,
+    method: Method,
+    with_body: bool,
     /// Sent to the pool's own targets (else to the host named by a redirect).
-    pub(super) on_pool: bool,
+    on_pool: bool,
 }
 
-/// The client's request as every attempt starts from it, and its balancing key.
-pub(super) struct Outgoing<'a> {
-    pub(super) original: &'a RequestHeader,
-    pub(super) key: &'a [u8],
+impl fmt::Display for Hop {
+    /// `GET http://host:port/path`, as the retry log line names it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.url.tls { "https://" } else { "http://" };
+        let path = crate::event_log::redact::text(&self.url.path);
+        write!(f, "{} {scheme}{}{path}", self.method, self.url.authority())
+    }
 }
 
-/// A back end's answer: header read, body not yet.
-pub(super) struct Answer {
-    pub(super) session: ClientSession,
-    pub(super) peer: Box<HttpPeer>,
-    pub(super) status: u16,
-    pub(super) addr: SocketAddr,
-    /// The whole request went out, so the connection may go back to the pool afterwards.
-    pub(super) reusable: bool,
-}
-
-pub(super) enum Failure {
-    /// The back end failed; `resendable` when the request can be sent again in full, `stale`
-    /// when a pooled connection turned out to be closed before anything was processed.
-    Upstream {
-        error: Box<Error>,
-        resendable: bool,
-        stale: bool,
-        addr: Option<SocketAddr>,
-    },
-    /// The client failed (read error, gone): nothing more to do.
-    Client(Box<Error>),
+/// The state an exchange carries between its hooks: the attempts' targets, the pool's permit
+/// and the phase timer.
+pub(crate) struct ExchangeState<'c> {
+    /// Back-end addresses that failed, so a retry picks another target.
+    pub(crate) tried: &'c mut Vec<SocketAddr>,
+    /// Freed as soon as the back end has sent its last byte.
+    pub(crate) permit: &'c mut Option<Permit>,
+    /// The attempts' phases add up here.
+    pub(crate) perf: &'c mut PerfTimer,
 }
 
 impl Exchange<'_> {
-    /// Run the exchange and answer the client. `slot` (the pool's concurrency slot) is freed as
-    /// soon as the back end has sent its last byte; the attempts' phases add up in `perf`.
-    /// Errors are returned for `fail_to_proxy`.
-    pub async fn run(
-        &self,
-        session: &mut Session,
-        tried: &mut Vec<SocketAddr>,
-        slot: &mut Option<ConcurrencySlot>,
-        perf: &mut PerfTimer,
-    ) -> Result<()> {
-        let limit = self.pool.retry.max_body_bytes;
-        let mut body = RequestBody::read(session, limit, self.front.upload_limit)
+    /// Run the exchange and answer the client. Errors are returned for `fail_to_proxy`.
+    pub(crate) async fn run(&self, session: &mut Session, state: ExchangeState<'_>) -> Result<()> {
+        let ExchangeState {
+            tried,
+            permit,
+            perf,
+        } = state;
+        let upload = self.front.upload_limit;
+        let mut body = RequestBody::read(session, self.pool.retry.max_body_bytes, upload)
             .await
             .map_err(|e| e.into_down())?;
         let original = session.req_header().clone();
@@ -96,7 +80,9 @@ impl Exchange<'_> {
         let origin = self.origin_url(&original);
         let outgoing = Outgoing {
             original: &original,
+            client: self.client,
             key: &key,
+            tag: None,
         };
         let mut hop = Hop {
             url: origin.clone(),
@@ -108,10 +94,25 @@ impl Exchange<'_> {
         let (mut failures_left, mut hops_left) = (self.pool.retry.retries, self.pool.redirect_hops);
         let mut stale_retry_used = false;
         loop {
-            let answer = match self
-                .attempt(session, &outgoing, &hop, &mut body, tried, perf)
-                .await
-            {
+            let upstream_hop = upstream::Hop {
+                rewrite: Some((&hop.method, &hop.url.path)),
+                elsewhere: (!hop.on_pool).then_some(&hop.url),
+            };
+            let (framing, attempt_body) = match hop.with_body {
+                true => (body.framing(), body.for_attempt(session, upload)),
+                false => (Framing::None, Body::Empty),
+            };
+            let attempt = upstream::attempt(
+                self.pool,
+                self.connector,
+                &outgoing,
+                &upstream_hop,
+                framing,
+                attempt_body,
+                tried,
+                perf,
+            );
+            let answer = match attempt.await {
                 Ok(answer) => answer,
                 Err(Failure::Client(e)) => return Err(e),
                 Err(Failure::Upstream {
@@ -124,13 +125,13 @@ impl Exchange<'_> {
                         stale_retry_used = true;
                         continue;
                     }
-                    self.pool.activity.record_error();
+                    self.pool.record_failed_attempt();
                     tried.extend(addr);
                     if failures_left == 0 || !resendable {
                         return Err(error);
                     }
                     failures_left -= 1;
-                    self.back_off(&hop, &error.to_string(), failures_left).await;
+                    self.pool.back_off(&hop, &error, failures_left).await;
                     continue;
                 }
             };
@@ -146,16 +147,16 @@ impl Exchange<'_> {
                 }
             }
             if !self.pool.retry.is_success(answer.status) {
-                self.pool.activity.record_error();
+                self.pool.record_failed_attempt();
                 if failures_left > 0 && body.is_replayable() {
                     failures_left -= 1;
                     tried.push(answer.addr);
-                    let what = format!("HTTP {}", answer.status);
-                    self.back_off(&hop, &what, failures_left).await;
+                    let why = format!("HTTP {}", answer.status);
+                    self.pool.back_off(&hop, &why, failures_left).await;
                     continue;
                 }
             }
-            return self.deliver(session, answer, slot, perf).await;
+            return self.deliver(session, answer, permit, perf).await;
         }
     }
 
@@ -207,8 +208,7 @@ impl Exchange<'_> {
     ) -> Option<Hop> {
         let (method, keep_body) = next_method(answer.status, &hop.method)?;
         let location = answer
-            .session
-            .response_header()?
+            .header()?
             .headers
             .get(http::header::LOCATION)?
             .to_str()
@@ -224,21 +224,5 @@ impl Exchange<'_> {
             method,
             with_body,
         })
-    }
-
-    async fn back_off(&self, hop: &Hop, what: &str, failures_left: u32) {
-        self.pool.metrics.retried();
-        let delay = self.pool.retry_delay();
-        log::warn!(
-            "[{}] {} {}{} failed ({what}); retrying in {} ms, {failures_left} retries left after this",
-            self.pool.id,
-            hop.method,
-            if hop.url.tls { "https://" } else { "http://" },
-            format_args!("{}{}", hop.url.authority(), hop.url.path),
-            delay.as_millis()
-        );
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
     }
 }

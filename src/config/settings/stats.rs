@@ -1,16 +1,31 @@
-//! Compiling the stats API's settings: `stats_uri_match`, `metrics_uri`, `http_default_acl`,
+//! The stats API's settings: `stats_uri_match`, `metrics_uri`, `http_default_acl`,
 //! and the tokens from `stats_api_tokens`, `POOLGATE_STATS_API_TOKENS` (comma-separated) and
 //! the file named by `POOLGATE_STATS_API_TOKENS_FILE` (one per line or comma-separated).
 
-use super::compile::Problems;
-use super::model::FileConfig;
-use crate::stats::acl::Acl;
-use crate::stats::api::StatsApi;
+use crate::config::file::FileConfig;
+use crate::config::problem::Problems;
+use crate::stats::{Acl, StatsApi, StatsSettings};
 
-pub const TOKENS_ENV: &str = "POOLGATE_STATS_API_TOKENS";
-pub const TOKENS_FILE_ENV: &str = "POOLGATE_STATS_API_TOKENS_FILE";
+/// Stats API tokens, comma-separated.
+pub(crate) const TOKENS_ENV: &str = "POOLGATE_STATS_API_TOKENS";
+/// A file of stats API tokens, one per line or comma-separated.
+pub(crate) const TOKENS_FILE_ENV: &str = "POOLGATE_STATS_API_TOKENS_FILE";
 
-pub(super) fn stats_api(cfg: &FileConfig, problems: &mut Problems) -> StatsApi {
+/// The stats API and what only it shows (`http_recent_requests`).
+pub(super) fn stats(cfg: &FileConfig, problems: &mut Problems) -> StatsSettings {
+    let api = stats_api(cfg, problems);
+    // The recent requests are read only by the stats API: without it, none are kept.
+    let recent_requests = match api.uri.is_some() {
+        true => cfg.web_server.http_recent_requests,
+        false => 0,
+    };
+    StatsSettings {
+        api,
+        recent_requests,
+    }
+}
+
+fn stats_api(cfg: &FileConfig, problems: &mut Problems) -> StatsApi {
     let uri = cfg
         .proxy
         .stats_uri_match
@@ -25,7 +40,7 @@ pub(super) fn stats_api(cfg: &FileConfig, problems: &mut Problems) -> StatsApi {
         }
     };
     let acl = Acl::parse(&cfg.web_server.http_default_acl).unwrap_or_else(|e| {
-        problems.push("WebServer.http_default_acl", e);
+        problems.push("WebServer.http_default_acl", e.to_string());
         Acl::default()
     });
     StatsApi {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 /// The front end (pixl-server-web's `WebServer` keys that poolgate implements).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
-pub struct WebServerConfig {
+pub(crate) struct WebServerConfig {
     pub http_port: u16,
     /// Local address to listen on; empty = all addresses.
     pub http_bind_address: String,
@@ -81,7 +81,7 @@ pub struct WebServerConfig {
 /// Options of a compressor (Node's zlib / brotli options). Only `level` is used; the rest are
 /// accepted so a pixl-server-web config loads unchanged.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CompressOptions {
+pub(crate) struct CompressOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<u32>,
     #[serde(flatten)]
@@ -91,13 +91,13 @@ pub struct CompressOptions {
 /// A certificate chain and its private key (PEM files).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CertFiles {
+pub(crate) struct CertFiles {
     pub cert_file: String,
     pub key_file: String,
 }
 
 /// pixl-server-web's default ACL: localhost plus the private ranges.
-pub fn default_acl() -> Vec<String> {
+pub(super) fn default_acl() -> Vec<String> {
     [
         "127.0.0.1/8",
         "10.0.0.0/8",

@@ -1,38 +1,28 @@
-//! Compiling one pool: routing criteria, header rules and connection settings here; targets
-//! in `targets.rs`; limits, retries and degraded hints in `traffic.rs`.
+//! One pool: routing criteria, header rules and connection settings here; targets in
+//! `targets.rs`; limits, retries and degraded hints in `traffic.rs`; its queue in `queue.rs`.
 
-use super::compile::{one_line, Problems};
-use super::model::{FileConfig, PoolConfig};
-use crate::event_log::transaction::LogPolicy;
-use crate::pool::headers::{RequestRules, ResponseRules, ScrubRule};
-use crate::pool::routing::RouteCriteria;
-use crate::pool::{PeerSettings, Pool};
-use crate::stats::activity::PoolActivity;
-use crate::stats::second::PoolStats;
+use crate::config::file::{FileConfig, PoolConfig};
+use crate::config::problem::{one_line, PoolPath, Problems};
+use crate::event_log::LogPolicy;
+use crate::pool::{
+    PeerSettings, PoolSettings, RequestRules, ResponseRules, RouteCriteria, ScrubRule,
+};
+use crate::server::PoolEntry;
+use crate::stats::Recording;
 use http::HeaderValue;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// Key path of a pool setting, for problem messages.
-pub(super) struct PoolPath<'a>(pub(super) &'a str);
-
-impl PoolPath<'_> {
-    pub(super) fn key(&self, key: &str) -> String {
-        format!("PixlProxy.pools.{}.{key}", self.0)
-    }
-}
-
-pub(super) fn compile_pool(
+pub(super) fn pool_entry(
     id: &str,
     p: &PoolConfig,
     cfg: &FileConfig,
     problems: &mut Problems,
-) -> Option<Pool> {
+) -> Option<PoolEntry> {
     let validate_ssl_certs = cfg.proxy.validate_ssl_certs;
     let path = PoolPath(id);
     let before = problems.0.len();
     let criteria = route_criteria(p, &path, problems);
-    let targets = super::targets::target_set(id, p, validate_ssl_certs, &path, problems);
+    let targets = super::targets::target_settings(p, validate_ssl_certs, &path, problems);
     let request_rules = request_rules(p, &path, problems);
     let response_rules = ResponseRules {
         scrub: scrub(
@@ -45,51 +35,61 @@ pub(super) fn compile_pool(
             &p.insert_response_headers,
         ),
     };
-    let limits = super::traffic::limits(p);
     let retry = super::traffic::retry_policy(p, &path, problems);
     let degraded = super::traffic::degraded_monitor(p, &path, problems);
-    let queue = super::queue::blind_queue(p, cfg, &path, problems);
+    let queue = super::queue::queue_settings(p, cfg, &path, problems);
     if problems.0.len() > before {
         return None;
     }
-    Some(Pool {
-        id: Arc::from(id),
+    let retry = retry?;
+    let recording = recording(
+        cfg,
+        degraded.is_some(),
+        retry.retries > 0 && retry.delay.mult_ms > 0,
+    );
+    let pool = PoolSettings {
+        id: id.to_string(),
         criteria,
         x_proxy_only: p.x_proxy_only,
         targets: targets?,
         request_rules,
         response_rules,
         use_keep_alives: p.use_keep_alives,
-        connect: PeerSettings {
-            ttfb_timeout: (p.http_timeout_ms > 0).then(|| Duration::from_millis(p.http_timeout_ms)),
-            verify_tls: validate_ssl_certs,
-            group_key: Pool::group_key_of(id),
-            http2: p.target_http2,
-        },
-        limits,
-        retry: retry?,
+        connect: PeerSettings::new(
+            id,
+            (p.http_timeout_ms > 0).then(|| Duration::from_millis(p.http_timeout_ms)),
+            validate_ssl_certs,
+            p.target_http2,
+        ),
+        limits: super::traffic::limits(p),
+        retry,
         redirect_hops: p.follow_redirects,
         degraded,
-        activity: PoolActivity::default(),
-        queue,
         logging: LogPolicy {
             transactions: p.log_transactions,
             perf_ms: p.log_perf_ms,
             errors: p.log_errors,
         },
-        stats: match stats_are_read(cfg) {
-            true => PoolStats::default(),
-            false => PoolStats::unread(),
-        },
-        metrics: crate::stats::metrics::PoolMetrics::new(id, !cfg.proxy.metrics_uri.is_empty()),
         min_stream_size: p.min_stream_size,
-    })
+        recording,
+        metrics: !cfg.proxy.metrics_uri.is_empty(),
+    };
+    Some(PoolEntry { pool, queue })
 }
 
-/// Whether anything reads a pool's per-second figures: the stats API, the Prometheus
-/// endpoint (its in-flight gauge) or the per-second debug line (`debug_level` 2 and up).
-fn stats_are_read(cfg: &FileConfig) -> bool {
-    cfg.proxy.stats_uri_match.is_some() || !cfg.proxy.metrics_uri.is_empty() || cfg.debug_level >= 2
+/// What a pool's per-second figures must keep: everything for the stats API, the Prometheus
+/// endpoint (its in-flight gauge) and the per-second debug line (`debug_level` 2 and up); the
+/// previous second's requests, errors and average for the degraded monitor and a back-off
+/// that grows with errors (`error_retry_delay_mult_ms`); else nothing.
+fn recording(cfg: &FileConfig, degraded: bool, errors_scale_delay: bool) -> Recording {
+    let shown = cfg.proxy.stats_uri_match.is_some()
+        || !cfg.proxy.metrics_uri.is_empty()
+        || cfg.debug_level >= 2;
+    match (shown, degraded || errors_scale_delay) {
+        (true, _) => Recording::Full,
+        (false, true) => Recording::Summary,
+        (false, false) => Recording::Off,
+    }
 }
 
 fn route_criteria(p: &PoolConfig, path: &PoolPath, problems: &mut Problems) -> RouteCriteria {

@@ -1,14 +1,17 @@
 //! Compiling `PixlProxy.serve_static_files` with `WebServer.http_htdocs_dir`,
 //! `http_static_index` and `http_static_ttl`.
 
-use super::compile::Problems;
-use super::model::FileConfig;
-use crate::front_end::static_files::{SetupError, StaticFiles};
+use crate::config::file::FileConfig;
+use crate::config::problem::Problems;
+use crate::front_end::static_files::SetupError;
+use crate::front_end::StaticFilesSettings;
 use std::path::Path;
-use std::sync::Arc;
 
-/// The static-file server, when `serve_static_files` is on and its directory exists.
-pub(super) fn static_files(cfg: &FileConfig, problems: &mut Problems) -> Option<Arc<StaticFiles>> {
+/// The static files, when `serve_static_files` is on and its directory exists.
+pub(super) fn static_files(
+    cfg: &FileConfig,
+    problems: &mut Problems,
+) -> Option<StaticFilesSettings> {
     if !cfg.proxy.serve_static_files {
         return None;
     }
@@ -22,13 +25,12 @@ pub(super) fn static_files(cfg: &FileConfig, problems: &mut Problems) -> Option<
     }
     let web = &cfg.web_server;
     let root = Path::new(&web.http_htdocs_dir);
-    StaticFiles::new(root, &web.http_static_index, web.http_static_ttl)
+    StaticFilesSettings::new(root, &web.http_static_index, web.http_static_ttl)
         .map_err(|e| match e {
             SetupError::Root(why) => problems.push("WebServer.http_htdocs_dir", why),
             SetupError::Index(why) => problems.push("WebServer.http_static_index", why),
         })
         .ok()
-        .map(Arc::new)
 }
 
 #[cfg(test)]
@@ -42,21 +44,21 @@ mod tests {
 
     #[test]
     fn static_files_are_off_by_default_whatever_the_directory() {
-        let rt = load_str("WebServer: {http_htdocs_dir: /no/such/dir}").runtime;
-        assert!(rt.is_some_and(|rt| rt.front.static_files.is_none()));
+        let rt = load_str("WebServer: {http_htdocs_dir: /no/such/dir}").settings;
+        assert!(rt.is_some_and(|rt| rt.front_end.static_files.is_none()));
     }
 
     #[test]
     fn static_files_root_is_absolute_and_canonical() {
         let dir = tempfile::tempdir().unwrap();
         let text = on(&format!("{}/./", dir.path().display()), "");
-        let rt = load_str(&text).runtime.unwrap();
-        let files = rt.front.static_files.unwrap();
+        let rt = load_str(&text).settings.unwrap();
+        let files = rt.front_end.static_files.unwrap();
         assert_eq!(files.root(), dir.path().canonicalize().unwrap());
         // Relative: against the working directory (the crate root under `cargo test`).
-        let rt = load_str(&on("src", "")).runtime.unwrap();
+        let rt = load_str(&on("src", "")).settings.unwrap();
         let expected = std::path::Path::new("src").canonicalize().unwrap();
-        assert_eq!(rt.front.static_files.unwrap().root(), expected);
+        assert_eq!(rt.front_end.static_files.unwrap().root(), expected);
     }
 
     #[test]

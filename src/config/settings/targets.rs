@@ -1,25 +1,20 @@
-//! Compiling a pool's back ends: PixlProxy's single `target_hostname`/`target_port`, or
-//! poolgate's `targets` list with `load_balancing` and `health_check`.
+//! A pool's back ends: PixlProxy's single `target_hostname`/`target_port`, or poolgate's
+//! `targets` list with `load_balancing` and `health_check`.
 
-use super::compile::Problems;
-use super::model::{HealthCheckConfig, PoolConfig};
-use super::pools::PoolPath;
-use crate::pool::health::{CheckKind, TargetHealthCheck};
-use crate::pool::redirect::split_authority;
-use crate::pool::targets::{
-    default_port, BalancedTargets, BalancerSpec, Balancing, HashOn, HealthSettings, Target,
+use crate::config::file::{HealthCheckConfig, PoolConfig};
+use crate::config::problem::{PoolPath, Problems};
+use crate::pool::{
+    default_port, split_authority, BalanceSettings, Balancing, CheckKind, HashOn, HealthSettings,
+    TargetAddress, TargetSettings,
 };
-use crate::pool::TargetSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-pub(super) fn target_set(
-    id: &str,
+pub(super) fn target_settings(
     p: &PoolConfig,
     validate_ssl_certs: bool,
     path: &PoolPath,
     problems: &mut Problems,
-) -> Option<TargetSet> {
+) -> Option<TargetSettings> {
     let tls = match p.target_protocol.to_ascii_lowercase().as_str() {
         "http" => false,
         "https" => true,
@@ -29,10 +24,9 @@ pub(super) fn target_set(
         }
     };
     let hostname = p.target_hostname.trim();
-    let health = health_check(id, &p.health_check, path, problems);
+    let health = health_check(&p.health_check, validate_ssl_certs, path, problems);
     let balanced = !p.targets.is_empty() || health.is_some();
-    let cache_dns_sec = if balanced { 0 } else { p.cache_dns_sec };
-    let targets: Vec<Target> = if p.targets.is_empty() {
+    let targets = if p.targets.is_empty() {
         if hostname.is_empty() {
             let message = "required: the back end's host name or IP address (or `targets`)";
             problems.push(path.key("target_hostname"), message);
@@ -42,7 +36,11 @@ pub(super) fn target_set(
             0 => default_port(tls),
             n => n,
         };
-        vec![Target::new(tls, hostname, port, cache_dns_sec)]
+        vec![TargetAddress {
+            tls,
+            host: hostname.to_string(),
+            port,
+        }]
     } else {
         if !hostname.is_empty() {
             let message = "give either target_hostname or targets, not both";
@@ -50,24 +48,18 @@ pub(super) fn target_set(
         }
         listed_targets(p, tls, path, problems)?
     };
-    if !balanced {
-        return targets.into_iter().next().map(TargetSet::Single);
-    }
-    let balancing = balancing(p, path, problems)?;
-    let targets = Arc::new(targets);
-    let health = health.map(|(mut check, interval)| {
-        check.targets = targets.clone();
-        check.verify_tls = validate_ssl_certs;
-        HealthSettings { check, interval }
-    });
-    let balancer = BalancedTargets::new(BalancerSpec {
-        pool_id: id.to_string(),
-        targets: targets.clone(),
-        balancing,
+    let balanced = match balanced {
+        true => Some(BalanceSettings {
+            balancing: balancing(p, path, problems)?,
+            health,
+        }),
+        false => None,
+    };
+    Some(TargetSettings {
+        targets,
         cache_dns_sec: p.cache_dns_sec,
-        health,
-    });
-    Some(TargetSet::Balanced { targets, balancer })
+        balanced,
+    })
 }
 
 fn listed_targets(
@@ -75,12 +67,12 @@ fn listed_targets(
     tls: bool,
     path: &PoolPath,
     problems: &mut Problems,
-) -> Option<Vec<Target>> {
+) -> Option<Vec<TargetAddress>> {
     let mut targets = Vec::new();
     for (i, entry) in p.targets.iter().enumerate() {
         match split_authority(entry.trim(), tls) {
             Some((host, port)) if !entry.contains('/') => {
-                targets.push(Target::new(tls, &host, port, 0));
+                targets.push(TargetAddress { tls, host, port });
             }
             _ => problems.push(
                 format!("{}[{i}]", path.key("targets")),
@@ -117,13 +109,13 @@ fn balancing(p: &PoolConfig, path: &PoolPath, problems: &mut Problems) -> Option
     }
 }
 
-/// The health check (without its targets yet) and its interval, or `None` for `type: none`.
+/// The health check, or `None` for `type: none`.
 fn health_check(
-    id: &str,
     h: &HealthCheckConfig,
+    verify_tls: bool,
     path: &PoolPath,
     problems: &mut Problems,
-) -> Option<(TargetHealthCheck, Duration)> {
+) -> Option<HealthSettings> {
     let key = |k: &str| path.key(&format!("health_check.{k}"));
     let kind = match h.kind.as_str() {
         "none" => return None,
@@ -148,12 +140,12 @@ fn health_check(
             problems.push(key(k), "must be more than 0");
         }
     }
-    let check = TargetHealthCheck::new(
-        id,
+    Some(HealthSettings {
         kind,
-        Duration::from_millis(h.timeout_ms.max(1)),
-        (h.healthy_threshold, h.unhealthy_threshold),
-        Arc::new(Vec::new()),
-    );
-    Some((check, Duration::from_millis(h.interval_ms.max(1))))
+        interval: Duration::from_millis(h.interval_ms.max(1)),
+        timeout: Duration::from_millis(h.timeout_ms.max(1)),
+        healthy_threshold: h.healthy_threshold,
+        unhealthy_threshold: h.unhealthy_threshold,
+        verify_tls,
+    })
 }

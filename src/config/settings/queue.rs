@@ -1,20 +1,18 @@
-//! Compiling a pool's blind-queue settings (`use_queue` and friends) against the global ones
+//! A pool's blind-queue settings (`use_queue` and friends) against the global ones
 //! (`PixlProxy.queue_dir`, `WebServer.http_temp_dir`, `WebServer.http_max_upload_size`).
 
-use super::compile::Problems;
-use super::model::{FileConfig, PoolConfig};
-use super::pools::PoolPath;
-use crate::queue::{BlindQueue, QueueSettings, DEFAULT_WORKERS};
+use crate::config::file::{FileConfig, PoolConfig};
+use crate::config::problem::{PoolPath, Problems};
+use crate::queue::{QueueSettings, DEFAULT_WORKERS};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-pub(super) fn blind_queue(
+pub(super) fn queue_settings(
     p: &PoolConfig,
     cfg: &FileConfig,
     path: &PoolPath,
     problems: &mut Problems,
-) -> Option<Arc<BlindQueue>> {
+) -> Option<QueueSettings> {
     if !p.use_queue {
         return None;
     }
@@ -34,7 +32,7 @@ pub(super) fn blind_queue(
         (None, "") => std::env::temp_dir(),
         (None, temp) => PathBuf::from(temp),
     };
-    Some(BlindQueue::new(QueueSettings {
+    Some(QueueSettings {
         max_length: p.max_queue_length,
         requeue_delay: Duration::from_millis(p.throttle_requeue_delay_ms.max(1)),
         workers: match p.max_concurrent_requests {
@@ -46,5 +44,5 @@ pub(super) fn blind_queue(
         spool_dir,
         fsync: p.queue_fsync,
         journal_dir,
-    }))
+    })
 }

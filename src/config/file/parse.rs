@@ -6,19 +6,19 @@
 
 use super::keys;
 use super::model::FileConfig;
-use super::problem::Problem;
+use crate::config::problem::Problem;
 use serde_yaml::Value;
 
 /// The typed config plus the warnings the key audit raised.
 #[derive(Debug)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub config: FileConfig,
     pub problems: Vec<Problem>,
 }
 
 /// Parse config text. Fails with the first syntax or type error (nothing else can be checked
 /// without a well-formed document); otherwise returns the config and the key-audit problems.
-pub fn parse(text: &str) -> Result<Parsed, Problem> {
+pub(crate) fn parse(text: &str) -> Result<Parsed, Problem> {
     let doc: Value = serde_yaml::from_str(text).map_err(serde_problem)?;
     let config: FileConfig = match doc {
         Value::Null => FileConfig::default(),
@@ -42,7 +42,7 @@ pub fn parse(text: &str) -> Result<Parsed, Problem> {
 
 /// The config with the environment's overrides applied (see `env.rs`), what was overridden,
 /// and the problems (each naming its variable). `None` when the result does not deserialize.
-pub fn with_env(
+pub(crate) fn with_env(
     text: &str,
     vars: &[(String, String)],
 ) -> (Option<FileConfig>, Vec<super::env::Override>, Vec<Problem>) {
@@ -80,7 +80,7 @@ fn serde_problem(e: serde_yaml::Error) -> Problem {
 
 /// Best-effort line/column of a dotted key path in YAML or JSON text: each segment is looked
 /// for as a key (`seg:` or `"seg":`) on a line after the previous segment's line.
-pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+pub(crate) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
     if path.is_empty() {
         return None;
     }

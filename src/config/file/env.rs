@@ -13,7 +13,7 @@
 //! a problem naming the variable.
 
 use super::model::{FileConfig, PoolConfig};
-use super::problem::{Problem, Severity};
+use crate::config::problem::{Problem, Severity};
 use serde_yaml::{Mapping, Value};
 
 /// Variables with a meaning of their own (not settings by the rule above).
@@ -25,7 +25,7 @@ const OWN: &[&str] = &[
 
 /// One setting taken from the environment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Override {
+pub(crate) struct Override {
     /// Dotted key path, e.g. `WebServer.http_port`.
     pub path: String,
     pub var: String,
@@ -69,7 +69,7 @@ fn paths(defaults: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
 }
 
 /// The settings the environment overrides in `doc`, which is changed in place.
-pub fn apply(
+pub(crate) fn apply(
     doc: &mut Value,
     vars: &[(String, String)],
     read_file: &dyn Fn(&str) -> std::io::Result<String>,

@@ -1,8 +1,10 @@
 //! The value forms PixlProxy configs use beyond plain types: `true`/`false` or a number for a
 //! switch or a hop count, a regex or `false`, a user or group as a name or an id.
 
-use super::model::DEFAULT_REDIRECT_HOPS;
 use serde::{Deserialize, Deserializer};
+
+/// Hops followed for `follow_redirects: true`.
+pub(crate) const DEFAULT_REDIRECT_HOPS: u32 = 10;
 
 /// `follow_redirects` as PixlProxy writes it: `false`, `true` or a hop count.
 pub(super) fn redirect_hops<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {

@@ -14,7 +14,7 @@ use std::fmt;
 /// The whole file: pixl-server's top-level keys plus the `WebServer` and `PixlProxy` sections.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// Directory of the event log (pixl-server default `.`).
     pub log_dir: String,
     /// Event log file name inside `log_dir` (pixl-server default `event.log`).
@@ -63,12 +63,12 @@ impl Default for FileConfig {
     }
 }
 
-pub use super::web_server::{default_acl, CertFiles, CompressOptions, WebServerConfig};
+use super::web_server::WebServerConfig;
 
 /// The `PixlProxy` section: global proxy settings and the pools.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ProxyConfig {
+pub(crate) struct ProxyConfig {
     pub pools: PoolList,
     pub validate_ssl_certs: bool,
     /// poolgate: directory of the blind-queue journals of every pool with `use_queue`
@@ -106,7 +106,7 @@ impl Default for ProxyConfig {
 /// One back-end pool, as documented in PixlProxy's "Pool Configuration".
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
-pub struct PoolConfig {
+pub(crate) struct PoolConfig {
     pub method_match: Option<String>,
     pub host_match: Option<String>,
     pub uri_match: Option<String>,
@@ -188,13 +188,10 @@ pub struct PoolConfig {
     pub log_errors: bool,
 }
 
-/// Hops followed for `follow_redirects: true`.
-pub const DEFAULT_REDIRECT_HOPS: u32 = 10;
-
 /// poolgate: how a pool checks its targets in the background.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct HealthCheckConfig {
+pub(crate) struct HealthCheckConfig {
     /// `none`, `tcp` (connect) or `http` (GET `path`, success per `status_match`).
     #[serde(rename = "type")]
     pub kind: String,
@@ -224,12 +221,12 @@ impl Default for HealthCheckConfig {
 }
 
 /// PixlProxy's default for `scrub_request_headers`.
-pub const DEFAULT_SCRUB_REQUEST: &str =
+pub(crate) const DEFAULT_SCRUB_REQUEST: &str =
     r"^(host|x\-proxy|x\-proxy\-\w+|expect|content\-length|connection)$";
 /// PixlProxy's success range, 200-399.
-pub const DEFAULT_SUCCESS_MATCH: &str = r"^(2\d\d|3\d\d)$";
+pub(crate) const DEFAULT_SUCCESS_MATCH: &str = r"^(2\d\d|3\d\d)$";
 /// PixlProxy's default for `scrub_response_headers`.
-pub const DEFAULT_SCRUB_RESPONSE: &str = r"^(transfer\-encoding)$";
+pub(crate) const DEFAULT_SCRUB_RESPONSE: &str = r"^(transfer\-encoding)$";
 
 impl Default for PoolConfig {
     fn default() -> Self {
@@ -288,7 +285,7 @@ impl Default for PoolConfig {
 
 /// The `pools` object, kept in file order (PixlProxy checks non-default pools in config order).
 #[derive(Debug, Clone, Default)]
-pub struct PoolList(pub Vec<(String, PoolConfig)>);
+pub(crate) struct PoolList(pub Vec<(String, PoolConfig)>);
 
 impl<'de> Deserialize<'de> for PoolList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -316,11 +313,11 @@ impl Serialize for PoolList {
     }
 }
 
-const REDACTED: &str = "[redacted]";
+use crate::event_log::redact::REDACTED;
 
 impl FileConfig {
     /// A copy for display: back-end credentials and API tokens replaced by `[redacted]`.
-    pub fn redacted(&self) -> FileConfig {
+    pub(crate) fn redacted(&self) -> FileConfig {
         let mut out = self.clone();
         for (_, pool) in &mut out.proxy.pools.0 {
             if !pool.http_basic_auth.is_empty() {

@@ -1,27 +1,17 @@
-//! Compiling a pool's traffic control: throttling limits, retry policy, degraded monitor.
+//! A pool's traffic control: throttling limits, retry policy, degraded monitor.
 
-use super::compile::Problems;
-use super::model::PoolConfig;
-use super::pools::PoolPath;
-use crate::admission::per_client::ClientRateLimit;
-use crate::admission::{ConcurrencyLimit, PoolLimits, RateLimit};
-use crate::pool::degraded::DegradedMonitor;
-use crate::pool::retry::{RetryDelay, RetryPolicy, SuccessCodes};
+use crate::admission::LimitSettings;
+use crate::config::file::PoolConfig;
+use crate::config::problem::{PoolPath, Problems};
+use crate::pool::{DegradedMonitor, RetryDelay, RetryPolicy, SuccessCodes};
 use std::time::Duration;
 
-pub(super) fn limits(p: &PoolConfig) -> PoolLimits {
-    let mut per_client = Vec::new();
-    if p.max_requests_per_sec_per_ip > 0 {
-        per_client.push(ClientRateLimit::per_second(p.max_requests_per_sec_per_ip));
-    }
-    if p.max_requests_per_min_per_ip > 0 {
-        per_client.push(ClientRateLimit::per_minute(p.max_requests_per_min_per_ip));
-    }
-    PoolLimits {
-        concurrency: (p.max_concurrent_requests > 0)
-            .then(|| ConcurrencyLimit::new(p.max_concurrent_requests)),
-        rate: (p.max_requests_per_sec > 0).then(|| RateLimit::new(p.max_requests_per_sec)),
-        per_client,
+pub(super) fn limits(p: &PoolConfig) -> LimitSettings {
+    LimitSettings {
+        max_concurrent: p.max_concurrent_requests,
+        max_per_sec: p.max_requests_per_sec,
+        per_client_per_sec: p.max_requests_per_sec_per_ip,
+        per_client_per_min: p.max_requests_per_min_per_ip,
     }
 }
 

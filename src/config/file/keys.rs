@@ -6,7 +6,7 @@
 //! document but poolgate does not act on. Those are accepted with one warning each.
 
 use super::model::{FileConfig, PoolConfig};
-use super::problem::Problem;
+use crate::config::problem::Problem;
 use serde_yaml::{Mapping, Value};
 
 /// Top-level keys of pixl-server that poolgate accepts and ignores.
@@ -67,7 +67,7 @@ const IGNORED_PROXY: &[&str] = &[];
 const IGNORED_POOL: &[&str] = &[];
 
 /// Warnings for every key that is not used: known-but-ignored ones and probable typos.
-pub fn audit(doc: &Value) -> Vec<Problem> {
+pub(super) fn audit(doc: &Value) -> Vec<Problem> {
     let defaults = match serde_yaml::to_value(FileConfig::default()) {
         Ok(v) => v,
         Err(_) => return Vec::new(),

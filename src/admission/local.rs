@@ -1,0 +1,226 @@
+//! This process's own limits: a concurrency count and a per-second rate per pool in atomics,
+//! and per-client windows in a sharded map. Exact under concurrency: each admission is one
+//! compare-and-swap.
+
+use super::per_client::ClientRateLimit;
+use super::{LimitSettings, Refusal};
+use crate::clock;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// At most `max` requests in flight.
+#[derive(Debug)]
+pub(super) struct ConcurrencyLimit {
+    max: usize,
+    current: AtomicUsize,
+}
+
+impl ConcurrencyLimit {
+    fn new(max: usize) -> Arc<Self> {
+        Arc::new(ConcurrencyLimit {
+            max,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    /// A slot, or `None` when all `max` are taken.
+    fn try_acquire(self: &Arc<Self>) -> Option<ConcurrencySlot> {
+        self.current
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ConcurrencySlot(self.clone()))
+    }
+
+    /// Requests holding a slot now.
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
+        self.current.load(Ordering::Acquire)
+    }
+}
+
+/// One admitted request; dropping it frees the slot.
+#[derive(Debug)]
+pub(crate) struct ConcurrencySlot(Arc<ConcurrencyLimit>);
+
+impl Drop for ConcurrencySlot {
+    fn drop(&mut self) {
+        self.0.current.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// At most `max` admissions per wall-clock second. The second and the count share one atomic.
+#[derive(Debug)]
+struct RateLimit {
+    max: u32,
+    window: AtomicU64,
+}
+
+impl RateLimit {
+    fn new(max: u32) -> Self {
+        RateLimit {
+            max,
+            window: AtomicU64::new(0),
+        }
+    }
+
+    /// Count one request in second `sec`, unless that second is already full.
+    fn try_admit(&self, sec: u32) -> bool {
+        self.window
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                let (s, n) = ((v >> 32) as u32, v as u32);
+                if s != sec {
+                    Some((u64::from(sec) << 32) | 1)
+                } else if n < self.max {
+                    Some(v + 1)
+                } else {
+                    None
+                }
+            })
+            .is_ok()
+    }
+}
+
+/// All limits of one pool, counted here.
+#[derive(Debug, Default)]
+pub(crate) struct LocalLimits {
+    concurrency: Option<Arc<ConcurrencyLimit>>,
+    rate: Option<RateLimit>,
+    per_client: Vec<ClientRateLimit>,
+}
+
+impl LocalLimits {
+    pub(super) fn new(s: &LimitSettings) -> Self {
+        let mut per_client = Vec::new();
+        if s.per_client_per_sec > 0 {
+            per_client.push(ClientRateLimit::per_second(s.per_client_per_sec));
+        }
+        if s.per_client_per_min > 0 {
+            per_client.push(ClientRateLimit::per_minute(s.per_client_per_min));
+        }
+        LocalLimits {
+            concurrency: (s.max_concurrent > 0).then(|| ConcurrencyLimit::new(s.max_concurrent)),
+            rate: (s.max_per_sec > 0).then(|| RateLimit::new(s.max_per_sec)),
+            per_client,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.concurrency.is_none() && self.rate.is_none() && self.per_client.is_empty()
+    }
+
+    /// Admit one request from `client` (`None`: the pool-wide limits only): the concurrency
+    /// slot to hold while it runs (if the pool limits concurrency), or why it is refused.
+    pub(super) fn admit(&self, client: Option<IpAddr>) -> Result<Option<ConcurrencySlot>, Refusal> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        self.admit_at(client, clock::now_sec())
+    }
+
+    /// The per-client limits alone.
+    pub(super) fn admit_client(&self, client: Option<IpAddr>) -> Result<(), Refusal> {
+        let Some(ip) = client else { return Ok(()) };
+        let sec = clock::now_sec();
+        self.per_client
+            .iter()
+            .try_for_each(|limit| limit.try_admit(ip, sec))
+    }
+
+    /// The pool-wide rate is counted last, so a request refused for another reason does not
+    /// use up the pool's second.
+    fn admit_at(
+        &self,
+        client: Option<IpAddr>,
+        sec: u32,
+    ) -> Result<Option<ConcurrencySlot>, Refusal> {
+        let slot = match &self.concurrency {
+            Some(limit) => Some(
+                limit
+                    .try_acquire()
+                    .ok_or(Refusal::Concurrency { limit: limit.max })?,
+            ),
+            None => None,
+        };
+        if let Some(ip) = client {
+            for limit in &self.per_client {
+                limit.try_admit(ip, sec)?;
+            }
+        }
+        if let Some(rate) = &self.rate {
+            if !rate.try_admit(sec) {
+                return Err(Refusal::Rate { limit: rate.max });
+            }
+        }
+        Ok(slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrency_slots_are_exact_and_released_on_drop() {
+        let limit = ConcurrencyLimit::new(2);
+        let a = limit.try_acquire();
+        let b = limit.try_acquire();
+        assert!(a.is_some() && b.is_some());
+        assert!(limit.try_acquire().is_none());
+        drop(a);
+        assert_eq!(limit.in_flight(), 1);
+        assert!(limit.try_acquire().is_some());
+    }
+
+    #[test]
+    fn concurrency_is_exact_across_threads() {
+        let limit = ConcurrencyLimit::new(10);
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (limit, barrier) = (limit.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let held: Vec<_> = (0..5).filter_map(|_| limit.try_acquire()).collect();
+                    barrier.wait();
+                    held.len()
+                })
+            })
+            .collect();
+        let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(total, 10);
+        assert_eq!(limit.in_flight(), 0);
+    }
+
+    #[test]
+    fn rate_admits_max_per_second_then_resets() {
+        let rate = RateLimit::new(3);
+        assert_eq!((0..5).filter(|_| rate.try_admit(10)).count(), 3);
+        assert!(rate.try_admit(11));
+    }
+
+    #[test]
+    fn refusal_names_pool_and_limit() {
+        let m = Refusal::Rate { limit: 5 }.message("api");
+        assert!(
+            m.contains("pool api") && m.contains("max_requests_per_sec limit (5)"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn rate_refusal_frees_the_concurrency_slot() {
+        let limits = LocalLimits::new(&LimitSettings {
+            max_concurrent: 1,
+            max_per_sec: 1,
+            ..LimitSettings::default()
+        });
+        assert!(limits.rate.as_ref().unwrap().try_admit(42));
+        assert_eq!(
+            limits.admit_at(None, 42).unwrap_err(),
+            Refusal::Rate { limit: 1 }
+        );
+        assert_eq!(limits.concurrency.as_ref().unwrap().in_flight(), 0);
+    }
+}

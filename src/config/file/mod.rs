@@ -1,0 +1,14 @@
+//! The config file as typed data: the model of its keys with PixlProxy's defaults (`model.rs`,
+//! `web_server.rs`, `forms.rs`), the reading of YAML or JSON with line numbers (`parse.rs`),
+//! the environment's overrides (`env.rs`) and the audit of unknown or unused keys (`keys.rs`).
+
+pub(crate) mod env;
+mod forms;
+mod keys;
+mod model;
+pub(crate) mod parse;
+mod web_server;
+
+pub(crate) use model::{FileConfig, HealthCheckConfig, PoolConfig};
+pub(crate) use model::{DEFAULT_SCRUB_REQUEST, DEFAULT_SCRUB_RESPONSE, DEFAULT_SUCCESS_MATCH};
+pub(crate) use web_server::{CompressOptions, WebServerConfig};

@@ -1,0 +1,198 @@
+//! The listeners and the front end: `WebServer`'s ports, HTTPS and its certificates chosen by
+//! SNI, keep-alives, response headers, `https_force` / `https_header_detect`, the secure
+//! headers, active content encoding and the upload limit.
+
+use crate::config::file::{CompressOptions, WebServerConfig};
+use crate::config::problem::Problems;
+use crate::front_end::{
+    CompressionPolicy, FrontEndSettings, GlobalResponseHeaders, HttpsPolicy, KeepAliveMode,
+    SecureHeaders, UploadLimit, CSP_DIRECTIVES,
+};
+use crate::server::{listen_addr, ListenerSettings, TlsListener};
+use http::HeaderValue;
+
+/// Where poolgate listens: `http_port`, `https_port` with their bind addresses and
+/// certificates, `http_max_connections`, `http_h2c`.
+pub(super) fn listeners(web: &WebServerConfig, problems: &mut Problems) -> ListenerSettings {
+    let https = web.https.then(|| {
+        for (key, value) in [
+            ("https_cert_file", &web.https_cert_file),
+            ("https_key_file", &web.https_key_file),
+        ] {
+            if value.is_empty() {
+                problems.push(format!("WebServer.{key}"), "required when `https` is true");
+            } else if !std::path::Path::new(value).is_file() {
+                problems.push(
+                    format!("WebServer.{key}"),
+                    format!("file `{value}` not found"),
+                );
+            }
+        }
+        if web.https_port == web.http_port {
+            problems.push("WebServer.https_port", "must differ from http_port");
+        }
+        let bind = match web.https_bind_address.as_str() {
+            "" => &web.http_bind_address,
+            own => own,
+        };
+        TlsListener {
+            addr: listen_addr(bind, web.https_port),
+            cert_file: web.https_cert_file.clone(),
+            key_file: web.https_key_file.clone(),
+            sni: sni_certs(web, problems),
+            http2: web.https_http2,
+        }
+    });
+    ListenerSettings {
+        http_addr: listen_addr(&web.http_bind_address, web.http_port),
+        https,
+        max_connections: web.http_max_connections,
+        h2c: web.http_h2c,
+    }
+}
+
+/// The client-facing policies every request reads (static files are added by the caller).
+pub(super) fn front_end(
+    web: &WebServerConfig,
+    problems: &mut Problems,
+) -> Option<FrontEndSettings> {
+    let keep_alive = KeepAliveMode::parse(&web.http_keep_alives);
+    if keep_alive.is_none() {
+        problems.push(
+            "WebServer.http_keep_alives",
+            "must be one of `default`, `request`, `close`",
+        );
+    }
+    let server = match web.http_server_signature.as_str() {
+        "" => None,
+        sig => HeaderValue::from_str(sig)
+            .map_err(|_| {
+                problems.push(
+                    "WebServer.http_server_signature",
+                    "not a valid header value",
+                )
+            })
+            .ok(),
+    };
+    let always = problems.headers(
+        "WebServer.http_response_headers",
+        &web.http_response_headers,
+    );
+    Some(FrontEndSettings {
+        keep_alive: keep_alive?,
+        idle_timeout_sec: web.http_timeout,
+        response_headers: GlobalResponseHeaders { always, server },
+        https_policy: https_policy(web, problems),
+        secure_headers: secure_headers(web, problems),
+        compression: compression(web, problems),
+        upload_limit: UploadLimit(web.http_max_upload_size),
+        static_files: None,
+    })
+}
+
+fn https_policy(web: &WebServerConfig, problems: &mut Problems) -> HttpsPolicy {
+    let mut detect = Vec::new();
+    for (name, pattern) in &web.https_header_detect {
+        let path = format!("WebServer.https_header_detect.{name}");
+        let Ok(header) = http::HeaderName::from_bytes(name.as_bytes()) else {
+            problems.push(path, "not a valid header name");
+            continue;
+        };
+        if let Some(re) = problems.regex(&path, pattern, true) {
+            detect.push((header, re));
+        }
+    }
+    HttpsPolicy {
+        force_to_port: (web.https_force && web.https).then_some(web.https_port),
+        detect,
+    }
+}
+
+fn secure_headers(web: &WebServerConfig, problems: &mut Problems) -> Option<SecureHeaders> {
+    let known: Vec<&str> = CSP_DIRECTIVES.iter().map(|d| d.0).collect();
+    for key in web.csp_allowed.keys() {
+        if !known.contains(&key.as_str()) {
+            let why = format!("unknown directive; one of {}", known.join(", "));
+            problems.push(format!("WebServer.csp_allowed.{key}"), why);
+        }
+    }
+    if !web.secure_headers {
+        return None;
+    }
+    let extra: Vec<(String, Vec<String>)> = web
+        .csp_allowed
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    SecureHeaders::new(&extra)
+        .map_err(|e| problems.push("WebServer.csp_allowed", e.to_string()))
+        .ok()
+}
+
+/// `http_compress_text` / `http_gzip_text`, `http_regex_text`, the levels and brotli.
+fn compression(web: &WebServerConfig, problems: &mut Problems) -> CompressionPolicy {
+    let on = web.http_compress_text || web.http_gzip_text;
+    let text_types = match on {
+        true => problems.regex("WebServer.http_regex_text", &web.http_regex_text, true),
+        false => None,
+    };
+    let gzip_level = level(problems, "http_gzip_opts", &web.http_gzip_opts, 6, 9);
+    let brotli_level = level(problems, "http_brotli_opts", &web.http_brotli_opts, 4, 11);
+    CompressionPolicy {
+        text_types,
+        gzip_level,
+        brotli_level: web.http_enable_brotli.then_some(brotli_level),
+    }
+}
+
+fn level(
+    problems: &mut Problems,
+    key: &str,
+    opts: &CompressOptions,
+    default: u32,
+    max: u32,
+) -> u32 {
+    match opts.level {
+        None => default,
+        Some(n) if (1..=max).contains(&n) => n,
+        Some(_) => {
+            problems.push(
+                format!("WebServer.{key}.level"),
+                format!("must be 1 to {max}"),
+            );
+            default
+        }
+    }
+}
+
+/// `https_sni_certs` as (name, cert file, key file), each file checked to exist.
+fn sni_certs(web: &WebServerConfig, problems: &mut Problems) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (name, files) in &web.https_sni_certs {
+        let path = format!("WebServer.https_sni_certs.{name}");
+        let valid_name = name
+            .strip_prefix("*.")
+            .unwrap_or(name)
+            .split('.')
+            .all(|label| {
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !valid_name {
+            problems.push(path.clone(), "not a host name or `*.domain`");
+        }
+        for (key, file) in [
+            ("cert_file", &files.cert_file),
+            ("key_file", &files.key_file),
+        ] {
+            if !std::path::Path::new(file).is_file() {
+                problems.push(format!("{path}.{key}"), format!("file `{file}` not found"));
+            }
+        }
+        out.push((
+            name.clone(),
+            files.cert_file.clone(),
+            files.key_file.clone(),
+        ));
+    }
+    out
+}

@@ -1,0 +1,140 @@
+//! What a request is, decided once in `request_filter` (`PoolProxy::classify`), and the case
+//! handlers that hand it to its module: the `https_force` redirect, the stats endpoints,
+//! static files, a 404 or 413, the blind queue, a 429, the buffered exchange, or Pingora's
+//! streaming proxy.
+
+use super::context::RequestCtx;
+use super::exchange::{Exchange, ExchangeState};
+use super::{reply, PoolProxy};
+use crate::admission::Refusal;
+use crate::front_end::StaticFiles;
+use crate::pool::RouteRequest;
+use crate::queue::{self, BlindQueue, Intake};
+use crate::stats::Endpoint;
+use crate::timing::PerfTimer;
+use pingora::proxy::Session;
+use pingora::Result;
+
+/// What a request is.
+pub(super) enum RequestKind<'a> {
+    /// A plain-HTTP request under `https_force`: 301 to this location.
+    Redirect(String),
+    /// The stats API or the Prometheus metrics.
+    Stats(Endpoint),
+    /// No pool takes it: answered from `http_htdocs_dir`.
+    StaticFile(&'a StaticFiles),
+    /// No pool takes it and there are no static files.
+    NotFound,
+    /// Its `Content-Length` is over `http_max_upload_size`.
+    TooLarge,
+    /// Its pool answers at once and sends it later (`use_queue`).
+    Queued(&'a BlindQueue),
+    /// Its pool's limits refuse it.
+    Refused(Refusal),
+    /// Its pool retries on statuses or follows redirects: the buffered exchange.
+    Exchange,
+    /// Pingora's streaming proxy.
+    Stream,
+}
+
+impl PoolProxy {
+    /// Decide what the request is. Routing puts the pool in the context; admission gives it
+    /// the pool's permit and starts its phase timer.
+    pub(super) async fn classify<'a>(
+        &'a self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> RequestKind<'a> {
+        let req = session.req_header();
+        if let Some(location) = self.front.https_policy.redirect(req, ctx.client.tls) {
+            return RequestKind::Redirect(location);
+        }
+        if let Some(endpoint) = self.stats_api.endpoint(req) {
+            return RequestKind::Stats(endpoint);
+        }
+        let Some(pool) = self.routes.route(&RouteRequest::of(req)) else {
+            return match &self.front.static_files {
+                Some(files) => RequestKind::StaticFile(files),
+                None => RequestKind::NotFound,
+            };
+        };
+        ctx.pool = Some(pool.clone());
+        if let Some(queue) = self.queues.of(pool.index) {
+            ctx.queued = true;
+            return RequestKind::Queued(queue);
+        }
+        if self.front.upload_limit.refuses_declared(req) {
+            return RequestKind::TooLarge;
+        }
+        match pool.admission.admit(ctx.client.ip).await {
+            Ok(permit) => ctx.admitted(permit),
+            Err(refusal) => return RequestKind::Refused(refusal),
+        }
+        match pool.uses_exchange() && !session.is_upgrade_req() {
+            true => RequestKind::Exchange,
+            false => RequestKind::Stream,
+        }
+    }
+
+    /// The stats endpoint's answer.
+    pub(super) async fn stats(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        endpoint: Endpoint,
+    ) -> Result<()> {
+        let req = session.req_header();
+        let answer = self
+            .stats_api
+            .answer(req, &self.stats, endpoint, ctx.client.ip);
+        reply::stats(session, &self.front, ctx.client.tls, answer).await
+    }
+
+    /// The blind queue's intake, answered as it decided.
+    pub(super) async fn enqueue(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        queue: &BlindQueue,
+    ) -> Result<()> {
+        let pool = ctx.pool()?;
+        let tls = ctx.client.tls;
+        let intake = queue::enqueue(session, pool, queue, ctx.client).await?;
+        match (&intake, intake.json()) {
+            (Intake::Throttled(refusal), _) => self.refuse(session, ctx, refusal).await,
+            (_, Some((status, body))) => reply::json(session, &self.front, tls, status, body).await,
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// 429 from the pool's limits: counted, logged, answered with the limit.
+    pub(super) async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        refusal: &Refusal,
+    ) -> Result<()> {
+        let pool = ctx.pool()?;
+        pool.metrics.throttled();
+        log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
+        reply::too_many(session, &self.front, ctx.client.tls, refusal, &pool.id).await
+    }
+
+    /// The buffered exchange, with the context's attempts, permit and phase timer.
+    pub(super) async fn exchange(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        ctx.via_exchange = true;
+        let pool = ctx.pool()?.clone();
+        let exchange = Exchange {
+            pool: &pool,
+            front: &self.front,
+            connector: &self.connector,
+            client: ctx.client,
+        };
+        let state = ExchangeState {
+            tried: &mut ctx.tried,
+            permit: &mut ctx.permit,
+            perf: ctx.perf.get_or_insert_with(PerfTimer::start),
+        };
+        exchange.run(session, state).await
+    }
+}

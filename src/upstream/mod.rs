@@ -1,0 +1,348 @@
+//! One attempt to a back end, as poolgate makes it with Pingora's HTTP client: the buffered
+//! exchange (pools with `retries` or `follow_redirects`) and the blind queue's sender both send
+//! every attempt through here, so both choose the target, build the peer, strip hop-by-hop
+//! headers, apply the pool's header rules for the target chosen, re-frame the body, connect,
+//! set the timeouts, write, and read the answer's header the same way. What they do around
+//! it (retry loops, redirects, delivery to the client or draining) is their own.
+//!
+//! Uses `pool` (targets, peers, rules), `front_end` (client facts, the upload limit) and the
+//! leaves.
+
+use crate::front_end::{ClientFacts, UploadLimit};
+use crate::pool::{strip_hop_by_hop, HopUrl, Pool, Target, TargetResolver, BACKEND_IDLE_TIMEOUT};
+use crate::timing::{PerfTimer, Phase};
+use bytes::{Bytes, BytesMut};
+use http::Method;
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::client::HttpSession as ClientSession;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+use std::net::SocketAddr;
+use std::path::Path;
+use tokio::io::AsyncReadExt;
+
+/// Informational (1xx) responses skipped before giving up on a back end.
+const MAX_INFORMATIONAL: usize = 8;
+/// Spooled bodies are sent in pieces of this size.
+const FILE_CHUNK: usize = 64 * 1024;
+
+/// The request of every attempt, as the client sent it (before the pool's rules, which are
+/// applied per attempt for the target chosen then).
+pub(crate) struct Outgoing<'a> {
+    pub(crate) original: &'a RequestHeader,
+    pub(crate) client: ClientFacts,
+    /// The balancing key (`Pool::selection_key`).
+    pub(crate) key: &'a [u8],
+    /// A header set after the pool's rules (the queue's request id).
+    pub(crate) tag: Option<(&'static str, String)>,
+}
+
+/// Where one attempt goes and what it asks for.
+pub(crate) struct Hop<'a> {
+    /// Method and path when they are not the original's (a followed redirect).
+    pub(crate) rewrite: Option<(&'a Method, &'a str)>,
+    /// A host a redirect named, instead of the pool's targets.
+    pub(crate) elsewhere: Option<&'a HopUrl>,
+}
+
+impl Hop<'_> {
+    /// The original request to one of the pool's targets.
+    pub(crate) const TO_POOL: Hop<'static> = Hop {
+        rewrite: None,
+        elsewhere: None,
+    };
+}
+
+/// How the body of an attempt is framed to the back end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body framing at all (the client sent none).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// The body of one attempt.
+pub(crate) enum Body<'a> {
+    Empty,
+    /// Kept in memory: every attempt can send it again.
+    Kept(Bytes),
+    /// A queue's spool file.
+    File(&'a Path),
+    /// The part kept, then the rest read from the client while it is sent: once only.
+    Streamed {
+        head: Bytes,
+        client: &'a mut Session,
+        limit: UploadLimit,
+    },
+}
+
+impl Body<'_> {
+    /// Whether another attempt could send this body again.
+    fn replayable(&self) -> bool {
+        !matches!(self, Body::Streamed { .. })
+    }
+}
+
+/// A back end's answer: header read, body not yet.
+pub(crate) struct Answer {
+    pub(crate) session: ClientSession,
+    peer: Box<HttpPeer>,
+    pub(crate) status: u16,
+    pub(crate) addr: SocketAddr,
+    /// The whole request went out, so the connection may go back to the pool afterwards.
+    reusable: bool,
+}
+
+impl Answer {
+    pub(crate) fn header(&self) -> Option<&ResponseHeader> {
+        self.session.response_header()
+    }
+
+    /// Give the connection back to the pool's keep-alive pool (when the request went out
+    /// whole and `keep_alive`), else close it.
+    pub(crate) async fn release(self, connector: &Connector, keep_alive: bool) {
+        if self.reusable && keep_alive {
+            connector
+                .release_http_session(self.session, &*self.peer, BACKEND_IDLE_TIMEOUT)
+                .await;
+        }
+    }
+}
+
+/// Why an attempt failed.
+pub(crate) enum Failure {
+    /// The back end failed; `resendable` when the request can be sent again in full, `stale`
+    /// when a pooled connection turned out to be closed before anything was processed.
+    Upstream {
+        error: Box<Error>,
+        resendable: bool,
+        stale: bool,
+        addr: Option<SocketAddr>,
+    },
+    /// The client failed (read error, gone, body over the upload limit): nothing more to do.
+    Client(Box<Error>),
+}
+
+impl Failure {
+    fn upstream(error: Box<Error>, resendable: bool, addr: Option<SocketAddr>) -> Self {
+        Failure::Upstream {
+            error: error.into_up(),
+            resendable,
+            stale: false,
+            addr,
+        }
+    }
+}
+
+/// One attempt of `request` on `hop` with `body`, avoiding the targets in `tried`; its
+/// phases are lapped on `perf`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn attempt(
+    pool: &Pool,
+    connector: &Connector,
+    request: &Outgoing<'_>,
+    hop: &Hop<'_>,
+    framing: Framing,
+    body: Body<'_>,
+    tried: &[SocketAddr],
+    perf: &mut PerfTimer,
+) -> std::result::Result<Answer, Failure> {
+    perf.restart_lap();
+    let (peer, target, addr) = peer_for(pool, request.key, hop, tried)
+        .await
+        .map_err(|e| Failure::upstream(e, true, None))?;
+    perf.lap(Phase::Dns);
+    let req = request_for(pool, request, hop, target, framing).map_err(Failure::Client)?;
+    let (mut up, reused) = connector
+        .get_http_session(&*peer)
+        .await
+        .map_err(|e| Failure::upstream(e, true, Some(addr)))?;
+    perf.lap(Phase::Connect);
+    up.set_read_timeout(pool.connect.ttfb_timeout);
+    up.set_write_timeout(pool.connect.ttfb_timeout);
+    let stale = |error: Box<Error>| Failure::Upstream {
+        error: error.into_up(),
+        resendable: true,
+        stale: reused,
+        addr: Some(addr),
+    };
+    up.write_request_header(Box::new(req))
+        .await
+        .map_err(stale)?;
+    let replayable = body.replayable();
+    let mut reusable = true;
+    match send_body(&mut up, body, addr).await {
+        Ok(sent) => {
+            perf.bytes_sent += sent;
+            perf.lap(Phase::Send);
+            read_answer_header(&mut up)
+                .await
+                .map_err(|e| Failure::Upstream {
+                    error: e.into_up(),
+                    resendable: replayable,
+                    stale: reused && replayable,
+                    addr: Some(addr),
+                })?;
+        }
+        Err(failure) => {
+            // A back end may answer early (413, 500...) and stop reading: its answer wins.
+            if matches!(failure, Failure::Client(_)) || read_answer_header(&mut up).await.is_err() {
+                return Err(failure);
+            }
+            reusable = false;
+        }
+    }
+    perf.lap(Phase::Wait);
+    let status = up.response_header().map_or(0, |r| r.status.as_u16());
+    Ok(Answer {
+        session: up,
+        peer,
+        status,
+        addr,
+        reusable,
+    })
+}
+
+/// Where an attempt goes: a pool target (avoiding ones that failed) or a redirect's host.
+async fn peer_for<'p>(
+    pool: &'p Pool,
+    key: &[u8],
+    hop: &Hop<'_>,
+    tried: &[SocketAddr],
+) -> Result<(Box<HttpPeer>, Option<&'p Target>, SocketAddr)> {
+    let Some(url) = hop.elsewhere else {
+        let chosen = pool.choose(key, tried).await?;
+        let peer = pool.peer(&chosen, true)?;
+        return Ok((peer, pool.target(&chosen), chosen.addr));
+    };
+    let addr = TargetResolver::new(&url.host, url.port, 0)
+        .resolve()
+        .await?;
+    let group = pool.redirect_group(&url.host, url.port);
+    Ok((pool.peer_at(addr, url.tls, &url.host, group), None, addr))
+}
+
+/// The request as the back end sees it: the client's, on `hop`, after the pool's rules for
+/// `target`, framed for the body, with the tag.
+fn request_for(
+    pool: &Pool,
+    request: &Outgoing<'_>,
+    hop: &Hop<'_>,
+    target: Option<&Target>,
+    framing: Framing,
+) -> Result<RequestHeader> {
+    let mut req = request.original.clone();
+    if let Some((method, path)) = hop.rewrite {
+        req.set_method(method.clone());
+        let uri = path.parse::<http::Uri>().map_err(|e| {
+            Error::explain(ErrorType::InvalidHTTPHeader, format!("redirect path: {e}"))
+        })?;
+        req.set_uri(uri);
+    }
+    strip_hop_by_hop(&mut req);
+    req.remove_header(&http::header::EXPECT);
+    pool.rewrite_request(&mut req, request.client, target)?;
+    if let Some(url) = hop.elsewhere {
+        req.insert_header(http::header::HOST, url.authority())?;
+    }
+    req.remove_header(&http::header::CONTENT_LENGTH);
+    req.remove_header(&http::header::TRANSFER_ENCODING);
+    match framing {
+        Framing::None => {}
+        Framing::Length(n) => req.insert_header(http::header::CONTENT_LENGTH, n)?,
+        Framing::Chunked => req.insert_header(http::header::TRANSFER_ENCODING, "chunked")?,
+    }
+    if let Some((name, value)) = &request.tag {
+        req.insert_header(*name, value.as_str())?;
+    }
+    Ok(req)
+}
+
+/// Send the body and finish the request; the bytes sent.
+async fn send_body(
+    up: &mut ClientSession,
+    body: Body<'_>,
+    addr: SocketAddr,
+) -> std::result::Result<u64, Failure> {
+    let replayable = body.replayable();
+    let failed =
+        |error: Box<Error>, resendable: bool| Failure::upstream(error, resendable, Some(addr));
+    let sent = match body {
+        Body::Empty => 0,
+        Body::Kept(bytes) => {
+            let len = bytes.len() as u64;
+            if len > 0 {
+                up.write_request_body(bytes, false)
+                    .await
+                    .map_err(|e| failed(e, true))?;
+            }
+            len
+        }
+        Body::File(path) => send_file(up, path).await.map_err(|e| failed(e, true))?,
+        Body::Streamed {
+            head,
+            client,
+            limit,
+        } => {
+            let mut received = head.len() as u64;
+            if !head.is_empty() {
+                up.write_request_body(head, false)
+                    .await
+                    .map_err(|e| failed(e, false))?;
+            }
+            while let Some(chunk) = client
+                .read_request_body()
+                .await
+                .map_err(|e| Failure::Client(e.into_down()))?
+            {
+                received += chunk.len() as u64;
+                limit
+                    .check(received)
+                    .map_err(|e| Failure::Client(e.into_down()))?;
+                up.write_request_body(chunk, false)
+                    .await
+                    .map_err(|e| failed(e, false))?;
+            }
+            received
+        }
+    };
+    up.finish_request_body()
+        .await
+        .map_err(|e| failed(e, replayable))?;
+    Ok(sent)
+}
+
+async fn send_file(up: &mut ClientSession, path: &Path) -> Result<u64> {
+    let io = |e: std::io::Error| {
+        let why = format!("queue spool file {}: {e}", path.display());
+        Error::explain(ErrorType::InternalError, why)
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    let mut sent = 0u64;
+    loop {
+        let mut buf = BytesMut::with_capacity(FILE_CHUNK);
+        if file.read_buf(&mut buf).await.map_err(io)? == 0 {
+            return Ok(sent);
+        }
+        sent += buf.len() as u64;
+        up.write_request_body(buf.freeze(), false).await?;
+    }
+}
+
+/// Read the response header, skipping informational (1xx) ones.
+async fn read_answer_header(up: &mut ClientSession) -> Result<()> {
+    for _ in 0..MAX_INFORMATIONAL {
+        up.read_response_header().await?;
+        let status = up.response_header().map_or(0, |r| r.status.as_u16());
+        if status >= 200 || status == 101 {
+            return Ok(());
+        }
+    }
+    Err(Error::explain(
+        ErrorType::InvalidHTTPHeader,
+        "too many informational responses",
+    ))
+}
