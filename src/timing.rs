@@ -58,9 +58,9 @@ pub(crate) struct PerfTimer {
     /// When the request ended (`end`); until then `total` reads the clock.
     ended: Option<Instant>,
     /// Bytes sent to the back end (request header and body).
-    pub bytes_sent: u64,
+    pub(crate) bytes_sent: u64,
     /// Body bytes received from the back end.
-    pub bytes_received: u64,
+    pub(crate) bytes_received: u64,
 }
 
 impl Default for PerfTimer {

@@ -70,7 +70,16 @@ impl Refusal {
 
 /// One admitted request's hold on its pool; dropping it gives the hold back.
 #[derive(Debug, Default)]
-pub(crate) struct Permit(Option<ConcurrencySlot>);
+pub(crate) struct Permit {
+    /// Held for its `Drop`: the concurrency slot goes back with the permit.
+    _slot: Option<ConcurrencySlot>,
+}
+
+impl Permit {
+    fn local(slot: Option<ConcurrencySlot>) -> Self {
+        Permit { _slot: slot }
+    }
+}
 
 /// A pool's admission.
 #[derive(Debug)]
@@ -88,7 +97,7 @@ impl PoolAdmission {
     /// while it runs, or why it is refused.
     pub(crate) async fn admit(&self, client: Option<IpAddr>) -> Result<Permit, Refusal> {
         match self {
-            PoolAdmission::Local(limits) => limits.admit(client).map(Permit),
+            PoolAdmission::Local(limits) => limits.admit(client).map(Permit::local),
         }
     }
 
@@ -103,7 +112,7 @@ impl PoolAdmission {
     /// The pool-wide limits alone (the blind queue's sends).
     pub(crate) async fn admit_pool(&self) -> Result<Permit, Refusal> {
         match self {
-            PoolAdmission::Local(limits) => limits.admit(None).map(Permit),
+            PoolAdmission::Local(limits) => limits.admit(None).map(Permit::local),
         }
     }
 }

@@ -78,11 +78,11 @@ fn split_component<'a>(text: &'a str, target: &str) -> (&'a str, &'a str) {
 }
 
 impl Log for Bridge {
-    fn enabled(&self, m: &Metadata) -> bool {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
         self.stderr.enabled(m) || wanted(m.level(), m.target()).is_some()
     }
 
-    fn log(&self, record: &Record) {
+    fn log(&self, record: &Record<'_>) {
         if self.stderr.matches(record) {
             self.stderr.log(record);
         }

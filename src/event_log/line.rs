@@ -10,14 +10,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EventLine {
     /// Shared, since a pool's lines all name it.
-    pub component: Arc<str>,
+    pub(crate) component: Arc<str>,
     /// `debug`, `error` or `transaction` (and `warning` for poolgate's warnings).
-    pub category: &'static str,
+    pub(crate) category: &'static str,
     /// The debug level, an HTTP status, or a short key.
-    pub code: Cow<'static, str>,
-    pub msg: String,
+    pub(crate) code: Cow<'static, str>,
+    pub(crate) msg: String,
     /// Compact JSON, written on the caller's thread (so the writer only copies it).
-    pub data: Option<String>,
+    pub(crate) data: Option<String>,
 }
 
 impl EventLine {

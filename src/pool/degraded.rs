@@ -7,11 +7,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DegradedMonitor {
     /// `degraded_min_avg_ms`: the previous second's average request time must reach this.
-    pub min_avg_ms: f64,
+    pub(crate) min_avg_ms: f64,
     /// `degraded_min_req_sec`: and at least this many requests must have completed in it.
-    pub min_req_sec: f64,
+    pub(crate) min_req_sec: f64,
     /// `degraded_min_uptime_sec`: and the proxy must have been up this long.
-    pub min_uptime: Duration,
+    pub(crate) min_uptime: Duration,
 }
 
 impl DegradedMonitor {

@@ -16,15 +16,15 @@ use std::net::IpAddr;
 /// What a pool does to the request before it goes to the back end.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestRules {
-    pub scrub: ScrubRule,
-    pub insert: Vec<HeaderPair>,
-    pub user_agent: Option<HeaderValue>,
-    pub authorization: Option<HeaderValue>,
-    pub append_x_forwarded_for: bool,
+    pub(crate) scrub: ScrubRule,
+    pub(crate) insert: Vec<HeaderPair>,
+    pub(crate) user_agent: Option<HeaderValue>,
+    pub(crate) authorization: Option<HeaderValue>,
+    pub(crate) append_x_forwarded_for: bool,
     /// `preserve_host`: keep the client's Host; otherwise send the target's host name.
-    pub preserve_host: bool,
+    pub(crate) preserve_host: bool,
     /// `use_keep_alives: false` sends `Connection: close` so the back-end connection is not pooled.
-    pub close_connection: bool,
+    pub(crate) close_connection: bool,
 }
 
 impl RequestRules {
@@ -148,8 +148,8 @@ pub(crate) fn strip_hop_by_hop(req: &mut RequestHeader) {
 /// What a pool does to the back end's response before it goes to the client.
 #[derive(Debug, Clone)]
 pub(crate) struct ResponseRules {
-    pub scrub: ScrubRule,
-    pub insert: Vec<HeaderPair>,
+    pub(crate) scrub: ScrubRule,
+    pub(crate) insert: Vec<HeaderPair>,
 }
 
 impl ResponseRules {

@@ -2,7 +2,7 @@
 //! background service: a TCP connect, or an HTTP GET whose status must match `status_match`.
 //! Each target is checked with its own Host and TLS name; changes are logged.
 
-use super::targets::{Target, TargetIndex};
+use super::target::{Target, TargetIndex};
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;

@@ -17,6 +17,7 @@ mod redirect;
 mod retry;
 mod routing;
 mod scrub;
+mod target;
 mod targets;
 
 pub(crate) use degraded::DegradedMonitor;
@@ -28,9 +29,9 @@ pub(crate) use redirect::{next_method, split_authority, HopUrl};
 pub(crate) use retry::{RetryDelay, RetryPolicy, SuccessCodes};
 pub(crate) use routing::{RouteCriteria, RouteRequest, RouteTable, DEFAULT_POOL_ID};
 pub(crate) use scrub::ScrubRule;
+pub(crate) use target::{default_port, Target};
 pub(crate) use targets::{
-    default_port, BalanceSettings, Balancing, Chosen, HashOn, Target, TargetAddress, TargetSet,
-    TargetSettings,
+    BalanceSettings, Balancing, Chosen, HashOn, TargetAddress, TargetSet, TargetSettings,
 };
 
 use crate::admission::{LimitSettings, PoolAdmission};

@@ -5,18 +5,18 @@
 //! body (HEAD stays HEAD); 301 and 302 turn a POST into a GET without a body, as browsers and
 //! the Fetch standard do, and keep every other method; 307 and 308 keep method and body.
 
-use crate::pool::targets::default_port;
+use super::target::default_port;
 use http::Method;
 
 /// An absolute URL of one hop, split the way the proxy needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct HopUrl {
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// Lower-case host name or IP (IPv6 without brackets).
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// Path and query, starting with `/`.
-    pub path: String,
+    pub(crate) path: String,
 }
 
 impl HopUrl {

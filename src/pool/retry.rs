@@ -10,12 +10,12 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub(crate) struct RetryPolicy {
     /// Extra attempts after a failed one: a failing back end sees `retries + 1` attempts.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// `resp_code_success_match`, decided for every status code at start.
-    pub success: SuccessCodes,
-    pub delay: RetryDelay,
+    pub(crate) success: SuccessCodes,
+    pub(crate) delay: RetryDelay,
     /// Request bodies up to this size are kept in memory so they can be sent again.
-    pub max_body_bytes: u64,
+    pub(crate) max_body_bytes: u64,
 }
 
 impl RetryPolicy {
@@ -56,10 +56,10 @@ impl std::fmt::Debug for SuccessCodes {
 /// `base + mult × (errors in the pool during the previous full second)`, clamped to `max`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct RetryDelay {
-    pub base_ms: u64,
-    pub mult_ms: u64,
+    pub(crate) base_ms: u64,
+    pub(crate) mult_ms: u64,
     /// 0 = no upper bound.
-    pub max_ms: u64,
+    pub(crate) max_ms: u64,
 }
 
 impl RetryDelay {

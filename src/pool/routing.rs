@@ -15,19 +15,19 @@ pub(crate) const DEFAULT_POOL_ID: &str = "default";
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RouteCriteria {
     /// Matched case-insensitively against the request method.
-    pub method: Option<Regex>,
+    pub(crate) method: Option<Regex>,
     /// Matched case-insensitively against the Host header without its port.
-    pub host: Option<Regex>,
+    pub(crate) host: Option<Regex>,
     /// Matched case-sensitively against the path and query.
-    pub uri: Option<Regex>,
+    pub(crate) uri: Option<Regex>,
 }
 
 impl RouteCriteria {
-    pub(crate) fn matches(&self, req: &RouteRequest) -> bool {
+    pub(crate) fn matches(&self, req: &RouteRequest<'_>) -> bool {
         self.matches_besides_uri(req) && self.uri.as_ref().is_none_or(|re| re.is_match(req.uri))
     }
 
-    fn matches_besides_uri(&self, req: &RouteRequest) -> bool {
+    fn matches_besides_uri(&self, req: &RouteRequest<'_>) -> bool {
         let ok = |re: &Option<Regex>, s: &str| re.as_ref().is_none_or(|re| re.is_match(s));
         ok(&self.method, req.method) && ok(&self.host, req.host)
     }
@@ -38,13 +38,13 @@ const X_PROXY: http::HeaderName = http::HeaderName::from_static("x-proxy");
 /// The parts of a request that routing looks at.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RouteRequest<'a> {
-    pub method: &'a str,
+    pub(crate) method: &'a str,
     /// Host header value with any `:port` suffix removed.
-    pub host: &'a str,
+    pub(crate) host: &'a str,
     /// Path and query string.
-    pub uri: &'a str,
+    pub(crate) uri: &'a str,
     /// Value of the `X-Proxy` header, if sent.
-    pub x_proxy: Option<&'a str>,
+    pub(crate) x_proxy: Option<&'a str>,
 }
 
 impl<'a> RouteRequest<'a> {
@@ -104,7 +104,7 @@ impl RouteTable {
     ///
     /// An `X-Proxy` header naming a pool selects it if its criteria match. Otherwise pools are
     /// tried in order, skipping `x_proxy_only` pools, which only ever take named requests.
-    pub(crate) fn route(&self, req: &RouteRequest) -> Option<&Arc<Pool>> {
+    pub(crate) fn route(&self, req: &RouteRequest<'_>) -> Option<&Arc<Pool>> {
         if let Some(named) = req.x_proxy.and_then(|id| self.by_id.get(id)) {
             let pool = &self.pools[*named];
             if pool.criteria.matches(req) {
@@ -187,7 +187,7 @@ mod tests {
         ])
     }
 
-    fn routed(t: &RouteTable, r: RouteRequest) -> Option<String> {
+    fn routed(t: &RouteTable, r: RouteRequest<'_>) -> Option<String> {
         t.route(&r).map(|p| p.id.to_string())
     }
 

@@ -6,10 +6,9 @@
 //! (at least once a second for host names) and health-checked on their own schedule, so the
 //! request path only reads an atomically swapped selector: no DNS, no locks.
 
-use super::dns::TargetResolver;
 use super::health::{HealthSettings, TargetHealthCheck};
+use super::target::{Target, TargetIndex};
 use async_trait::async_trait;
-use http::HeaderValue;
 use pingora::server::Server;
 use pingora::services::background::GenBackgroundService;
 use pingora::{Error, ErrorType, Result};
@@ -21,15 +20,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The port of a scheme when none is given: 443 for HTTPS, 80 for HTTP.
-pub(crate) fn default_port(tls: bool) -> u16 {
-    if tls {
-        443
-    } else {
-        80
-    }
-}
 
 /// One configured back end, as the config names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,42 +56,6 @@ impl TargetSettings {
             cache_dns_sec: 0,
             balanced: None,
         }
-    }
-}
-
-/// One configured back end at run time.
-#[derive(Debug)]
-pub(crate) struct Target {
-    pub(crate) tls: bool,
-    pub(crate) hostname: String,
-    pub(crate) port: u16,
-    /// What `preserve_host: false` sends as Host: the name, plus the port when not default.
-    pub(crate) host_header: Option<HeaderValue>,
-    pub(crate) resolver: TargetResolver,
-    /// `http://host:port`, written once (every log line names it).
-    base_url: String,
-}
-
-impl Target {
-    fn new(tls: bool, hostname: &str, port: u16, cache_dns_sec: u64) -> Self {
-        let host = if port == default_port(tls) {
-            hostname.to_string()
-        } else {
-            format!("{hostname}:{port}")
-        };
-        Target {
-            tls,
-            hostname: hostname.to_string(),
-            port,
-            host_header: HeaderValue::from_str(&host).ok(),
-            resolver: TargetResolver::new(hostname, port, cache_dns_sec),
-            base_url: format!("{}://{hostname}:{port}", if tls { "https" } else { "http" }),
-        }
-    }
-
-    /// `http://host:port`, for log lines.
-    pub(crate) fn base_url(&self) -> &str {
-        &self.base_url
     }
 }
 
@@ -217,10 +171,6 @@ impl TargetSet {
         }
     }
 }
-
-/// The index of the configured target a discovered backend belongs to (in `Backend::ext`).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct TargetIndex(pub(super) usize);
 
 enum Selector {
     RoundRobin(Arc<LoadBalancer<RoundRobin>>),

@@ -37,7 +37,7 @@ enum Op {
     Put {
         record: Vec<u8>,
         id: RequestId,
-        ack: oneshot::Sender<Result<(), String>>,
+        ack: oneshot::Sender<io::Result<()>>,
     },
     Done {
         id: RequestId,
@@ -112,7 +112,7 @@ impl QueueJournal {
             ack,
         };
         self.ops.send(op).map_err(|_| closed())?;
-        done.await.map_err(|_| closed())?.map_err(io::Error::other)
+        done.await.map_err(|_| closed())?
     }
 
     /// Mark `id` finished; its spool file is removed once that is written.
@@ -218,7 +218,12 @@ impl Writer {
                     self.live_bytes -= n;
                 }
             }
-            let _ = ack.send(written.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            // io::Error is not Clone: each waiting request gets its own copy.
+            let copy = written
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()));
+            let _ = ack.send(copy);
         }
         if let Err(e) = &written {
             log::error!("queue journal {}: write failed: {e}", self.path.display());

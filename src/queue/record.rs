@@ -33,9 +33,9 @@ pub(super) enum Record {
 /// What a scan of a journal found.
 pub(super) struct Scan {
     /// Records in file order, with their raw bytes (for copying forward unchanged).
-    pub records: Vec<(Record, std::ops::Range<usize>)>,
+    pub(crate) records: Vec<(Record, std::ops::Range<usize>)>,
     /// Stretches that were not valid records: `(offset, length)`.
-    pub damaged: Vec<(usize, usize)>,
+    pub(crate) damaged: Vec<(usize, usize)>,
 }
 
 /// A whole `put` record for `req`.

@@ -18,7 +18,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::client::HttpSession as ClientSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorType, OrErr, Result};
 use std::net::SocketAddr;
 use std::path::Path;
 use tokio::io::AsyncReadExt;
@@ -237,9 +237,11 @@ fn request_for(
     let mut req = request.original.clone();
     if let Some((method, path)) = hop.rewrite {
         req.set_method(method.clone());
-        let uri = path.parse::<http::Uri>().map_err(|e| {
-            Error::explain(ErrorType::InvalidHTTPHeader, format!("redirect path: {e}"))
-        })?;
+        let uri = path
+            .parse::<http::Uri>()
+            .explain_err(ErrorType::InvalidHTTPHeader, |e| {
+                format!("redirect path: {e}")
+            })?;
         req.set_uri(uri);
     }
     strip_hop_by_hop(&mut req);
@@ -316,15 +318,15 @@ async fn send_body(
 }
 
 async fn send_file(up: &mut ClientSession, path: &Path) -> Result<u64> {
-    let io = |e: std::io::Error| {
-        let why = format!("queue spool file {}: {e}", path.display());
-        Error::explain(ErrorType::InternalError, why)
-    };
-    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    let why = |e: std::io::Error| format!("queue spool file {}: {e}", path.display());
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .explain_err(ErrorType::InternalError, why)?;
     let mut sent = 0u64;
     loop {
         let mut buf = BytesMut::with_capacity(FILE_CHUNK);
-        if file.read_buf(&mut buf).await.map_err(io)? == 0 {
+        let read = file.read_buf(&mut buf).await;
+        if read.explain_err(ErrorType::InternalError, why)? == 0 {
             return Ok(sent);
         }
         sent += buf.len() as u64;

@@ -318,3 +318,33 @@ async fn retrying_pools_time_their_attempts_too() {
         "{perf}"
     );
 }
+
+#[tokio::test]
+async fn cookies_and_configured_tokens_never_reach_the_log_in_the_clear() {
+    let o = origin::http();
+    let token = "tok-9f8e7d6c5b";
+    let config = format!(
+        "threads: 2\nshutdown_timeout_sec: 1\nWebServer:\n  http_port: $PORT\n  http_bind_address: 127.0.0.1\nPixlProxy:\n  stats_uri_match: '^/proxy-stats'\n  stats_api_tokens: ['{token}']\n  pools:\n    default: {{target_hostname: 127.0.0.1, target_port: {}, log_transactions: true}}\n",
+        o.port()
+    );
+    let pg = Poolgate::start(&config);
+    let resp = client()
+        .get(pg.url(&format!("/set-cookie?key={token}")))
+        .header("Cookie", "session=old")
+        .header("X-Api-Key", token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let data = data_of(&pg, "][default][transaction][http][");
+    assert_eq!(data["resp_headers"]["set-cookie"], "[redacted]");
+    assert_eq!(data["req_headers"]["cookie"], "[redacted]");
+    assert_eq!(data["req_headers"]["x-api-key"], "[redacted]");
+    assert_eq!(
+        data["url"],
+        format!("http://127.0.0.1:{}/set-cookie?key=[redacted]", o.port())
+    );
+    let text = event_text(&pg);
+    assert!(!text.contains(token), "{text}");
+    assert!(!text.contains("abc123"), "{text}");
+}

@@ -128,6 +128,19 @@ impl Poolgate {
         false
     }
 
+    /// Wait (bounded) until the event log (`$DIR/event.log`) contains `needle`.
+    pub fn wait_for_event_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(self.dir().join("event.log")).unwrap_or_default();
+            if text.contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .args([&format!("-{sig}"), &self.pid().to_string()])

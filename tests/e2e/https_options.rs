@@ -98,3 +98,41 @@ async fn secure_headers_are_added_when_on_and_absent_when_off() {
         "max-age=31536000; includeSubDomains"
     );
 }
+
+#[tokio::test]
+async fn a_request_a_load_balancer_calls_https_counts_as_https_everywhere() {
+    let o = origin::http();
+    let web = "  https_header_detect: {X-Forwarded-Proto: '^https$'}\n  secure_headers: true\n  http_log_requests: true\n";
+    let pools = format!(
+        "{{api: {{uri_match: '^/api', target_hostname: 127.0.0.1, target_port: {}}}}}",
+        o.port()
+    );
+    let pg = Poolgate::start(&config_with(web, &pools));
+    let c = client();
+    let proxied = c
+        .get(pg.url("/api/x"))
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .expect("send");
+    assert!(proxied.headers().contains_key("strict-transport-security"));
+    let desc = described(proxied).await;
+    assert_eq!(seen(&desc, "x-forwarded-proto"), Some("https"));
+    // An answer poolgate writes itself (no pool takes `/other`) follows the same decision.
+    let own = c
+        .get(pg.url("/other"))
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(own.status(), 404);
+    assert!(own.headers().contains_key("strict-transport-security"));
+    let plain = c.get(pg.url("/other")).send().await.expect("send");
+    assert!(!plain.headers().contains_key("strict-transport-security"));
+    // And the web server's request log says so.
+    let line = "][WebServer][transaction][HTTP 200 OK][/api/x][";
+    assert!(pg.wait_for_event_log(line), "no request line");
+    let log = std::fs::read_to_string(pg.dir().join("event.log")).unwrap_or_default();
+    let entry = log.lines().find(|l| l.contains(line)).unwrap_or_default();
+    assert!(entry.contains("\"proto\":\"https\""), "{entry}");
+}

@@ -294,6 +294,12 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
     if let Some(n) = arg("/typed/") {
         return Ok(typed(req.headers(), n as usize));
     }
+    if path == "/set-cookie" {
+        let mut resp = full(200, "cookie set");
+        resp.headers_mut()
+            .insert("set-cookie", "session=abc123".parse().expect("cookie"));
+        return Ok(resp);
+    }
     if path == "/server-header" {
         let mut resp = full(200, "own server header");
         resp.headers_mut()

@@ -226,3 +226,16 @@ async fn the_web_server_logs_requests_and_lists_the_recent_ones() {
     assert_eq!(recent[0]["ua"], "T/1");
     assert_eq!(recent[0]["code"], 200);
 }
+
+#[tokio::test]
+async fn uptime_counts_from_the_start_not_from_the_first_stats_request() {
+    let o = origin::http();
+    let pg = Poolgate::start(&stats_config(o.port(), "", ""));
+    // Nothing asks poolgate anything for two seconds after it listens.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (status, body) = get(&pg, "/proxy-stats", None).await;
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let uptime = doc["web"]["server"]["uptime_sec"].as_u64();
+    assert!(uptime.is_some_and(|s| s >= 2), "{body}");
+}

@@ -27,10 +27,10 @@ const OWN: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Override {
     /// Dotted key path, e.g. `WebServer.http_port`.
-    pub path: String,
-    pub var: String,
+    pub(crate) path: String,
+    pub(crate) var: String,
     /// The value came from the file named by `<var>_FILE`.
-    pub from_file: bool,
+    pub(crate) from_file: bool,
 }
 
 fn norm(s: &str) -> String {

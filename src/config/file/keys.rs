@@ -144,24 +144,10 @@ fn audit_map(
 /// The known key nearest to `key` by edit distance, if it is close enough to be a typo.
 fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
     candidates
-        .map(|c| (edit_distance(key, c), c))
+        .map(|c| (strsim::levenshtein(key, c), c))
         .filter(|(d, c)| *d <= 3.max(c.len() / 5))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.to_string())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

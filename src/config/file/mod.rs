@@ -10,5 +10,6 @@ pub(crate) mod parse;
 mod web_server;
 
 pub(crate) use model::{FileConfig, HealthCheckConfig, PoolConfig};
+#[cfg(test)]
 pub(crate) use model::{DEFAULT_SCRUB_REQUEST, DEFAULT_SCRUB_RESPONSE, DEFAULT_SUCCESS_MATCH};
 pub(crate) use web_server::{CompressOptions, WebServerConfig};

@@ -16,32 +16,32 @@ use std::fmt;
 #[serde(default)]
 pub(crate) struct FileConfig {
     /// Directory of the event log (pixl-server default `.`).
-    pub log_dir: String,
+    pub(crate) log_dir: String,
     /// Event log file name inside `log_dir` (pixl-server default `event.log`).
-    pub log_filename: String,
+    pub(crate) log_filename: String,
     /// Where the process id is written at start; empty = none.
-    pub pid_file: String,
+    pub(crate) pid_file: String,
     /// Verbosity of debug lines, 1 (quietest) to 10 (loudest).
-    pub debug_level: u8,
+    pub(crate) debug_level: u8,
     /// poolgate: worker threads of the proxy service; 0 = one per CPU.
-    pub threads: usize,
+    pub(crate) threads: usize,
     /// poolgate: seconds SIGTERM waits for in-flight requests before the process exits.
-    pub shutdown_timeout_sec: u64,
+    pub(crate) shutdown_timeout_sec: u64,
     /// poolgate: port of the built-in demo origin (an echo service on loopback); 0 = off.
-    pub demo_origin_port: u16,
+    pub(crate) demo_origin_port: u16,
     /// poolgate: the Unix socket a reload hands the listeners over on; empty =
     /// `<log_dir>/poolgate-upgrade.sock`.
-    pub upgrade_sock: String,
+    pub(crate) upgrade_sock: String,
     /// pixl-server: the user (name or id) to run as once the listeners are bound; empty = stay.
     #[serde(deserialize_with = "forms::name_or_id")]
-    pub uid: String,
+    pub(crate) uid: String,
     /// pixl-server: the group (name or id) to run as once the listeners are bound.
     #[serde(deserialize_with = "forms::name_or_id")]
-    pub gid: String,
+    pub(crate) gid: String,
     #[serde(rename = "WebServer")]
-    pub web_server: WebServerConfig,
+    pub(crate) web_server: WebServerConfig,
     #[serde(rename = "PixlProxy")]
-    pub proxy: ProxyConfig,
+    pub(crate) proxy: ProxyConfig,
 }
 
 impl Default for FileConfig {
@@ -69,23 +69,23 @@ use super::web_server::WebServerConfig;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct ProxyConfig {
-    pub pools: PoolList,
-    pub validate_ssl_certs: bool,
+    pub(crate) pools: PoolList,
+    pub(crate) validate_ssl_certs: bool,
     /// poolgate: directory of the blind-queue journals of every pool with `use_queue`
     /// (a pool's own `queue_dir` wins); empty = queues are kept in memory only.
-    pub queue_dir: String,
+    pub(crate) queue_dir: String,
     /// Regex of the stats API's URI, or `false` (the default) for no stats API.
     #[serde(deserialize_with = "forms::optional_pattern")]
-    pub stats_uri_match: Option<String>,
+    pub(crate) stats_uri_match: Option<String>,
     /// poolgate: tokens accepted as `Authorization: Bearer` on the stats API from any address.
-    pub stats_api_tokens: Vec<String>,
+    pub(crate) stats_api_tokens: Vec<String>,
     /// poolgate: path of the Prometheus metrics on the main port (same access rules as the
     /// stats API); empty = off.
-    pub metrics_uri: String,
+    pub(crate) metrics_uri: String,
     /// Process priority (-20 highest to 19 lowest), set at start.
-    pub nice: i32,
+    pub(crate) nice: i32,
     /// Answer requests no pool takes from `WebServer.http_htdocs_dir` (instead of 404).
-    pub serve_static_files: bool,
+    pub(crate) serve_static_files: bool,
 }
 
 impl Default for ProxyConfig {
@@ -107,85 +107,85 @@ impl Default for ProxyConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct PoolConfig {
-    pub method_match: Option<String>,
-    pub host_match: Option<String>,
-    pub uri_match: Option<String>,
-    pub x_proxy_only: bool,
-    pub target_protocol: String,
-    pub target_hostname: String,
+    pub(crate) method_match: Option<String>,
+    pub(crate) host_match: Option<String>,
+    pub(crate) uri_match: Option<String>,
+    pub(crate) x_proxy_only: bool,
+    pub(crate) target_protocol: String,
+    pub(crate) target_hostname: String,
     /// 0 = the protocol's port (80 for http, 443 for https).
-    pub target_port: u16,
-    pub use_keep_alives: bool,
-    pub cache_dns_sec: u64,
-    pub http_user_agent: String,
+    pub(crate) target_port: u16,
+    pub(crate) use_keep_alives: bool,
+    pub(crate) cache_dns_sec: u64,
+    pub(crate) http_user_agent: String,
     /// Time to first byte from the back end, in milliseconds; 0 = no limit.
-    pub http_timeout_ms: u64,
+    pub(crate) http_timeout_ms: u64,
     /// `USERNAME:PASSWORD` sent to the back end as HTTP Basic auth.
-    pub http_basic_auth: String,
-    pub append_to_x_forwarded_for: bool,
-    pub preserve_host: bool,
-    pub insert_request_headers: BTreeMap<String, String>,
-    pub insert_response_headers: BTreeMap<String, String>,
-    pub scrub_request_headers: String,
-    pub scrub_response_headers: String,
+    pub(crate) http_basic_auth: String,
+    pub(crate) append_to_x_forwarded_for: bool,
+    pub(crate) preserve_host: bool,
+    pub(crate) insert_request_headers: BTreeMap<String, String>,
+    pub(crate) insert_response_headers: BTreeMap<String, String>,
+    pub(crate) scrub_request_headers: String,
+    pub(crate) scrub_response_headers: String,
     /// Requests in flight to the back end at once; the one beyond gets 429. 0 = no limit.
-    pub max_concurrent_requests: usize,
+    pub(crate) max_concurrent_requests: usize,
     /// Requests admitted per wall-clock second; the one beyond gets 429. 0 = no limit.
-    pub max_requests_per_sec: u32,
+    pub(crate) max_requests_per_sec: u32,
     /// poolgate: requests per second admitted from one client IP. 0 = no limit.
-    pub max_requests_per_sec_per_ip: u32,
+    pub(crate) max_requests_per_sec_per_ip: u32,
     /// poolgate: requests per minute admitted from one client IP. 0 = no limit.
-    pub max_requests_per_min_per_ip: u32,
+    pub(crate) max_requests_per_min_per_ip: u32,
     /// Redirect hops the proxy follows itself: a number, `true` (10) or `false` (0).
     #[serde(deserialize_with = "forms::redirect_hops")]
-    pub follow_redirects: u32,
+    pub(crate) follow_redirects: u32,
     /// Regex over the status code; a match is a success, anything else an error.
-    pub resp_code_success_match: String,
+    pub(crate) resp_code_success_match: String,
     /// Extra attempts after a failed one (connect error, reset, timeout, error status).
-    pub retries: u32,
-    pub error_retry_delay_base_ms: u64,
-    pub error_retry_delay_mult_ms: u64,
+    pub(crate) retries: u32,
+    pub(crate) error_retry_delay_base_ms: u64,
+    pub(crate) error_retry_delay_mult_ms: u64,
     /// Upper bound of the retry delay; 0 = no bound.
-    pub error_retry_delay_max_ms: u64,
+    pub(crate) error_retry_delay_max_ms: u64,
     /// poolgate: request bodies up to this size are kept for retries and redirects.
-    pub retry_max_body_bytes: u64,
-    pub degraded_perf_monitor: bool,
-    pub degraded_min_avg_ms: f64,
-    pub degraded_min_req_sec: f64,
-    pub degraded_min_uptime_sec: u64,
+    pub(crate) retry_max_body_bytes: u64,
+    pub(crate) degraded_perf_monitor: bool,
+    pub(crate) degraded_min_avg_ms: f64,
+    pub(crate) degraded_min_req_sec: f64,
+    pub(crate) degraded_min_uptime_sec: u64,
     /// poolgate: several back ends as `host:port` (instead of target_hostname/target_port).
-    pub targets: Vec<String>,
+    pub(crate) targets: Vec<String>,
     /// poolgate: `round_robin`, `random`, `ip_hash`, `uri_hash` or `header_hash`.
-    pub load_balancing: String,
+    pub(crate) load_balancing: String,
     /// poolgate: the request header hashed by `load_balancing: header_hash`.
-    pub load_balancing_header: String,
+    pub(crate) load_balancing_header: String,
     /// poolgate: active health checks of the pool's targets.
-    pub health_check: HealthCheckConfig,
+    pub(crate) health_check: HealthCheckConfig,
     /// Answer every request at once and send it to the back end in the background.
-    pub use_queue: bool,
+    pub(crate) use_queue: bool,
     /// Requests waiting in the queue at most; the one beyond gets 429. 0 = no limit.
-    pub max_queue_length: usize,
+    pub(crate) max_queue_length: usize,
     /// How long a queued send refused by the pool's limits waits before trying again.
-    pub throttle_requeue_delay_ms: u64,
+    pub(crate) throttle_requeue_delay_ms: u64,
     /// poolgate: directory of this pool's queue journal; empty = `PixlProxy.queue_dir`.
-    pub queue_dir: String,
+    pub(crate) queue_dir: String,
     /// poolgate: flush each journal write to the disk before answering (survives power loss).
-    pub queue_fsync: bool,
+    pub(crate) queue_fsync: bool,
     /// poolgate: queued request bodies larger than this are spooled to a file.
-    pub queue_spool_bytes: u64,
+    pub(crate) queue_spool_bytes: u64,
     /// Compressed responses up to this many bytes (by `Content-Length`) are compressed in one
     /// piece in memory; larger or unsized ones chunk by chunk as they stream.
-    pub min_stream_size: u64,
+    pub(crate) min_stream_size: u64,
     /// poolgate: speak HTTP/2 to the back end (ALPN over HTTPS, prior knowledge over HTTP).
-    pub target_http2: bool,
+    pub(crate) target_http2: bool,
     /// Write a transaction line for every back-end request (`true`/`false` or 1/0).
     #[serde(deserialize_with = "forms::flag")]
-    pub log_transactions: bool,
+    pub(crate) log_transactions: bool,
     /// Write a transaction line for back-end requests taking this many ms or more; 0 = off.
-    pub log_perf_ms: u64,
+    pub(crate) log_perf_ms: u64,
     /// Write an error line for every failed back-end request.
     #[serde(deserialize_with = "forms::flag")]
-    pub log_errors: bool,
+    pub(crate) log_errors: bool,
 }
 
 /// poolgate: how a pool checks its targets in the background.
@@ -194,16 +194,16 @@ pub(crate) struct PoolConfig {
 pub(crate) struct HealthCheckConfig {
     /// `none`, `tcp` (connect) or `http` (GET `path`, success per `status_match`).
     #[serde(rename = "type")]
-    pub kind: String,
-    pub path: String,
+    pub(crate) kind: String,
+    pub(crate) path: String,
     /// Regex over the status code of an `http` check.
-    pub status_match: String,
-    pub interval_ms: u64,
-    pub timeout_ms: u64,
+    pub(crate) status_match: String,
+    pub(crate) interval_ms: u64,
+    pub(crate) timeout_ms: u64,
     /// Consecutive passes that bring an unhealthy target back.
-    pub healthy_threshold: usize,
+    pub(crate) healthy_threshold: usize,
     /// Consecutive failures that take a healthy target out.
-    pub unhealthy_threshold: usize,
+    pub(crate) unhealthy_threshold: usize,
 }
 
 impl Default for HealthCheckConfig {
@@ -285,14 +285,14 @@ impl Default for PoolConfig {
 
 /// The `pools` object, kept in file order (PixlProxy checks non-default pools in config order).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct PoolList(pub Vec<(String, PoolConfig)>);
+pub(crate) struct PoolList(pub(crate) Vec<(String, PoolConfig)>);
 
 impl<'de> Deserialize<'de> for PoolList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct PoolListVisitor;
         impl<'de> Visitor<'de> for PoolListVisitor {
             type Value = PoolList;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a map of pool id to pool settings")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PoolList, A::Error> {

@@ -12,8 +12,8 @@ use serde_yaml::Value;
 /// The typed config plus the warnings the key audit raised.
 #[derive(Debug)]
 pub(crate) struct Parsed {
-    pub config: FileConfig,
-    pub problems: Vec<Problem>,
+    pub(crate) config: FileConfig,
+    pub(crate) problems: Vec<Problem>,
 }
 
 /// Parse config text. Fails with the first syntax or type error (nothing else can be checked

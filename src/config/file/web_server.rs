@@ -8,74 +8,74 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct WebServerConfig {
-    pub http_port: u16,
+    pub(crate) http_port: u16,
     /// Local address to listen on; empty = all addresses.
-    pub http_bind_address: String,
+    pub(crate) http_bind_address: String,
     /// Idle read timeout of client sockets in seconds; doubles as the keep-alive idle timeout.
-    pub http_timeout: u64,
+    pub(crate) http_timeout: u64,
     /// `default`, `request` or `close`.
-    pub http_keep_alives: String,
+    pub(crate) http_keep_alives: String,
     /// `Server` header sent when the back end sends none.
-    pub http_server_signature: String,
+    pub(crate) http_server_signature: String,
     /// Headers added to every response.
-    pub http_response_headers: BTreeMap<String, String>,
-    pub https: bool,
-    pub https_port: u16,
+    pub(crate) http_response_headers: BTreeMap<String, String>,
+    pub(crate) https: bool,
+    pub(crate) https_port: u16,
     /// Local address of the HTTPS listener; empty = same as `http_bind_address`.
-    pub https_bind_address: String,
-    pub https_cert_file: String,
-    pub https_key_file: String,
+    pub(crate) https_bind_address: String,
+    pub(crate) https_cert_file: String,
+    pub(crate) https_key_file: String,
     /// Where request bodies of in-memory blind queues are spooled; empty = the system's temp dir.
-    pub http_temp_dir: String,
+    pub(crate) http_temp_dir: String,
     /// Largest request body accepted for a blind queue, in bytes (pixl-server-web: 32 MB).
-    pub http_max_upload_size: u64,
+    pub(crate) http_max_upload_size: u64,
     /// Most client connections open at once; the one beyond is hard-closed. 0 = no limit.
-    pub http_max_connections: usize,
+    pub(crate) http_max_connections: usize,
     /// Addresses and CIDR blocks allowed to read the stats API (and `/metrics`).
-    pub http_default_acl: Vec<String>,
+    pub(crate) http_default_acl: Vec<String>,
     /// Write a `WebServer` transaction line per client request.
-    pub http_log_requests: bool,
+    pub(crate) http_log_requests: bool,
     /// Only requests whose URI matches are logged by `http_log_requests`.
-    pub http_regex_log: String,
+    pub(crate) http_regex_log: String,
     /// Recent requests listed in the stats API's `web.recent`.
-    pub http_recent_requests: usize,
+    pub(crate) http_recent_requests: usize,
     /// With `https`: redirect plain-HTTP requests to HTTPS (301).
-    pub https_force: bool,
+    pub(crate) https_force: bool,
     /// Request header name -> regex: a match means the client came over HTTPS (a load
     /// balancer in front terminated TLS).
-    pub https_header_detect: BTreeMap<String, String>,
+    pub(crate) https_header_detect: BTreeMap<String, String>,
     /// poolgate: add HSTS (HTTPS only), X-Content-Type-Options, X-Frame-Options,
     /// Referrer-Policy and a Content-Security-Policy to responses that lack them.
-    pub secure_headers: bool,
+    pub(crate) secure_headers: bool,
     /// poolgate: extra CSP sources per directive (`default`, `script`, `style`, `img`, `font`,
     /// `connect`, `frame`, `media`, `object`).
-    pub csp_allowed: BTreeMap<String, Vec<String>>,
+    pub(crate) csp_allowed: BTreeMap<String, Vec<String>>,
     /// Directory static files are served from (`PixlProxy.serve_static_files`); relative to
     /// the working directory at start.
-    pub http_htdocs_dir: String,
+    pub(crate) http_htdocs_dir: String,
     /// File served for a directory.
-    pub http_static_index: String,
+    pub(crate) http_static_index: String,
     /// `Cache-Control: public, max-age=<ttl>` of static files, in seconds.
-    pub http_static_ttl: u64,
+    pub(crate) http_static_ttl: u64,
     /// Compress text responses the back end did not encode (`http_gzip_text` is the legacy
     /// name; either one turns it on).
-    pub http_compress_text: bool,
-    pub http_gzip_text: bool,
+    pub(crate) http_compress_text: bool,
+    pub(crate) http_gzip_text: bool,
     /// Regex over the response `Content-Type`: only matching responses are compressed.
-    pub http_regex_text: String,
+    pub(crate) http_regex_text: String,
     /// zlib options; poolgate reads `level` (1-9, default 6).
-    pub http_gzip_opts: CompressOptions,
+    pub(crate) http_gzip_opts: CompressOptions,
     /// Prefer brotli when the client accepts it.
-    pub http_enable_brotli: bool,
+    pub(crate) http_enable_brotli: bool,
     /// brotli options; poolgate reads `level` (1-11, default 4).
-    pub http_brotli_opts: CompressOptions,
+    pub(crate) http_brotli_opts: CompressOptions,
     /// poolgate: offer HTTP/2 on the HTTPS listener (ALPN `h2`, falling back to HTTP/1.1).
-    pub https_http2: bool,
+    pub(crate) https_http2: bool,
     /// poolgate: accept cleartext HTTP/2 (prior knowledge, `h2c`) on the HTTP listener.
-    pub http_h2c: bool,
+    pub(crate) http_h2c: bool,
     /// poolgate: more certificates, selected by the name the client asks for (SNI):
     /// host name (or `*.domain`) -> `{cert_file, key_file}`. Other names get `https_cert_file`.
-    pub https_sni_certs: BTreeMap<String, CertFiles>,
+    pub(crate) https_sni_certs: BTreeMap<String, CertFiles>,
 }
 
 /// Options of a compressor (Node's zlib / brotli options). Only `level` is used; the rest are
@@ -83,17 +83,17 @@ pub(crate) struct WebServerConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct CompressOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub level: Option<u32>,
+    pub(crate) level: Option<u32>,
     #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml::Value>,
+    pub(crate) other: BTreeMap<String, serde_yaml::Value>,
 }
 
 /// A certificate chain and its private key (PEM files).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CertFiles {
-    pub cert_file: String,
-    pub key_file: String,
+    pub(crate) cert_file: String,
+    pub(crate) key_file: String,
 }
 
 /// pixl-server-web's default ACL: localhost plus the private ranges.

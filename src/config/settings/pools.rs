@@ -92,7 +92,7 @@ fn recording(cfg: &FileConfig, degraded: bool, errors_scale_delay: bool) -> Reco
     }
 }
 
-fn route_criteria(p: &PoolConfig, path: &PoolPath, problems: &mut Problems) -> RouteCriteria {
+fn route_criteria(p: &PoolConfig, path: &PoolPath<'_>, problems: &mut Problems) -> RouteCriteria {
     let mut criterion = |key: &str, pattern: &Option<String>, case_insensitive: bool| {
         let pattern = pattern.as_deref()?;
         problems.regex(&path.key(key), pattern, case_insensitive)
@@ -104,7 +104,7 @@ fn route_criteria(p: &PoolConfig, path: &PoolPath, problems: &mut Problems) -> R
     }
 }
 
-fn request_rules(p: &PoolConfig, path: &PoolPath, problems: &mut Problems) -> RequestRules {
+fn request_rules(p: &PoolConfig, path: &PoolPath<'_>, problems: &mut Problems) -> RequestRules {
     let authorization = match p.http_basic_auth.as_str() {
         "" => None,
         creds if !creds.contains(':') => {

@@ -10,7 +10,7 @@ use std::time::Duration;
 pub(super) fn queue_settings(
     p: &PoolConfig,
     cfg: &FileConfig,
-    path: &PoolPath,
+    path: &PoolPath<'_>,
     problems: &mut Problems,
 ) -> Option<QueueSettings> {
     if !p.use_queue {

@@ -12,7 +12,7 @@ use std::time::Duration;
 pub(super) fn target_settings(
     p: &PoolConfig,
     validate_ssl_certs: bool,
-    path: &PoolPath,
+    path: &PoolPath<'_>,
     problems: &mut Problems,
 ) -> Option<TargetSettings> {
     let tls = match p.target_protocol.to_ascii_lowercase().as_str() {
@@ -65,7 +65,7 @@ pub(super) fn target_settings(
 fn listed_targets(
     p: &PoolConfig,
     tls: bool,
-    path: &PoolPath,
+    path: &PoolPath<'_>,
     problems: &mut Problems,
 ) -> Option<Vec<TargetAddress>> {
     let mut targets = Vec::new();
@@ -83,7 +83,7 @@ fn listed_targets(
     (targets.len() == p.targets.len()).then_some(targets)
 }
 
-fn balancing(p: &PoolConfig, path: &PoolPath, problems: &mut Problems) -> Option<Balancing> {
+fn balancing(p: &PoolConfig, path: &PoolPath<'_>, problems: &mut Problems) -> Option<Balancing> {
     let mut by_header = || {
         let name = p.load_balancing_header.trim();
         match http::HeaderName::from_bytes(name.as_bytes()) {
@@ -113,7 +113,7 @@ fn balancing(p: &PoolConfig, path: &PoolPath, problems: &mut Problems) -> Option
 fn health_check(
     h: &HealthCheckConfig,
     verify_tls: bool,
-    path: &PoolPath,
+    path: &PoolPath<'_>,
     problems: &mut Problems,
 ) -> Option<HealthSettings> {
     let key = |k: &str| path.key(&format!("health_check.{k}"));

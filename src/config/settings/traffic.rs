@@ -17,7 +17,7 @@ pub(super) fn limits(p: &PoolConfig) -> LimitSettings {
 
 pub(super) fn retry_policy(
     p: &PoolConfig,
-    path: &PoolPath,
+    path: &PoolPath<'_>,
     problems: &mut Problems,
 ) -> Option<RetryPolicy> {
     let key = path.key("resp_code_success_match");
@@ -36,7 +36,7 @@ pub(super) fn retry_policy(
 
 pub(super) fn degraded_monitor(
     p: &PoolConfig,
-    path: &PoolPath,
+    path: &PoolPath<'_>,
     problems: &mut Problems,
 ) -> Option<DegradedMonitor> {
     if !p.degraded_perf_monitor {

@@ -27,11 +27,11 @@ const MIN_COMPRESS_LEN: u64 = 32;
 #[derive(Debug, Clone)]
 pub(crate) struct CompressionPolicy {
     /// `http_regex_text`, when active compression is on.
-    pub text_types: Option<Regex>,
+    pub(crate) text_types: Option<Regex>,
     /// `http_gzip_opts.level`.
-    pub gzip_level: u32,
+    pub(crate) gzip_level: u32,
     /// `http_brotli_opts.level` when `http_enable_brotli` is on.
-    pub brotli_level: Option<u32>,
+    pub(crate) brotli_level: Option<u32>,
 }
 
 impl Default for CompressionPolicy {

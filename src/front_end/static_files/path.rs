@@ -13,9 +13,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct RequestPath {
     /// Decoded segments joined with `/`, without empty and `.` segments; empty for the root.
-    pub relative: PathBuf,
+    pub(crate) relative: PathBuf,
     /// The path ends with `/`: a directory was asked for (its index is served).
-    pub trailing_slash: bool,
+    pub(crate) trailing_slash: bool,
 }
 
 /// Why a path was refused (all answered with 400; the reason is for the debug log).
