@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 pub struct Fixture {
     routes: RouteTable,
     front: FrontEnd,
-    /// The web server's per-second figures, recorded as with the stats API on.
+    /// The web server's per-second figures, kept as the server keeps them (only with a stats
+    /// API to show them).
     web: PoolStats,
 }
 
@@ -41,10 +42,14 @@ impl Fixture {
             .enumerate()
             .map(|(i, entry)| Arc::new(Pool::new(i, entry.pool)))
             .collect();
+        let web = match settings.stats.api.uri.is_some() {
+            true => Recording::Full,
+            false => Recording::Off,
+        };
         Ok(Fixture {
             routes: RouteTable::new(pools),
             front: FrontEnd::new(settings.front_end),
-            web: PoolStats::new(Recording::Full),
+            web: PoolStats::new(web),
         })
     }
 

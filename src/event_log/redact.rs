@@ -42,7 +42,12 @@ pub(crate) fn header_value<'a>(name: &http::HeaderName, value: &'a [u8]) -> Cow<
     if is_secret_header(name) || holds_secret(value, secrets()) {
         return Cow::Borrowed(REDACTED);
     }
-    String::from_utf8_lossy(value)
+    // `from_utf8` first: its word-at-a-time check is several times faster than the lossy
+    // conversion's on the long ASCII values headers usually are.
+    match std::str::from_utf8(value) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value),
+    }
 }
 
 /// `text` with every configured secret in it replaced by `[redacted]` (URLs in log lines and

@@ -5,7 +5,7 @@
 //! (`headers.rs`), the upload limit (`upload.rs`), content encoding (`compression/`) and
 //! static files (`static_files/`).
 //!
-//! Uses only leaves (`timing`). The proxy, the pools, the upstream attempt and the queue use
+//! Uses nothing else of poolgate's. The proxy, the pools, the upstream attempt and the queue use
 //! its client facts and policies.
 
 mod client;

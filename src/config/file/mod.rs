@@ -1,6 +1,8 @@
 //! The config file as typed data: the model of its keys with PixlProxy's defaults (`model.rs`,
 //! `web_server.rs`, `forms.rs`), the reading of YAML or JSON with line numbers (`parse.rs`),
 //! the environment's overrides (`env.rs`) and the audit of unknown or unused keys (`keys.rs`).
+//!
+//! Uses `config::problem` and the redaction of `event_log` (for `showconfig`).
 
 pub(crate) mod env;
 mod forms;

@@ -5,6 +5,10 @@
 //! The top level and the process here; the listeners and the front end in `front_end.rs`
 //! (with `static_files.rs`); a pool in `pools.rs` with its targets (`targets.rs`), limits,
 //! retries and degraded hints (`traffic.rs`) and queue (`queue.rs`); the stats in `stats.rs`.
+//!
+//! Uses `config::file` and `config::problem`, `server`'s settings types, and the settings and
+//! value types of the concept folders (`front_end`, `pool`, `admission`, `queue`, `stats`,
+//! `event_log`).
 
 mod front_end;
 mod pools;

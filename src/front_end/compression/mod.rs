@@ -7,6 +7,9 @@
 //! whose `Content-Length` is at most the pool's `min_stream_size` is compressed in one piece
 //! (better ratio, one write); larger or unsized ones chunk by chunk, so memory stays bounded by
 //! that size either way.
+//!
+//! Uses nothing else of poolgate's: the policy is plain data, the encoders Pingora's (gzip) and
+//! `brotli.rs`.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{

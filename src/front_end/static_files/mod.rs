@@ -7,6 +7,9 @@
 //! - `mime.rs`: `Content-Type`; `response.rs`: writing headers and streaming the body.
 //!
 //! Only GET and HEAD are served; the answers never list directories.
+//!
+//! Uses the front end's global headers and compression (`super`), Pingora's conditional
+//! helpers, and nothing else of poolgate's.
 
 mod conditional;
 mod lookup;

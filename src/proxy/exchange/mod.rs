@@ -8,6 +8,9 @@
 //! byte-exact; each answer is judged against `resp_code_success_match` and the redirect rules;
 //! the answer chosen for the client is streamed to it chunk by chunk (`delivery.rs`). Pools
 //! with neither setting never come here and keep Pingora's streaming proxy.
+//!
+//! Uses `upstream` (the attempts), `pool`, `admission` (the permit it frees), `front_end` and
+//! the leaves.
 
 mod body;
 mod delivery;
