@@ -2,7 +2,7 @@
 //!
 //! The folders follow a request and depend one way only, from the top down:
 //!
-//! - [`cli`](self::cli): the command line, the control commands, the systemd unit.
+//! - `cli`: the command line, the control commands, the systemd unit.
 //! - `config`: the file model and the environment, validated into plain settings.
 //! - `server`: the runtime built from the settings — listeners, certificates, the
 //!   connection cap, shutdown, privileges, the demo origin.
@@ -17,7 +17,7 @@
 //! - The leaves everything may use: `clock` and `timing`.
 //!
 //! The library's public surface is the binary's entry point ([`main`]) and what the
-//! micro-benchmarks drive ([`bench`]).
+//! micro-benchmarks drive ([`bench`](mod@bench)).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]

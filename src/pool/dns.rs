@@ -5,7 +5,7 @@
 //! failure, so poolgate resolves here (getaddrinfo on tokio's blocking pool) and hands Pingora a
 //! ready `SocketAddr`. IP literals never touch DNS.
 
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorType, OrErr, Result};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
@@ -66,13 +66,12 @@ impl TargetResolver {
 
     async fn lookup(&self) -> Result<SocketAddr> {
         let found = tokio::net::lookup_host((self.host.as_str(), self.port)).await;
-        let addrs: Vec<SocketAddr> = match found {
-            Ok(addrs) => addrs.collect(),
-            Err(e) => {
-                let context = format!("DNS lookup of {} failed: {e}", self.host);
-                return Err(Error::explain(ErrorType::ConnectNoRoute, context).into_up());
-            }
-        };
+        let addrs: Vec<SocketAddr> = found
+            .explain_err(ErrorType::ConnectNoRoute, |e| {
+                format!("DNS lookup of {} failed: {e}", self.host)
+            })
+            .map_err(|e| e.into_up())?
+            .collect();
         // Prefer IPv4: back ends commonly listen on 0.0.0.0 only, while `localhost` often
         // resolves to ::1 first.
         addrs

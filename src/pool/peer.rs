@@ -4,7 +4,7 @@
 
 use super::{Chosen, Pool};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::{ErrorType, OkOrErr, Result};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -55,9 +55,9 @@ impl Pool {
     /// the answer is bounded by the read timeout; this spares such requests a timer. A body
     /// keeps it, since Pingora stops reading the answer while a body write is stuck.
     pub(crate) fn peer(&self, chosen: &Chosen, sends_body: bool) -> Result<Box<HttpPeer>> {
-        let target = self.target(chosen).ok_or_else(|| {
-            Error::explain(ErrorType::InternalError, "chosen target does not exist")
-        })?;
+        let target = self
+            .target(chosen)
+            .or_err_with(ErrorType::InternalError, || "chosen target does not exist")?;
         let mut peer = self.peer_at(
             chosen.addr,
             target.tls,

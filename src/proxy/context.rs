@@ -7,7 +7,7 @@ use crate::front_end::{ClientFacts, ResponseEncoder};
 use crate::pool::{Chosen, Pool};
 use crate::stats::SocketEntry;
 use crate::timing::{PerfTimer, Phase};
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorType, OkOrErr, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,7 +53,7 @@ impl RequestCtx {
     pub(super) fn pool(&self) -> Result<&Arc<Pool>> {
         self.pool
             .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool chosen for request"))
+            .or_err_with(ErrorType::InternalError, || "no pool chosen for request")
     }
 
     /// The request was admitted to its pool with `permit`: its phase timer starts (from the

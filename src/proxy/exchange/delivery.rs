@@ -7,7 +7,7 @@ use crate::timing::{PerfTimer, Phase};
 use crate::upstream::Answer;
 use http::Method;
 use pingora::proxy::Session;
-use pingora::{Error, ErrorType, Result};
+use pingora::{ErrorType, OkOrErr, Result};
 
 impl Exchange<'_> {
     pub(super) async fn deliver(
@@ -17,10 +17,9 @@ impl Exchange<'_> {
         permit: &mut Option<Permit>,
         perf: &mut PerfTimer,
     ) -> Result<()> {
+        let header = answer.header().cloned();
         let mut resp =
-            Box::new(answer.header().cloned().ok_or_else(|| {
-                Error::explain(ErrorType::InternalError, "answer without a header")
-            })?);
+            Box::new(header.or_err_with(ErrorType::InternalError, || "answer without a header")?);
         self.pool.response_rules.apply(&mut resp)?;
         self.front.finish_response(&mut resp, self.client.tls)?;
         let req = session.req_header();
