@@ -14,7 +14,8 @@
 //!   per-client limits), `upstream` (the one attempt to a back end), `queue` (the blind
 //!   queue), `stats` (per-second figures, the stats API, Prometheus, connections) and
 //!   `event_log` (the event log and its lines).
-//! - The leaves everything may use: `clock` and `timing`.
+//! - The leaf everything may use: `timing` (wall-clock seconds and uptime in `timing::clock`,
+//!   the phase timer).
 //!
 //! The library's public surface is the binary's entry point ([`main`]) and what the
 //! micro-benchmarks drive ([`bench`](mod@bench)).
@@ -26,7 +27,6 @@
 mod admission;
 pub mod bench;
 mod cli;
-mod clock;
 mod config;
 mod event_log;
 mod front_end;

@@ -4,7 +4,7 @@
 
 use super::per_client::ClientRateLimit;
 use super::{LimitSettings, Refusal};
-use crate::clock;
+use crate::timing::clock;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 //! live in a sharded map (`per_client.rs`). A `Permit` is held in the request context, so it is
 //! released on every path: success, error, client abort, timeout.
 //!
-//! Uses only `clock`.
+//! Uses only the leaf `timing` (its clock).
 
 mod local;
 mod per_client;

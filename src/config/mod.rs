@@ -6,8 +6,8 @@
 //! (`POOLGATE_...`, `*_FILE`) and audits the keys; `settings/` validates and resolves them;
 //! `problem.rs` is what goes wrong, with its file, line and key path.
 //!
-//! Uses `server` (the settings types), the concept folders' settings and value types, and the
-//! leaves.
+//! Uses `server` (the settings types), the concept folders' settings and value types, and
+//! `timing`.
 
 mod file;
 mod problem;

@@ -7,7 +7,7 @@
 //! Owns the lines themselves: a pool's transaction and error lines (`transaction.rs`, PixlProxy's
 //! `log_transactions`, `log_perf_ms`, `log_errors`), the web server's request lines
 //! (`web.rs`, `http_log_requests`), the JSON they carry (`json_text.rs`) and what is redacted
-//! from them (`redact.rs`). Uses only the leaves (`clock`, `timing`).
+//! from them (`redact.rs`). Uses only the leaf `timing`.
 
 mod bridge;
 mod json_text;

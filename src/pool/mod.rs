@@ -6,7 +6,7 @@
 //!
 //! A `Pool` is built from its `PoolSettings` at start. Uses `admission` (its limits), `stats`
 //! (its per-second figures and metrics), `event_log` (its logging policy), `front_end` (the
-//! client facts and header pairs) and the leaves.
+//! client facts and header pairs) and `timing`.
 
 mod degraded;
 mod dns;
@@ -185,9 +185,12 @@ impl Pool {
     }
 
     fn is_degraded(&self) -> bool {
-        self.degraded
-            .as_ref()
-            .is_some_and(|m| m.is_degraded(&self.stats.previous_second(), crate::clock::uptime()))
+        self.degraded.as_ref().is_some_and(|m| {
+            m.is_degraded(
+                &self.stats.previous_second(),
+                crate::timing::clock::uptime(),
+            )
+        })
     }
 
     /// One attempt to the back end failed (connect error, reset, timeout, error status).

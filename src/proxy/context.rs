@@ -1,13 +1,13 @@
 //! Per-request state: what the hooks of one request share, from its arrival to the log line,
-//! and the bookkeeping every hook does the same way (phase timing, the pool's permit, retry
-//! accounting on the streaming path).
+//! and the bookkeeping every hook does the same way (phase timing, the pool's permit, failure
+//! accounting).
 
 use crate::admission::Permit;
 use crate::front_end::{ClientFacts, ResponseEncoder};
 use crate::pool::{Chosen, Pool};
 use crate::stats::SocketEntry;
 use crate::timing::{PerfTimer, Phase};
-use pingora::{Error, ErrorType, OkOrErr, Result};
+use pingora::{ErrorType, OkOrErr, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,14 +22,10 @@ pub(crate) struct RequestCtx {
     pub(super) permit: Option<Permit>,
     /// Who the client is and whether the request counts as HTTPS, decided on arrival.
     pub(super) client: ClientFacts,
-    /// Back-end addresses that failed, so a retry picks another target.
+    /// Back-end addresses that failed, so a retry of the exchange picks another target.
     pub(super) tried: Vec<SocketAddr>,
     /// The target of the current streaming attempt.
     pub(super) chosen: Option<Chosen>,
-    /// Retries left on the streaming path (connect failures only).
-    retries_left: u32,
-    /// Why the last streaming attempt failed, while a retry is due.
-    retry_reason: Option<String>,
     /// The final failure was already counted in the pool's per-second errors.
     final_error_counted: bool,
     /// The request went through the buffered exchange (which counts its own errors).
@@ -58,7 +54,7 @@ impl RequestCtx {
 
     /// The request was admitted to its pool with `permit`: its phase timer starts (from the
     /// arrival: routing and admission take microseconds, and reusing that reading saves a
-    /// clock read), it counts as in flight, and its retries are set.
+    /// clock read) and it counts as in flight.
     pub(super) fn admitted(&mut self, permit: Permit) {
         self.permit = Some(permit);
         let Some(pool) = &self.pool else { return };
@@ -66,7 +62,6 @@ impl RequestCtx {
             self.arrived.unwrap_or_else(Instant::now),
         ));
         pool.stats.start_request();
-        self.retries_left = pool.retry.retries;
     }
 
     /// Give the pool's permit back (the back end is done with this request).
@@ -113,30 +108,19 @@ impl RequestCtx {
     }
 }
 
-/// Retry accounting of the streaming path (connect failures, which nothing was sent for).
+/// Failure accounting of the streaming path. It never retries: pools with `retries` go through
+/// the buffered exchange, upgrade requests through the tunnel.
 impl RequestCtx {
-    /// A connect failed: counted in the pool's errors, its target avoided next time, and `e`
-    /// marked for a retry while the pool's `retries` last.
-    pub(super) fn connect_failed(&mut self, e: &mut Error) {
-        let Some(pool) = &self.pool else { return };
-        pool.record_failed_attempt();
-        self.tried.extend(self.chosen.map(|c| c.addr));
-        if self.retries_left > 0 {
-            self.retries_left -= 1;
-            e.set_retry(true);
-            self.retry_reason = Some(e.to_string());
-        } else {
+    /// A connect failed: counted in the pool's errors once, here.
+    pub(super) fn connect_failed(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.record_failed_attempt();
             self.final_error_counted = true;
         }
     }
 
-    /// Why a retry is due, with the retries left after it (taken: asked once per retry).
-    pub(super) fn take_retry(&mut self) -> Option<(String, u32)> {
-        self.retry_reason.take().map(|why| (why, self.retries_left))
-    }
-
     /// Whether the end of the request still has to count its failure in the pool's errors:
-    /// not when the buffered exchange or a final connect failure already did.
+    /// not when the buffered exchange or a failed connect already did.
     pub(super) fn failure_uncounted(&self) -> bool {
         !self.via_exchange && !self.final_error_counted
     }

@@ -33,6 +33,8 @@ pub(super) enum RequestKind<'a> {
     Refused(Refusal),
     /// Its pool retries on statuses or follows redirects: the buffered exchange.
     Exchange,
+    /// An upgrade request (WebSocket), carried as a tunnel once the back end switches.
+    Tunnel,
     /// Pingora's streaming proxy.
     Stream,
 }
@@ -70,7 +72,10 @@ impl PoolProxy {
             Ok(permit) => ctx.admitted(permit),
             Err(refusal) => return RequestKind::Refused(refusal),
         }
-        match pool.uses_exchange() && !session.is_upgrade_req() {
+        if session.is_upgrade_req() {
+            return RequestKind::Tunnel;
+        }
+        match pool.uses_exchange() {
             true => RequestKind::Exchange,
             false => RequestKind::Stream,
         }
@@ -120,8 +125,14 @@ impl PoolProxy {
         reply::too_many(session, &self.front, ctx.client.tls, refusal, &pool.id).await
     }
 
-    /// The buffered exchange, with the context's attempts, permit and phase timer.
-    pub(super) async fn exchange(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    /// The buffered exchange (or, for an upgrade request, the tunnel), with the context's
+    /// attempts, permit and phase timer.
+    pub(super) async fn exchange(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        tunnel: bool,
+    ) -> Result<()> {
         ctx.via_exchange = true;
         let pool = ctx.pool()?.clone();
         let exchange = Exchange {
@@ -135,6 +146,9 @@ impl PoolProxy {
             permit: &mut ctx.permit,
             perf: ctx.perf.get_or_insert_with(PerfTimer::start),
         };
-        exchange.run(session, state).await
+        match tunnel {
+            true => exchange.tunnel(session, state).await,
+            false => exchange.run(session, state).await,
+        }
     }
 }

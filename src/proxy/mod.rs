@@ -5,11 +5,11 @@
 //! early_request_filter   arrival: client facts (front_end), keep-alive policy, web.sockets
 //! request_filter         what the request is (decision.rs), then one case per module:
 //!                          redirect · stats · static file · 404 · 413 · queue · 429 ·
-//!                          buffered exchange (exchange/) · streaming (the hooks below)
-//! upstream_peer          back-off (pool), target choice and peer (pool)
+//!                          buffered exchange or tunnel (exchange/) · streaming (below)
+//! upstream_peer          target choice and peer (pool)
 //! connected_to_upstream  connect phase, metrics
 //! request_body_filter    upload limit (front_end), send phase
-//! fail_to_connect        retry accounting (context.rs)
+//! fail_to_connect        failure accounting (context.rs)
 //! upstream_request_filter  the pool's header rules (pool)
 //! upstream_response_*    wait and receive phases, the permit given back
 //! response_filter        response rules (pool), global headers and compression (front_end)
@@ -43,7 +43,6 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
-use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,17 +60,6 @@ pub(crate) struct PoolProxy {
     pub(crate) stats_api: Arc<StatsApi>,
     /// `http_log_requests` lines.
     pub(crate) web_log: Arc<WebLog>,
-}
-
-/// `GET http://target:port/path` of a streaming request, as the retry log line names it.
-struct Streamed<'a>(&'a RequestHeader, &'a str);
-
-impl fmt::Display for Streamed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = self.0.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let path = crate::event_log::redact::text(path);
-        write!(f, "{} {}{path}", self.0.method, self.1)
-    }
 }
 
 #[async_trait]
@@ -126,7 +114,8 @@ impl ProxyHttp for PoolProxy {
             }
             RequestKind::Queued(queue) => Box::pin(self.enqueue(session, ctx, queue)).await?,
             RequestKind::Refused(refusal) => Box::pin(self.refuse(session, ctx, &refusal)).await?,
-            RequestKind::Exchange => Box::pin(self.exchange(session, ctx)).await?,
+            RequestKind::Exchange => Box::pin(self.exchange(session, ctx, false)).await?,
+            RequestKind::Tunnel => Box::pin(self.exchange(session, ctx, true)).await?,
         }
         Ok(true)
     }
@@ -137,16 +126,10 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let pool = ctx.pool()?.clone();
-        let retry = ctx.take_retry();
-        if let Some((why, left)) = &retry {
-            let base = pool.primary_target().map_or("", |t| t.base_url());
-            let what = Streamed(session.req_header(), base);
-            pool.back_off(&what, why, *left).await;
-        }
         let key = pool.selection_key(session.req_header(), ctx.client.ip);
         // The clock is read around the choice only when it can take time (a DNS lookup).
         let timed = pool.looks_up_per_request();
-        if retry.is_some() || timed {
+        if timed {
             ctx.restart_lap();
         }
         let chosen = pool.choose(&key, &ctx.tried).await?;
@@ -155,9 +138,7 @@ impl ProxyHttp for PoolProxy {
             false => ctx.skip_phase(Phase::Dns),
         }
         ctx.chosen = Some(chosen);
-        // An upgraded connection (WebSocket) sends data after its bodiless request.
-        let sends_body = !session.is_body_empty() || session.is_upgrade_req();
-        pool.peer(&chosen, sends_body)
+        pool.peer(&chosen, !session.is_body_empty())
     }
 
     async fn connected_to_upstream(
@@ -193,16 +174,15 @@ impl ProxyHttp for PoolProxy {
         Ok(())
     }
 
-    /// Nothing was sent when a connect fails, so it is retried (with back-off, on another
-    /// target when there is one) while the pool's `retries` last, whatever the body.
+    /// A failed connect is the request's failure: streaming pools have no `retries`.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        ctx.connect_failed(&mut e);
+        ctx.connect_failed();
         e
     }
 

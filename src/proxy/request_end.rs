@@ -54,7 +54,7 @@ fn web_request(
     let req = session.req_header();
     let header = |name| req.headers.get(name).cloned();
     WebRequest {
-        when: crate::clock::unix_ms(),
+        when: crate::timing::clock::unix_ms(),
         method: req.method.clone(),
         tls: ctx.client.tls,
         port: session

@@ -7,10 +7,10 @@
 
 use super::{BlindQueue, QueueSettings, QueuedBody, QueuedRequest, RequestId};
 use crate::admission::Refusal;
-use crate::clock;
 use crate::event_log::{self, CONSOLE_ONLY};
 use crate::front_end::{declared_len, ClientFacts};
 use crate::pool::Pool;
+use crate::timing::clock;
 use bytes::BytesMut;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};

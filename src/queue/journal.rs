@@ -71,7 +71,7 @@ impl QueueJournal {
         fs::create_dir_all(spool_dir)?;
         let prefix = format!("{}.", file_safe(pool));
         let (millis, seq) = (
-            crate::clock::unix_ms(),
+            crate::timing::clock::unix_ms(),
             SEGMENTS.fetch_add(1, Ordering::Relaxed),
         );
         let pid = std::process::id();

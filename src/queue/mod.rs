@@ -15,7 +15,7 @@
 //!
 //! The waiting requests sit in a per-pool deque behind a mutex held only to push or pop; the
 //! counters the stats read are atomics. Uses `upstream`, `pool`, `admission`, `stats`,
-//! `event_log`, `front_end` (client facts) and the leaves.
+//! `event_log`, `front_end` (client facts) and `timing`.
 
 use crate::front_end::ClientFacts;
 use crate::stats::QueueGauges;

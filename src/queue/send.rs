@@ -126,6 +126,7 @@ impl Delivery<'_> {
             client: req.client,
             key,
             tag: Some((REQUEST_ID_HEADER, req.id.to_string())),
+            upgrade: false,
         };
         let framing = match req.framed || req.body.len() > 0 {
             true => Framing::Length(req.body.len()),

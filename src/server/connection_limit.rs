@@ -48,7 +48,7 @@ impl ConnectionLimit {
 
     fn note_refused(&self) {
         let total = self.refused.fetch_add(1, Ordering::AcqRel) + 1;
-        let now = u64::from(crate::clock::now_sec());
+        let now = u64::from(crate::timing::clock::now_sec());
         if self.last_logged.swap(now, Ordering::AcqRel) != now {
             log::warn!(
                 "http_max_connections ({}) reached: closed a new client connection ({total} since start)",

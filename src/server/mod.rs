@@ -97,7 +97,7 @@ pub(crate) fn run(
     echo: bool,
     upgrade: bool,
 ) -> Result<std::convert::Infallible, StartError> {
-    crate::clock::mark_start();
+    crate::timing::clock::mark_start();
     let process = &settings.process;
     let log = EventLogSettings {
         path: process.log_path.clone(),

@@ -5,10 +5,11 @@
 //! Performance Metrics" line (debug level 2) per pool that was busy.
 
 use super::recent::RecentRequests;
-use super::second::{Gauges, PhaseSummary, PoolStats};
+use super::report::{Gauges, PhaseSummary};
+use super::second::PoolStats;
 use super::sockets::SocketTable;
-use crate::clock;
 use crate::event_log;
+use crate::timing::clock;
 use crate::timing::ms_rounded;
 use async_trait::async_trait;
 use nix::sys::resource::{getrusage, UsageWho};

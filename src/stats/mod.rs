@@ -1,18 +1,20 @@
 //! What poolgate reports about itself: each pool's and the web server's figures for the last
-//! full second (`second.rs`, the one per-second counter type), what the stats read and the
-//! once-a-second ticker (`hub.rs`), PixlProxy's JSON stats API with its live page and access
-//! rules (`api.rs`, `page.html`, `acl.rs`), Prometheus metrics (`metrics.rs`), the open client
-//! connections (`sockets.rs`) and the recent requests (`recent.rs`).
+//! full second (`second.rs`, the one per-second counter type; `report.rs`, how it is read),
+//! what the stats read and the once-a-second ticker (`hub.rs`), PixlProxy's JSON stats API with
+//! its live page and access rules (`api.rs`, `page.html`, `acl.rs`), Prometheus metrics
+//! (`metrics.rs`), the open client connections (`sockets.rs`) and the recent requests
+//! (`recent.rs`).
 //!
 //! The hub reads per-pool counters, never whole pools; a queue's and the server's live gauges
 //! come through the small traits `QueueGauges` and `ConnectionGauge`, so nothing here depends
-//! on the queue or the server. Uses `event_log` and the leaves.
+//! on the queue or the server. Uses `event_log` and `timing`.
 
 mod acl;
 mod api;
 mod hub;
 mod metrics;
 mod recent;
+mod report;
 mod second;
 mod sockets;
 

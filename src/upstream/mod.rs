@@ -5,8 +5,8 @@
 //! set the timeouts, write, and read the answer's header the same way. What they do around
 //! it (retry loops, redirects, delivery to the client or draining) is their own.
 //!
-//! Uses `pool` (targets, peers, rules), `front_end` (client facts, the upload limit) and the
-//! leaves.
+//! Uses `pool` (targets, peers, rules), `front_end` (client facts, the upload limit) and
+//! `timing`.
 
 use crate::front_end::{ClientFacts, UploadLimit};
 use crate::pool::{strip_hop_by_hop, HopUrl, Pool, Target, TargetResolver, BACKEND_IDLE_TIMEOUT};
@@ -37,6 +37,9 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) key: &'a [u8],
     /// A header set after the pool's rules (the queue's request id).
     pub(crate) tag: Option<(&'static str, String)>,
+    /// An `Upgrade` request (WebSocket): its `Upgrade` header and `Connection: upgrade` go to
+    /// the back end, while every other hop-by-hop header is stripped.
+    pub(crate) upgrade: bool,
 }
 
 /// Where one attempt goes and what it asks for.
@@ -244,9 +247,18 @@ fn request_for(
             })?;
         req.set_uri(uri);
     }
+    let upgrade = match request.upgrade {
+        true => req.headers.get(http::header::UPGRADE).cloned(),
+        false => None,
+    };
     strip_hop_by_hop(&mut req);
     req.remove_header(&http::header::EXPECT);
     pool.rewrite_request(&mut req, request.client, target)?;
+    if let Some(protocol) = upgrade {
+        // After the pool's rules: `use_keep_alives: false` must not close a tunnel.
+        req.insert_header(http::header::CONNECTION, "upgrade")?;
+        req.insert_header(http::header::UPGRADE, protocol)?;
+    }
     if let Some(url) = hop.elsewhere {
         req.insert_header(http::header::HOST, url.authority())?;
     }

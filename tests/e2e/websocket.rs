@@ -135,3 +135,71 @@ fn a_websocket_passes_through_in_both_directions() {
 fn a_websocket_passes_through_a_retrying_pool() {
     talk_through(", retries: 2");
 }
+
+const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// An origin that answers one connection's request head with `reply`, then sends `greeting`
+/// (if any) and reports on the channel whether the connection was closed by the other side.
+fn scripted_origin(reply: &'static str, greeting: Option<Vec<u8>>) -> (u16, mpsc::Receiver<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        read_head(&mut s);
+        let _ = s.write_all(reply.as_bytes());
+        if let Some(greeting) = greeting {
+            let _ = s.write_all(&greeting);
+        }
+        let mut rest = [0u8; 64];
+        let closed = matches!(s.read(&mut rest), Ok(0));
+        let _ = tx.send(closed);
+    });
+    (port, rx)
+}
+
+fn pool_on(port: u16) -> String {
+    config(&format!(
+        "{{default: {{target_hostname: 127.0.0.1, target_port: {port}}}}}"
+    ))
+}
+
+#[test]
+fn a_back_end_that_refuses_the_upgrade_answers_as_usual() {
+    let (port, _closed) = scripted_origin(
+        "HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\nContent-Type: text/plain\r\n\r\nno ws\n",
+        None,
+    );
+    let pg = Poolgate::start(&pool_on(port));
+    let mut s = TcpStream::connect(pg.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(UPGRADE.as_bytes()).expect("upgrade");
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let mut body = [0u8; 6];
+    s.read_exact(&mut body).expect("body");
+    assert_eq!(&body, b"no ws\n");
+}
+
+#[test]
+fn what_the_back_end_sends_right_after_101_reaches_the_client_and_a_close_ends_both_sides() {
+    let reply = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    let (port, closed) = scripted_origin(reply, Some(frame(b"welcome", false)));
+    let pg = Poolgate::start(&pool_on(port));
+    let mut s = TcpStream::connect(pg.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(UPGRADE.as_bytes()).expect("upgrade");
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (op, payload) = read_frame(&mut s);
+    assert_eq!((op, payload.as_slice()), (1, b"welcome".as_slice()));
+    // The client goes away: the back end's side of the tunnel is closed too.
+    drop(s);
+    let origin_saw_close = closed.recv_timeout(Duration::from_secs(10));
+    assert_eq!(origin_saw_close.ok(), Some(true));
+}

@@ -7,13 +7,15 @@
 //! body is kept in memory up to `retry_max_body_bytes` (`body.rs`) so every attempt sends it
 //! byte-exact; each answer is judged against `resp_code_success_match` and the redirect rules;
 //! the answer chosen for the client is streamed to it chunk by chunk (`delivery.rs`). Pools
-//! with neither setting never come here and keep Pingora's streaming proxy.
+//! with neither setting never come here and keep Pingora's streaming proxy. Upgrade requests
+//! (WebSocket) of every pool come here too, and are carried by `tunnel.rs`.
 //!
 //! Uses `upstream` (the attempts), `pool`, `admission` (the permit it frees), `front_end` and
-//! the leaves.
+//! `timing`.
 
 mod body;
 mod delivery;
+mod tunnel;
 
 use crate::admission::Permit;
 use crate::front_end::{ClientFacts, FrontEnd};
@@ -86,6 +88,7 @@ impl Exchange<'_> {
             client: self.client,
             key: &key,
             tag: None,
+            upgrade: false,
         };
         let mut hop = Hop {
             url: origin.clone(),

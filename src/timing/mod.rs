@@ -1,6 +1,9 @@
-//! The phase timing of one back-end request (PixlProxy's `perf_metrics`: `dns`, `connect`,
-//! `send`, `wait`, `receive`, and the `total`), taken as laps of one clock, with the bytes sent
-//! and received. A leaf: the proxy, the queue's sender, the stats and the log lines all read it.
+//! Time as poolgate measures it, a leaf every folder may use: wall-clock seconds and the uptime
+//! (`clock.rs`), and the phase timing of one back-end request (PixlProxy's `perf_metrics`:
+//! `dns`, `connect`, `send`, `wait`, `receive`, and the `total`), taken as laps of one clock,
+//! with the bytes sent and received.
+
+pub(crate) mod clock;
 
 use std::time::{Duration, Instant};
 
