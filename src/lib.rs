@@ -7,7 +7,7 @@
 //! - `server`: the runtime built from the settings — listeners, certificates, the
 //!   connection cap, shutdown, privileges, the demo origin.
 //! - `proxy`: the `ProxyHttp` hooks, the request context, the end of a request, the answers
-//!   poolgate writes itself, the buffered exchange.
+//!   poolgate writes itself, the buffered exchange and the WebSocket tunnel.
 //! - The concepts the proxy hands each request to: `front_end` (client facts, keep-alive,
 //!   HTTPS policy, upload limit, compression, static files), `pool` (routing, targets and
 //!   health, DNS, header rules, retry, redirects, degraded hints), `admission` (pool and

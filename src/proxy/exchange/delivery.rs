@@ -6,10 +6,22 @@ use crate::admission::Permit;
 use crate::timing::{PerfTimer, Phase};
 use crate::upstream::Answer;
 use http::Method;
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{ErrorType, OkOrErr, Result};
 
 impl Exchange<'_> {
+    /// The answer's header as the client gets it: the pool's response rules and the headers
+    /// every response gets.
+    pub(super) fn client_header(&self, answer: &Answer) -> Result<Box<ResponseHeader>> {
+        let header = answer.header().cloned();
+        let mut resp =
+            Box::new(header.or_err_with(ErrorType::InternalError, || "answer without a header")?);
+        self.pool.response_rules.apply(&mut resp)?;
+        self.front.finish_response(&mut resp, self.client.tls)?;
+        Ok(resp)
+    }
+
     pub(super) async fn deliver(
         &self,
         session: &mut Session,
@@ -17,11 +29,7 @@ impl Exchange<'_> {
         permit: &mut Option<Permit>,
         perf: &mut PerfTimer,
     ) -> Result<()> {
-        let header = answer.header().cloned();
-        let mut resp =
-            Box::new(header.or_err_with(ErrorType::InternalError, || "answer without a header")?);
-        self.pool.response_rules.apply(&mut resp)?;
-        self.front.finish_response(&mut resp, self.client.tls)?;
+        let mut resp = self.client_header(&answer)?;
         let req = session.req_header();
         let whole_up_to = self.pool.min_stream_size;
         let mut encoder = self.front.compression.begin(req, &mut resp, whole_up_to);

@@ -14,7 +14,7 @@ use crate::timing::Phase;
 use crate::upstream::{self, Answer, Body, Failure, Framing, Hop, Outgoing};
 use pingora::protocols::http::client::HttpSession as ClientSession;
 use pingora::proxy::Session;
-use pingora::{ErrorType, OkOrErr, Result};
+use pingora::Result;
 use std::fmt;
 
 /// `GET http://target:port/path`, as the retry log line names it.
@@ -95,11 +95,7 @@ impl Exchange<'_> {
         mut answer: Answer,
         perf: &mut crate::timing::PerfTimer,
     ) -> Result<()> {
-        let header = answer.header().cloned();
-        let mut resp =
-            Box::new(header.or_err_with(ErrorType::InternalError, || "101 without a header")?);
-        self.pool.response_rules.apply(&mut resp)?;
-        self.front.finish_response(&mut resp, self.client.tls)?;
+        let resp = self.client_header(&answer)?;
         session
             .write_response_header(resp, false)
             .await
