@@ -66,17 +66,27 @@ fn frame(payload: &[u8], masked: bool) -> Vec<u8> {
     out
 }
 
-/// An origin that accepts one WebSocket and answers every text frame with `echo: <text>`.
-/// Sends the upgrade request it saw on `heads`.
-fn websocket_origin() -> (u16, mpsc::Receiver<String>) {
+/// An origin on a free loopback port that hands its first connection (10 s read timeout) to
+/// `serve` on its own thread, with a channel to report on.
+fn one_connection<T: Send + 'static>(
+    serve: impl FnOnce(TcpStream, mpsc::Sender<T>) + Send + 'static,
+) -> (u16, mpsc::Receiver<T>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let Ok((mut s, _)) = listener.accept() else {
-            return;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        if let Ok((s, _)) = listener.accept() {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            serve(s, tx);
+        }
+    });
+    (port, rx)
+}
+
+/// An origin that accepts one WebSocket and answers every text frame with `echo: <text>`.
+/// Sends the upgrade request it saw on `heads`.
+fn websocket_origin() -> (u16, mpsc::Receiver<String>) {
+    one_connection(|mut s, tx| {
         let _ = tx.send(read_head(&mut s));
         let reply = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         if s.write_all(reply.as_bytes()).is_err() {
@@ -92,8 +102,7 @@ fn websocket_origin() -> (u16, mpsc::Receiver<String>) {
                 return;
             }
         }
-    });
-    (port, rx)
+    })
 }
 
 fn talk_through(pool_extra: &str) {
@@ -141,14 +150,7 @@ const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websock
 /// An origin that answers one connection's request head with `reply`, then sends `greeting`
 /// (if any) and reports on the channel whether the connection was closed by the other side.
 fn scripted_origin(reply: &'static str, greeting: Option<Vec<u8>>) -> (u16, mpsc::Receiver<bool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let Ok((mut s, _)) = listener.accept() else {
-            return;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    one_connection(move |mut s, tx| {
         read_head(&mut s);
         let _ = s.write_all(reply.as_bytes());
         if let Some(greeting) = greeting {
@@ -157,8 +159,7 @@ fn scripted_origin(reply: &'static str, greeting: Option<Vec<u8>>) -> (u16, mpsc
         let mut rest = [0u8; 64];
         let closed = matches!(s.read(&mut rest), Ok(0));
         let _ = tx.send(closed);
-    });
-    (port, rx)
+    })
 }
 
 fn pool_on(port: u16) -> String {
