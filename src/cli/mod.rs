@@ -5,7 +5,7 @@
 //! Uses `config` (every command reads the settings) and `server` (`serve` runs one); the
 //! control commands build nothing beyond the settings.
 
-use crate::config::{self, Located, Severity};
+use crate::config::{self, Located};
 use crate::server::{self, Settings};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -193,7 +193,7 @@ fn check(path: &Path) -> ExitCode {
     let loaded = config::load(path);
     print_problems(path, &loaded.problems);
     let failed =
-        loaded.settings.is_none() || loaded.problems.iter().any(|p| p.severity == Severity::Typo);
+        loaded.settings.is_none() || loaded.problems.iter().any(|p| p.severity.fails_check());
     if failed {
         eprintln!("{}: config check failed", path.display());
         return ExitCode::from(EXIT_BAD_CONFIG);

@@ -63,16 +63,31 @@ impl Loaded {
 
 /// Read, parse, audit and validate a config file. Never panics on bad input.
 pub(crate) fn load(path: &Path) -> Loaded {
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_text(path) {
         Ok(t) => t,
-        Err(e) => {
-            return Loaded::failed(vec![Problem::error("", format!("cannot read file: {e}"))])
-        }
+        Err(problem) => return Loaded::failed(vec![problem]),
     };
     let vars: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("POOLGATE_"))
         .collect();
     load_with_env(&text, &vars)
+}
+
+/// The file's text; a file over the size limit is read only up to it.
+fn read_text(path: &Path) -> Result<String, Problem> {
+    use std::io::Read;
+    let cannot_read = |e: std::io::Error| Problem::error("", format!("cannot read file: {e}"));
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let mut bytes = Vec::new();
+    let past_limit = file::limits::MAX_BYTES as u64 + 1;
+    file.take(past_limit)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    file::limits::check_size(&bytes)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error());
+        cannot_read(io)
+    })
 }
 
 /// As `load`, from text already read, without the environment.
@@ -98,16 +113,22 @@ fn load_with_env(text: &str, vars: &[(String, String)]) -> Loaded {
         overrides = found;
     }
     let mut problems = parsed.problems;
+    let mut locator = file::locate::Locator::new(text);
     let settings = match settings::settings(&parsed.config) {
         Ok(s) => Some(s),
         Err(found) => {
             problems.extend(found.into_iter().map(|p| {
-                let at = file::parse::locate(text, &p.path);
+                let at = locator.key_or_ancestor(&p.path);
                 p.at(at)
             }));
             None
         }
     };
+    if let Some(idle) = settings::nothing_to_proxy(&parsed.config, parsed.empty) {
+        // Where the pools would go, else the file's start.
+        let at = locator.key_or_ancestor(&idle.path).unwrap_or((1, 1));
+        problems.push(idle.at(Some(at)));
+    }
     Loaded {
         settings,
         problems,
@@ -127,6 +148,13 @@ pub(crate) mod tests {
             .iter()
             .filter(|p| p.severity == Severity::Error)
             .map(|p| format!("{}: {}", p.path, p.message))
+            .collect()
+    }
+
+    /// The key paths of the errors of `errs` (what `errors` returns).
+    fn paths(errs: &[String]) -> Vec<&str> {
+        errs.iter()
+            .map(|e| e.split(':').next().unwrap_or(""))
             .collect()
     }
 
@@ -169,9 +197,115 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn empty_file_runs_with_defaults() {
+    fn empty_file_runs_with_defaults_but_check_says_there_is_nothing_to_proxy() {
         let loaded = load_str("");
         assert!(loaded.settings.is_some());
+        let idle: Vec<_> = loaded
+            .problems
+            .iter()
+            .map(|p| (p.severity, p.path.as_str(), p.message.as_str(), p.location))
+            .collect();
+        let message = "nothing to proxy: no pools (the file is empty)";
+        assert_eq!(
+            idle,
+            [(Severity::Idle, "PixlProxy.pools", message, Some((1, 1)))]
+        );
+    }
+
+    #[test]
+    fn no_pools_is_reported_at_the_pools_key_unless_static_files_are_on() {
+        let loaded = load_str("log_dir: .\nPixlProxy:\n  pools: {}\n");
+        let idle = &loaded.problems[0];
+        assert_eq!(
+            (idle.severity, idle.location),
+            (Severity::Idle, Some((3, 3)))
+        );
+        assert!(idle.message.starts_with("nothing to proxy: no pools"));
+        let without_section = load_str("log_dir: .\n");
+        assert_eq!(without_section.problems[0].location, Some((1, 1)));
+        let static_files =
+            "WebServer: {http_htdocs_dir: src}\nPixlProxy: {serve_static_files: true}";
+        assert!(load_str(static_files).problems.is_empty());
+        let one_pool = load_str("PixlProxy: {pools: {default: {target_hostname: h}}}");
+        assert!(one_pool.problems.is_empty());
+    }
+
+    #[test]
+    fn every_regex_is_checked_with_its_feature_off() {
+        let pool = "target_hostname: h";
+        let errs = errors(&format!(
+            "WebServer: {{http_regex_text: '(', http_regex_log: '['}}\nPixlProxy: {{pools: {{A: {{{pool}, health_check: {{type: none, status_match: '*'}}}}}}}}"
+        ));
+        assert_eq!(
+            paths(&errs),
+            [
+                "WebServer.http_regex_text",
+                "PixlProxy.pools.A.health_check.status_match",
+                "WebServer.http_regex_log",
+            ],
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn balancing_is_checked_on_a_pool_of_one_target() {
+        let errs = errors("PixlProxy: {pools: {A: {target_hostname: h, load_balancing: fastest}, B: {target_hostname: h, load_balancing: header_hash}}}");
+        assert_eq!(
+            paths(&errs),
+            [
+                "PixlProxy.pools.A.load_balancing",
+                "PixlProxy.pools.B.load_balancing_header"
+            ],
+            "{errs:?}"
+        );
+        let fine =
+            load_str("PixlProxy: {pools: {A: {target_hostname: h, load_balancing: ip_hash}}}");
+        assert!(fine
+            .settings
+            .is_some_and(|s| s.pools[0].pool.targets.balanced.is_none()));
+    }
+
+    #[test]
+    fn bind_addresses_must_be_ip_addresses() {
+        let pools = "PixlProxy: {pools: {A: {target_hostname: h}}}";
+        let errs = errors(&format!(
+            "WebServer:\n  http_bind_address: localhost\n  https_bind_address: '::1:x'\n{pools}"
+        ));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("WebServer.http_bind_address: `localhost` is not an IP address"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("WebServer.https_bind_address: "),
+            "{errs:?}"
+        );
+        let loaded = load_str(&format!(
+            "WebServer:\n  http_bind_address: localhost\n{pools}"
+        ));
+        assert_eq!(loaded.problems[0].location, Some((2, 3)));
+        for fine in ["''", "127.0.0.1", "'::1'", "'[::1]'", "0.0.0.0"] {
+            let text = format!("WebServer: {{http_bind_address: {fine}}}\n{pools}");
+            assert!(load_str(&text).settings.is_some(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_pool_problem_is_at_its_key_or_at_the_pool_when_the_key_is_missing() {
+        let text = "PixlProxy:\n  pools:\n    B: {uri_match: '^/b'}\n    C:\n      target_hostname: h\n      follow_redirects: true\n      use_queue: true\n";
+        let loaded = load_str(text);
+        let at: Vec<_> = loaded
+            .problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.location))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                ("PixlProxy.pools.B.target_hostname", Some((3, 5))),
+                ("PixlProxy.pools.C.follow_redirects", Some((6, 7))),
+            ]
+        );
     }
 
     #[test]
@@ -254,12 +388,8 @@ pub(crate) mod tests {
     #[test]
     fn target_and_balancing_mistakes_are_reported() {
         let errs = errors("PixlProxy: {pools: {A: {target_hostname: h, targets: ['a:1']}, B: {targets: ['a:1', 'b/x']}, C: {targets: ['a:1'], load_balancing: fastest}, D: {targets: ['a:1'], load_balancing: header_hash}}}");
-        let paths: Vec<_> = errs
-            .iter()
-            .map(|e| e.split(':').next().unwrap_or(""))
-            .collect();
         assert_eq!(
-            paths,
+            paths(&errs),
             [
                 "PixlProxy.pools.A.targets",
                 "PixlProxy.pools.B.targets[1]",

@@ -15,6 +15,19 @@ pub(crate) enum Severity {
     Typo,
     /// A key of PixlProxy's frameworks that poolgate does not use: a warning only.
     Ignored,
+    /// Something poolgate passes over that may be a slip (a `POOLGATE_` variable that names no
+    /// setting): a warning only.
+    Warning,
+    /// The config runs but proxies nothing (no pools, no static files): `check` fails, `serve`
+    /// reports it and runs (every request gets 404).
+    Idle,
+}
+
+impl Severity {
+    /// Whether `check` fails on a problem of this severity (`serve` stops only on `Error`).
+    pub(crate) fn fails_check(self) -> bool {
+        matches!(self, Severity::Error | Severity::Typo | Severity::Idle)
+    }
 }
 
 /// One problem.
@@ -62,6 +75,20 @@ impl Problem {
         }
     }
 
+    /// A problem of the given severity.
+    pub(crate) fn new(
+        severity: Severity,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Problem {
+            severity,
+            path: path.into(),
+            message: message.into(),
+            location: None,
+        }
+    }
+
     pub(crate) fn at(mut self, location: Option<(usize, usize)>) -> Self {
         self.location = self.location.or(location);
         self
@@ -82,9 +109,9 @@ impl fmt::Display for Located<'_> {
             write!(f, ":{line}:{col}")?;
         }
         let label = match p.severity {
-            Severity::Error => "error",
+            Severity::Error | Severity::Idle => "error",
             Severity::Typo => "error (unknown key)",
-            Severity::Ignored => "warning",
+            Severity::Ignored | Severity::Warning => "warning",
         };
         write!(f, ": {label}: ")?;
         if !p.path.is_empty() {

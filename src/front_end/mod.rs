@@ -2,8 +2,9 @@
 //! client is and whether it counts as HTTPS (`client.rs`, the one place that decides it),
 //! the keep-alive policy (`keep_alive.rs`), `https_force` and `https_header_detect`
 //! (`https.rs`), the secure headers (`secure_headers.rs`), the headers every response gets
-//! (`headers.rs`), the upload limit (`upload.rs`), content encoding (`compression/`) and
-//! static files (`static_files/`).
+//! (`headers.rs`), the upload limit (`upload.rs`), content encoding (`compression/`), static
+//! files (`static_files/`) and the strict reading of HTTP/1 request heads with their limits
+//! (`request_head/`).
 //!
 //! Uses nothing else of poolgate's. The proxy, the pools, the upstream attempt and the queue use
 //! its client facts and policies.
@@ -13,6 +14,7 @@ pub(crate) mod compression;
 mod headers;
 mod https;
 mod keep_alive;
+pub(crate) mod request_head;
 mod secure_headers;
 pub(crate) mod static_files;
 mod upload;
@@ -22,6 +24,7 @@ pub(crate) use compression::{CompressionPolicy, ResponseEncoder};
 pub(crate) use headers::{GlobalResponseHeaders, HeaderPair};
 pub(crate) use https::HttpsPolicy;
 pub(crate) use keep_alive::KeepAliveMode;
+pub(crate) use request_head::{HeadFault, HeadLimits};
 pub(crate) use secure_headers::{SecureHeaders, CSP_DIRECTIVES};
 pub(crate) use static_files::{StaticFiles, StaticFilesSettings};
 pub(crate) use upload::{declared_len, UploadLimit};
@@ -46,6 +49,8 @@ pub(crate) struct FrontEndSettings {
     pub(crate) upload_limit: UploadLimit,
     /// `serve_static_files` with `http_htdocs_dir` and its keys; `None` = unrouted get 404.
     pub(crate) static_files: Option<StaticFilesSettings>,
+    /// The bounds of a request head.
+    pub(crate) head_limits: HeadLimits,
 }
 
 /// The front end at run time.
@@ -60,6 +65,7 @@ pub(crate) struct FrontEnd {
     pub(crate) upload_limit: UploadLimit,
     /// Where requests no pool takes are answered from; `None` = 404.
     pub(crate) static_files: Option<StaticFiles>,
+    pub(crate) head_limits: HeadLimits,
 }
 
 impl FrontEnd {
@@ -73,6 +79,7 @@ impl FrontEnd {
             compression: s.compression,
             upload_limit: s.upload_limit,
             static_files: s.static_files.map(StaticFiles::new),
+            head_limits: s.head_limits,
         }
     }
 
@@ -88,6 +95,37 @@ impl FrontEnd {
             Some(secure) => secure.apply(resp, tls),
             None => Ok(()),
         }
+    }
+
+    /// The whole HTTP/1.1 answer to a refused request head: the fault's status and short
+    /// `text/plain` body (none for HEAD), `Connection: close`, and the headers every response
+    /// gets. Written straight to the socket: Pingora has not read the request.
+    pub(crate) fn head_refusal(&self, fault: HeadFault, tls: bool, with_body: bool) -> Vec<u8> {
+        let status = fault.status();
+        let body = fault.body();
+        let mut resp = match ResponseHeader::build(status, Some(6)) {
+            Ok(resp) => resp,
+            Err(_) => return Vec::new(),
+        };
+        let headers = [
+            ("Content-Type", "text/plain; charset=utf-8".to_string()),
+            ("Content-Length", body.len().to_string()),
+            ("Connection", "close".to_string()),
+        ];
+        for (name, value) in headers {
+            let _ = resp.insert_header(name, value);
+        }
+        // A configured header that cannot be added is left out, not the answer.
+        let _ = self.finish_response(&mut resp, tls);
+        let phrase = resp.status.canonical_reason().unwrap_or("");
+        let mut out = Vec::with_capacity(256 + body.len());
+        out.extend_from_slice(format!("HTTP/1.1 {status} {phrase}\r\n").as_bytes());
+        resp.header_to_h1_wire(&mut out);
+        out.extend_from_slice(b"\r\n");
+        if with_body {
+            out.extend_from_slice(body.as_bytes());
+        }
+        out
     }
 
     /// Who the client is and whether it counts as HTTPS (see `client.rs`).

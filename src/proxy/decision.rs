@@ -7,7 +7,8 @@ use super::context::RequestCtx;
 use super::exchange::{Exchange, ExchangeState};
 use super::{reply, PoolProxy};
 use crate::admission::Refusal;
-use crate::front_end::StaticFiles;
+use crate::front_end::request_head::http2_authority_fault;
+use crate::front_end::{HeadFault, StaticFiles};
 use crate::pool::RouteRequest;
 use crate::queue::{self, BlindQueue, Intake};
 use crate::stats::Endpoint;
@@ -17,6 +18,9 @@ use pingora::Result;
 
 /// What a request is.
 pub(super) enum RequestKind<'a> {
+    /// An HTTP/2 request whose authority is missing or malformed (HTTP/1 heads are checked
+    /// before Pingora reads them, by the server's front door).
+    BadHead(HeadFault),
     /// A plain-HTTP request under `https_force`: 301 to this location.
     Redirect(String),
     /// The stats API or the Prometheus metrics.
@@ -48,6 +52,11 @@ impl PoolProxy {
         ctx: &mut RequestCtx,
     ) -> RequestKind<'a> {
         let req = session.req_header();
+        if session.is_http2() {
+            if let Some(fault) = http2_authority_fault(req) {
+                return RequestKind::BadHead(fault);
+            }
+        }
         if let Some(location) = self.front.https_policy.redirect(req, ctx.client.tls) {
             return RequestKind::Redirect(location);
         }
@@ -123,6 +132,22 @@ impl PoolProxy {
         pool.metrics.throttled();
         log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
         reply::too_many(session, &self.front, ctx.client.tls, refusal, &pool.id).await
+    }
+
+    /// An HTTP/2 request refused for its authority: counted and logged like the HTTP/1 heads
+    /// the front door refuses, answered on its stream.
+    pub(super) async fn refuse_head(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        fault: HeadFault,
+    ) -> Result<()> {
+        let req = session.req_header();
+        let line = format!("{} {} HTTP/2", req.method, req.uri);
+        self.stats
+            .refused
+            .record(fault, ctx.client.ip, line.as_bytes());
+        reply::head_fault(session, &self.front, ctx.client.tls, fault).await
     }
 
     /// The buffered exchange (or, for an upgrade request, the tunnel), with the context's

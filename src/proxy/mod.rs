@@ -4,7 +4,8 @@
 //! ```text
 //! early_request_filter   arrival: client facts (front_end), keep-alive policy, web.sockets
 //! request_filter         what the request is (decision.rs), then one case per module:
-//!                          redirect · stats · static file · 404 · 413 · queue · 429 ·
+//!                          bad HTTP/2 authority · redirect · stats · static file · 404 ·
+//!                          413 · queue · 429 ·
 //!                          buffered exchange or tunnel (exchange/) · streaming (below)
 //! upstream_peer          target choice and peer (pool)
 //! connected_to_upstream  connect phase, metrics
@@ -97,6 +98,7 @@ impl ProxyHttp for PoolProxy {
         let tls = ctx.client.tls;
         match self.classify(session, ctx).await {
             RequestKind::Stream => return Ok(false),
+            RequestKind::BadHead(fault) => Box::pin(self.refuse_head(session, ctx, fault)).await?,
             RequestKind::Redirect(location) => {
                 Box::pin(reply::redirect(session, &self.front, &location)).await?
             }

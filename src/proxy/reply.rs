@@ -5,7 +5,7 @@
 
 use super::failure;
 use crate::admission::Refusal;
-use crate::front_end::FrontEnd;
+use crate::front_end::{FrontEnd, HeadFault};
 use crate::stats::StatsAnswer;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -27,6 +27,17 @@ pub(super) async fn status(
 ) -> Result<()> {
     let body = Bytes::from_static(failure::body_for(status).as_bytes());
     send(session, front, tls, status, TEXT, body, &[]).await
+}
+
+/// A refused request head's status with its reason (`front_end::HeadFault`).
+pub(super) async fn head_fault(
+    session: &mut Session,
+    front: &FrontEnd,
+    tls: bool,
+    fault: HeadFault,
+) -> Result<()> {
+    let body = Bytes::from(fault.body());
+    send(session, front, tls, fault.status(), TEXT, body, &[]).await
 }
 
 /// `301 Moved Permanently` to `location` (`https_force`).

@@ -1,6 +1,8 @@
 //! The server: builds every runtime object from the `Settings` config produced, each by its
 //! owner, assembles the Pingora server and runs it. Owns the listeners (`listeners.rs`), the
-//! HTTPS certificates (`tls.rs`), the client connection cap (`connection_limit.rs`), the
+//! HTTPS certificates (`tls.rs`), the front door every connection passes (`front_door.rs`:
+//! the client connection cap of `connection_limit.rs`, request heads read and checked by
+//! `head_reader.rs`), the
 //! graceful shutdown (`shutdown.rs`), `uid`/`gid`/`nice` (`privileges.rs`), the startup lines
 //! (`startup.rs`) and the sample config's origin (`demo_origin.rs`).
 //!
@@ -8,6 +10,8 @@
 
 mod connection_limit;
 mod demo_origin;
+mod front_door;
+mod head_reader;
 mod listeners;
 mod privileges;
 mod settings;
@@ -26,7 +30,8 @@ use crate::proxy::PoolProxy;
 use crate::queue::{BlindQueue, QueueSender, QueueTable};
 use crate::stats::{PoolFigures, PoolStats, QueueGauges, RecentRequests, Recording, StatsHub};
 use crate::stats::{SocketTable, StatsSettings, StatsTicker};
-use connection_limit::{ConnectionLimit, LimitedApp, KEEPALIVE_DRAIN};
+use connection_limit::ConnectionLimit;
+use front_door::{FrontDoor, FrontDoorParts, KEEPALIVE_DRAIN};
 use pingora::apps::{HttpServerOptions, ServerApp};
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
@@ -178,6 +183,14 @@ fn server_options(listeners: &ListenerSettings, idle_timeout_sec: u64) -> HttpSe
     options
 }
 
+/// HTTP/2 as Pingora sets it up, with the header block bounded by `http_max_header_size`
+/// (a larger one is answered 431 by the HTTP/2 layer).
+fn h2_options(max_head_size: usize) -> pingora::protocols::http::v2::server::H2Options {
+    let mut options = pingora::protocols::http::v2::server::default_h2_options();
+    options.max_header_list_size(u32::try_from(max_head_size).unwrap_or(u32::MAX));
+    options
+}
+
 /// Resolve balanced targets once before serving, then keep them resolved and health-checked
 /// in Pingora background services.
 fn start_balancers(pools: &[Arc<Pool>], server: &mut Server) -> Result<(), StartError> {
@@ -298,6 +311,7 @@ fn build(s: Settings, upgrade: bool) -> Result<Server, StartError> {
         ..
     } = s;
     let idle_timeout_sec = front_end.idle_timeout_sec;
+    let max_head_size = front_end.head_limits.max_size;
     let (pools, queues) = build_pools(pools);
     start_balancers(&pools, &mut server)?;
     check_queue_dirs(&pools, &queues)?;
@@ -334,19 +348,30 @@ fn build(s: Settings, upgrade: bool) -> Result<Server, StartError> {
         sockets.clone(),
     ));
     server.add_service(background_service("stats", StatsTicker(hub.clone())));
+    let front = Arc::new(FrontEnd::new(front_end));
+    let web_log = Arc::new(WebLog::new(request_log));
     let app = PoolProxy {
-        front: Arc::new(FrontEnd::new(front_end)),
+        front: front.clone(),
         routes: Arc::new(RouteTable::new(pools)),
         queues: Arc::new(queues),
         connector: Arc::new(connector()),
-        stats: hub,
+        stats: hub.clone(),
         stats_api: Arc::new(stats.api),
-        web_log: Arc::new(WebLog::new(request_log)),
+        web_log: web_log.clone(),
     };
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, app);
     proxy.server_options = Some(server_options(&listeners, idle_timeout_sec));
-    let drain = process.shutdown_timeout.min(KEEPALIVE_DRAIN);
-    let app = LimitedApp::new(proxy, connections, sockets, drain);
+    proxy.h2_options = Some(h2_options(max_head_size));
+    let parts = FrontDoorParts {
+        limit: connections,
+        sockets,
+        drain: process.shutdown_timeout.min(KEEPALIVE_DRAIN),
+        front,
+        hub,
+        web_log,
+        h2c: listeners.h2c,
+    };
+    let app = FrontDoor::new(proxy, parts);
     let service = listen(app, &listeners)?;
     let proxy_handle = server.add_service(service);
     if let Some(sender) = sender {

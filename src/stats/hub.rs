@@ -5,6 +5,7 @@
 //! Performance Metrics" line (debug level 2) per pool that was busy.
 
 use super::recent::RecentRequests;
+use super::refusals::RefusedRequests;
 use super::report::{Gauges, PhaseSummary};
 use super::second::PoolStats;
 use super::sockets::SocketTable;
@@ -60,6 +61,8 @@ pub(crate) struct StatsHub {
     pub(crate) recent: RecentRequests,
     /// Open client connections (`web.sockets`).
     pub(crate) sockets: Arc<SocketTable>,
+    /// Requests refused at the front door (`web.refused`).
+    pub(crate) refused: RefusedRequests,
     connections: Arc<dyn ConnectionGauge>,
     /// `cpu_pct` of the last full second, as `f64` bits.
     cpu_pct: AtomicU64,
@@ -82,6 +85,7 @@ impl StatsHub {
             web,
             recent,
             sockets,
+            refused: RefusedRequests::default(),
             connections,
             cpu_pct: AtomicU64::new(0f64.to_bits()),
             hostname: event_log::hostname(),
@@ -148,6 +152,7 @@ impl StatsHub {
                 },
                 "sockets": self.sockets.to_json(),
                 "recent": self.recent.to_json(),
+                "refused": self.refused.to_json(),
             },
         })
     }
@@ -226,6 +231,7 @@ impl BackgroundService for StatsTicker {
             }
             last_cpu = cpu;
             hub.pools.iter().for_each(|p| hub.log_second(p));
+            hub.refused.log_summary();
         }
     }
 }

@@ -4,6 +4,7 @@
 //! set from the live figures when the endpoint is scraped.
 
 use super::hub::StatsHub;
+use crate::front_end::HeadFault;
 use crate::timing::{PerfTimer, Phase};
 use once_cell::sync::Lazy;
 use prometheus::{
@@ -21,6 +22,7 @@ struct Families {
     queue_pending: IntGaugeVec,
     client_connections: IntGauge,
     log_dropped: IntGauge,
+    refused: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -87,6 +89,11 @@ static FAMILIES: Lazy<Families> = Lazy::new(|| {
         log_dropped: gauge(
             "poolgate_event_log_dropped_lines",
             "Event-log lines dropped because the writer fell behind.",
+        ),
+        refused: counter(
+            "poolgate_refused_requests_total",
+            "Requests refused at the front door before any pool saw them, by reason.",
+            &["reason"],
         ),
     }
 });
@@ -188,6 +195,12 @@ pub(super) fn render(hub: &StatsHub) -> String {
     f.client_connections.set(gauge(hub.open_connections()));
     f.log_dropped
         .set(i64::try_from(crate::event_log::dropped()).unwrap_or(i64::MAX));
+    // Counted with atomics on the request path; brought into the registry when scraped.
+    for fault in HeadFault::ALL {
+        let counter = f.refused.with_label_values(&[fault.label()]);
+        let seen = hub.refused.count(fault);
+        counter.inc_by(seen.saturating_sub(counter.get()));
+    }
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()

@@ -2,18 +2,19 @@
 //! full second (`second.rs`, the one per-second counter type; `report.rs`, how it is read),
 //! what the stats read and the once-a-second ticker (`hub.rs`), PixlProxy's JSON stats API with
 //! its live page and access rules (`api.rs`, `page.html`, `acl.rs`), Prometheus metrics
-//! (`metrics.rs`), the open client connections (`sockets.rs`) and the recent requests
-//! (`recent.rs`).
+//! (`metrics.rs`), the open client connections (`sockets.rs`), the recent requests
+//! (`recent.rs`) and the requests refused at the front door (`refusals.rs`).
 //!
 //! The hub reads per-pool counters, never whole pools; a queue's and the server's live gauges
 //! come through the small traits `QueueGauges` and `ConnectionGauge`, so nothing here depends
-//! on the queue or the server. Uses `event_log` and `timing`.
+//! on the queue or the server. Uses `event_log`, `timing` and the front end's `HeadFault`.
 
 mod acl;
 mod api;
 mod hub;
 mod metrics;
 mod recent;
+mod refusals;
 mod report;
 mod second;
 mod sockets;

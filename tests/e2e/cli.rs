@@ -152,7 +152,7 @@ fn config_path_comes_from_the_environment_then_the_default() {
     write(
         &dir.path().join("conf"),
         "config.yaml",
-        "PixlProxy: {pools: {}}\n",
+        "PixlProxy: {pools: {A: {target_hostname: h}}}\n",
     );
     let (code, out) = run_cli(&["check"], &[], Some(dir.path()));
     assert_eq!(code, 0, "{out}");

@@ -1,11 +1,13 @@
 //! End-to-end tests: the real poolgate binary, real origins on loopback, real HTTP clients.
 
 mod balancing;
+mod check;
 mod cli;
 mod content_encoding;
 mod control;
 mod event_log;
 mod forwarding;
+mod front_door;
 mod front_end;
 mod harness;
 mod http2;

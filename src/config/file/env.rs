@@ -9,8 +9,8 @@
 //!
 //! Values are YAML, so lists and maps can be given inline (`'["a:1", "b:2"]'`). `<NAME>_FILE`
 //! reads the value from a file (its trailing newline dropped), for secrets. The environment wins
-//! over the file; a value of the wrong type, or a `POOLGATE_` name that matches no setting, is
-//! a problem naming the variable.
+//! over the file; a value of the wrong type is an error naming the variable, and a `POOLGATE_`
+//! name that matches no setting a warning (it may be another tool's variable).
 
 use super::model::{FileConfig, PoolConfig};
 use crate::config::problem::{Problem, Severity};
@@ -103,12 +103,7 @@ pub(crate) fn apply(
             _ => (rest, false),
         };
         let Some(path) = resolve(rest, &top, &pool_keys, &pool_ids) else {
-            problems.push(Problem {
-                severity: Severity::Typo,
-                path: var.clone(),
-                message: "matches no setting (see README, \"Environment\")".into(),
-                location: None,
-            });
+            problems.push(not_a_setting(var, &top, &pool_keys, &pool_ids));
             continue;
         };
         let text = if from_file {
@@ -139,6 +134,44 @@ pub(crate) fn apply(
         }
     }
     (found, problems)
+}
+
+/// A warning for a `POOLGATE_` variable that names no setting: it may well belong to something
+/// else (a build script's `POOLGATE_BIN`), so it does not fail `check`. A close setting's
+/// variable is suggested.
+fn not_a_setting(
+    var: &str,
+    top: &[(String, String)],
+    pool_keys: &[(String, String)],
+    pool_ids: &[String],
+) -> Problem {
+    let pool_names = pool_ids.iter().flat_map(|id| {
+        let id = norm(id);
+        pool_keys
+            .iter()
+            .map(move |(key, _)| format!("POOLGATE_POOL_{id}_{key}"))
+    });
+    let names = top
+        .iter()
+        .map(|(name, _)| format!("POOLGATE_{name}"))
+        .chain(pool_names);
+    let message = match closest_name(var, names) {
+        Some(name) => format!("matches no setting; ignored (did you mean `{name}`?)"),
+        None => "matches no setting; ignored (see README, \"Environment\")".into(),
+    };
+    Problem::new(Severity::Warning, var, message)
+}
+
+/// The name nearest to `var` if it is a likely misspelling: at most one edit per five
+/// characters of the name, and at least one.
+fn closest_name(var: &str, names: impl Iterator<Item = String>) -> Option<String> {
+    names
+        .map(|name| (strsim::levenshtein(var, &name), name))
+        .filter(|(distance, name)| {
+            *distance <= 1.max(name.len().saturating_sub("POOLGATE_".len()) / 5)
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
 }
 
 /// The key path a variable suffix names.
@@ -305,6 +338,35 @@ mod tests {
             problems[0].message.contains("expected a number"),
             "{}",
             problems[0].message
+        );
+        let severities: Vec<_> = problems.iter().map(|p| p.severity).collect();
+        use Severity::{Error, Warning};
+        assert_eq!(severities, [Error, Warning, Warning, Error]);
+    }
+
+    #[test]
+    fn variables_that_are_no_setting_are_warnings_with_a_near_name() {
+        let (_, found, problems) = run(
+            "PixlProxy: {pools: {api: {target_hostname: a}}}",
+            &[
+                ("POOLGATE_BIN", "/usr/local/bin/poolgate"),
+                ("POOLGATE_WEBSERVER_HTTP_PROT", "80"),
+                ("POOLGATE_POOL_API_TARGET_HOSTNMAE", "b"),
+            ],
+        );
+        assert!(found.is_empty());
+        let seen: Vec<_> = problems
+            .iter()
+            .map(|p| (p.severity, p.path.as_str(), p.message.as_str()))
+            .collect();
+        let w = Severity::Warning;
+        assert_eq!(
+            seen,
+            [
+                (w, "POOLGATE_BIN", "matches no setting; ignored (see README, \"Environment\")"),
+                (w, "POOLGATE_WEBSERVER_HTTP_PROT", "matches no setting; ignored (did you mean `POOLGATE_WEBSERVER_HTTP_PORT`?)"),
+                (w, "POOLGATE_POOL_API_TARGET_HOSTNMAE", "matches no setting; ignored (did you mean `POOLGATE_POOL_API_TARGET_HOSTNAME`?)"),
+            ]
         );
     }
 

@@ -1,10 +1,13 @@
 //! Reading a config file: YAML (and therefore JSON) text -> typed `FileConfig` -> problems.
 //!
 //! One loader serves both formats because JSON is a subset of YAML 1.2, so a PixlProxy
-//! `config.json` loads unchanged. Syntax and type errors come from serde_yaml with the key path
-//! and line; semantic errors found later are located by `locate`.
+//! `config.json` loads unchanged. The text's size and nesting are checked first (`limits.rs`).
+//! Syntax and type errors come from serde_yaml with the key path; a type error is then placed
+//! at its key's line and column (`locate.rs`), as are the key audit's problems.
 
 use super::keys;
+use super::limits;
+use super::locate::Locator;
 use super::model::FileConfig;
 use crate::config::problem::Problem;
 use serde_yaml::Value;
@@ -14,15 +17,19 @@ use serde_yaml::Value;
 pub(crate) struct Parsed {
     pub(crate) config: FileConfig,
     pub(crate) problems: Vec<Problem>,
+    /// The text holds no document (nothing, or only comments).
+    pub(crate) empty: bool,
 }
 
-/// Parse config text. Fails with the first syntax or type error (nothing else can be checked
-/// without a well-formed document); otherwise returns the config and the key-audit problems.
+/// Parse config text. Fails with the first limit, syntax or type error (nothing else can be
+/// checked without a well-formed document); otherwise returns the config and the key-audit
+/// problems.
 pub(crate) fn parse(text: &str) -> Result<Parsed, Problem> {
-    let doc: Value = serde_yaml::from_str(text).map_err(serde_problem)?;
+    limits::check(text)?;
+    let doc: Value = serde_yaml::from_str(text).map_err(|e| serde_problem(e, text))?;
     let config: FileConfig = match doc {
         Value::Null => FileConfig::default(),
-        Value::Mapping(_) => serde_yaml::from_str(text).map_err(serde_problem)?,
+        Value::Mapping(_) => serde_yaml::from_str(text).map_err(|e| serde_problem(e, text))?,
         _ => {
             return Err(Problem::error(
                 "",
@@ -30,14 +37,19 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, Problem> {
             ))
         }
     };
+    let mut locator = Locator::new(text);
     let problems = keys::audit(&doc)
         .into_iter()
         .map(|p| {
-            let at = locate(text, &p.path);
+            let at = locator.key(&p.path);
             p.at(at)
         })
         .collect();
-    Ok(Parsed { config, problems })
+    Ok(Parsed {
+        config,
+        problems,
+        empty: doc.is_null(),
+    })
 }
 
 /// The config with the environment's overrides applied (see `env.rs`), what was overridden,
@@ -64,55 +76,35 @@ pub(crate) fn with_env(
     (config, found, problems)
 }
 
-/// Turn a serde_yaml error into a problem, splitting off its key path and position.
-fn serde_problem(e: serde_yaml::Error) -> Problem {
+/// Turn a serde_yaml error into a problem, splitting off its key path and position. An
+/// unknown field's name joins the path; a key found in the text gives the position (serde_yaml
+/// gives the value's, or for some errors the enclosing map's).
+fn serde_problem(e: serde_yaml::Error, text: &str) -> Problem {
     let location = e.location().map(|l| (l.line(), l.column()));
-    let mut text = e.to_string();
-    if let Some(cut) = text.rfind(" at line ") {
-        text.truncate(cut);
+    let mut message = e.to_string();
+    if let Some(cut) = message.rfind(" at line ") {
+        message.truncate(cut);
     }
-    let (path, message) = match text.split_once(": ") {
+    let (mut path, message) = match message.split_once(": ") {
         Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
-        _ => (String::new(), text),
+        _ => (String::new(), message),
     };
-    Problem::error(path, message).at(location)
+    if let Some(field) = unknown_field(&message) {
+        path = match path.as_str() {
+            "" | "." => field.to_string(),
+            parent => format!("{parent}.{field}"),
+        };
+    }
+    let at_key = Locator::new(text).key(&path);
+    let mut problem = Problem::error(path, message);
+    problem.location = at_key.or(location);
+    problem
 }
 
-/// Best-effort line/column of a dotted key path in YAML or JSON text: each segment is looked
-/// for as a key (`seg:` or `"seg":`) on a line after the previous segment's line.
-pub(crate) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
-    if path.is_empty() {
-        return None;
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    let mut from = 0;
-    let mut found = None;
-    for seg in path.split('.') {
-        let plain = format!("{seg}:");
-        let quoted = format!("\"{seg}\"");
-        let (idx, col) = lines
-            .iter()
-            .enumerate()
-            .skip(from)
-            .find_map(|(i, line)| key_column(line, &plain, &quoted).map(|c| (i, c)))?;
-        found = Some((idx + 1, col + 1));
-        from = idx;
-    }
-    found
-}
-
-fn key_column(line: &str, plain: &str, quoted: &str) -> Option<usize> {
-    let at_key = |pos: usize| {
-        let before = &line[..pos];
-        before.trim().is_empty() || before.trim_end().ends_with(['{', ','])
-    };
-    if let Some(pos) = line.find(quoted) {
-        let rest = line[pos + quoted.len()..].trim_start();
-        if rest.starts_with(':') && at_key(pos) {
-            return Some(pos);
-        }
-    }
-    line.find(plain).filter(|&pos| at_key(pos))
+/// The field of serde's "unknown field `name`, expected ..." message.
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.get(..rest.find('`')?)
 }
 
 #[cfg(test)]
@@ -169,14 +161,52 @@ mod tests {
     fn wrong_type_in_a_pool_names_the_pool() {
         let err = parse("PixlProxy:\n  pools:\n    P1:\n      target_port: lots\n").unwrap_err();
         assert_eq!(err.path, "PixlProxy.pools.P1.target_port");
-        assert_eq!(err.location.map(|l| l.0), Some(4));
+        assert_eq!(err.location, Some((4, 7)));
     }
 
     #[test]
-    fn locate_finds_nested_keys_in_yaml_and_json() {
-        let yaml = "PixlProxy:\n  pools:\n    A:\n      uri_match: x\n    B:\n      uri_match: y\n";
-        assert_eq!(locate(yaml, "PixlProxy.pools.B.uri_match"), Some((6, 7)));
-        let json = "{\n\"PixlProxy\": {\n\"pools\": {\n\"B\": {\n\"uri_match\": \"(\"\n}}}}";
-        assert_eq!(locate(json, "PixlProxy.pools.B.uri_match"), Some((5, 1)));
+    fn type_errors_in_a_pool_are_at_the_key_itself() {
+        let at = |text: &str| {
+            let err = parse(text).unwrap_err();
+            (err.path, err.location)
+        };
+        let pool = "PixlProxy:\n  pools:\n    api:\n      target_hostname: h\n";
+        let path = |key: &str| format!("PixlProxy.pools.api.{key}");
+        let redirects = format!("{pool}      follow_redirects: \"yes\"\n");
+        assert_eq!(at(&redirects), (path("follow_redirects"), Some((5, 7))));
+        let negative = format!("{pool}      max_concurrent_requests: -1\n");
+        assert_eq!(
+            at(&negative),
+            (path("max_concurrent_requests"), Some((5, 7)))
+        );
+        let flag = format!("{pool}      log_errors: sometimes\n");
+        assert_eq!(at(&flag), (path("log_errors"), Some((5, 7))));
+        let flow = "PixlProxy: {pools: {api: {target_hostname: h, follow_redirects: 'yes'}}}";
+        assert_eq!(at(flow), (path("follow_redirects"), Some((1, 47))));
+        let unknown = format!("{pool}      health_check: {{type: tcp, intervall_ms: 5}}\n");
+        assert_eq!(
+            at(&unknown),
+            (path("health_check.intervall_ms"), Some((5, 33)))
+        );
+    }
+
+    #[test]
+    fn top_level_forms_are_at_their_keys() {
+        let err = parse("log_dir: x\nuid: [1]\n").unwrap_err();
+        assert_eq!((err.path.as_str(), err.location), ("uid", Some((2, 1))));
+        let err = parse("PixlProxy:\n  stats_uri_match: true\n").unwrap_err();
+        assert_eq!(err.path, "PixlProxy.stats_uri_match");
+        assert_eq!(err.location, Some((2, 3)));
+    }
+
+    #[test]
+    fn a_deeply_nested_file_fails_before_it_is_parsed() {
+        let text = format!("a: {}", "[".repeat(100_000));
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.message.starts_with("nested more than 64 levels"),
+            "{err:?}"
+        );
+        assert_eq!(err.location, Some((1, 67)));
     }
 }

@@ -76,6 +76,17 @@ pub(crate) struct WebServerConfig {
     /// poolgate: more certificates, selected by the name the client asks for (SNI):
     /// host name (or `*.domain`) -> `{cert_file, key_file}`. Other names get `https_cert_file`.
     pub(crate) https_sni_certs: BTreeMap<String, CertFiles>,
+    /// poolgate: largest request head (request line and headers) in bytes; beyond it 431.
+    pub(crate) http_max_header_size: usize,
+    /// poolgate: longest request line in bytes; beyond it 414.
+    pub(crate) http_max_request_line: usize,
+    /// poolgate: most header fields of a request; beyond it 431.
+    pub(crate) http_max_header_count: usize,
+    /// poolgate: seconds from a request head's first byte to its end; then 408. 0 = none.
+    pub(crate) http_header_timeout: u64,
+    /// poolgate: let a request with both `Content-Length` and `Transfer-Encoding` through
+    /// (chunked wins, the connection closes after it) instead of refusing it with 400.
+    pub(crate) http_allow_te_and_cl: bool,
 }
 
 /// Options of a compressor (Node's zlib / brotli options). Only `level` is used; the rest are
@@ -149,6 +160,11 @@ impl Default for WebServerConfig {
             http_htdocs_dir: "htdocs".into(),
             http_static_index: "index.html".into(),
             http_static_ttl: 0,
+            http_max_header_size: 32 * 1024,
+            http_max_request_line: 8 * 1024,
+            http_max_header_count: 100,
+            http_header_timeout: 30,
+            http_allow_te_and_cl: false,
         }
     }
 }

@@ -4,12 +4,14 @@
 
 use crate::config::file::{CompressOptions, WebServerConfig};
 use crate::config::problem::Problems;
+use crate::front_end::request_head::HEADER_COUNT_CEILING;
 use crate::front_end::{
-    CompressionPolicy, FrontEndSettings, GlobalResponseHeaders, HttpsPolicy, KeepAliveMode,
-    SecureHeaders, UploadLimit, CSP_DIRECTIVES,
+    CompressionPolicy, FrontEndSettings, GlobalResponseHeaders, HeadLimits, HttpsPolicy,
+    KeepAliveMode, SecureHeaders, UploadLimit, CSP_DIRECTIVES,
 };
 use crate::server::{listen_addr, ListenerSettings, TlsListener};
 use http::HeaderValue;
+use std::time::Duration;
 
 /// Where poolgate listens: `http_port`, `https_port` with their bind addresses and
 /// certificates, `http_max_connections`, `http_h2c`.
@@ -87,7 +89,37 @@ pub(super) fn front_end(
         compression: compression(web, problems),
         upload_limit: UploadLimit(web.http_max_upload_size),
         static_files: None,
+        head_limits: head_limits(web, problems),
     })
+}
+
+/// Largest `http_max_header_size` (Pingora's own parser refuses heads beyond 1 MiB).
+const MAX_HEAD_SIZE: usize = 1024 * 1024 - 1;
+
+/// `http_max_header_size`, `http_max_request_line`, `http_max_header_count`,
+/// `http_header_timeout`, `http_allow_te_and_cl`.
+fn head_limits(web: &WebServerConfig, problems: &mut Problems) -> HeadLimits {
+    let limits = HeadLimits {
+        max_size: web.http_max_header_size,
+        max_line: web.http_max_request_line,
+        max_headers: web.http_max_header_count,
+        deadline: (web.http_header_timeout > 0)
+            .then(|| Duration::from_secs(web.http_header_timeout)),
+        allow_te_and_cl: web.http_allow_te_and_cl,
+    };
+    if !(1024..=MAX_HEAD_SIZE).contains(&limits.max_size) {
+        let why = format!("must be 1024 to {MAX_HEAD_SIZE} bytes");
+        problems.push("WebServer.http_max_header_size", why);
+    }
+    if limits.max_line < 64 || limits.max_line > limits.max_size {
+        let why = "must be at least 64 bytes and at most http_max_header_size";
+        problems.push("WebServer.http_max_request_line", why);
+    }
+    if !(1..=HEADER_COUNT_CEILING).contains(&limits.max_headers) {
+        let why = format!("must be 1 to {HEADER_COUNT_CEILING}");
+        problems.push("WebServer.http_max_header_count", why);
+    }
+    limits
 }
 
 fn https_policy(web: &WebServerConfig, problems: &mut Problems) -> HttpsPolicy {
@@ -132,10 +164,10 @@ fn secure_headers(web: &WebServerConfig, problems: &mut Problems) -> Option<Secu
 /// `http_compress_text` / `http_gzip_text`, `http_regex_text`, the levels and brotli.
 fn compression(web: &WebServerConfig, problems: &mut Problems) -> CompressionPolicy {
     let on = web.http_compress_text || web.http_gzip_text;
-    let text_types = match on {
-        true => problems.regex("WebServer.http_regex_text", &web.http_regex_text, true),
-        false => None,
-    };
+    // Compiled even with compression off, so turning it on cannot break the config.
+    let text_types = problems
+        .regex("WebServer.http_regex_text", &web.http_regex_text, true)
+        .filter(|_| on);
     let gzip_level = level(problems, "http_gzip_opts", &web.http_gzip_opts, 6, 9);
     let brotli_level = level(problems, "http_brotli_opts", &web.http_brotli_opts, 4, 11);
     CompressionPolicy {

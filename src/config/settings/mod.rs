@@ -2,14 +2,21 @@
 //! (`server::Settings`): regexes compiled, headers validated, paths resolved, defaults
 //! applied. Every problem is collected, not just the first. Nothing here is a runtime object.
 //!
-//! The top level and the process here; the listeners and the front end in `front_end.rs`
-//! (with `static_files.rs`); a pool in `pools.rs` with its targets (`targets.rs`), limits,
-//! retries and degraded hints (`traffic.rs`) and queue (`queue.rs`); the stats in `stats.rs`.
+//! The top level and the process here, and whether the config proxies anything at all
+//! (`PixlProxy.pools`, `PixlProxy.serve_static_files`); the listeners and the front end in
+//! `front_end.rs` (with `static_files.rs`, and the bind addresses in `bind.rs`); a pool in
+//! `pools.rs` with its targets (`targets.rs`), limits, retries and degraded hints
+//! (`traffic.rs`) and queue (`queue.rs`); the stats in `stats.rs`.
+//!
+//! Every regex and every value from a fixed set is checked whether or not the feature that
+//! uses it is on (`http_regex_log` without `http_log_requests`, `load_balancing` on a pool of
+//! one target), so a config that passes `check` keeps passing when a feature is turned on.
 //!
 //! Uses `config::file` and `config::problem`, `server`'s settings types, and the settings and
 //! value types of the concept folders (`front_end`, `pool`, `admission`, `queue`, `stats`,
 //! `event_log`).
 
+mod bind;
 mod front_end;
 mod pools;
 mod queue;
@@ -19,13 +26,14 @@ mod targets;
 mod traffic;
 
 use super::file::FileConfig;
-use super::problem::{Problem, Problems};
+use super::problem::{Problem, Problems, Severity};
 use crate::server::{identity, Identity, PoolEntry, ProcessSettings, Settings};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub(crate) fn settings(cfg: &FileConfig) -> Result<Settings, Vec<Problem>> {
     let mut problems = Problems::default();
+    bind::bind_addresses(&cfg.web_server, &mut problems);
     let listeners = front_end::listeners(&cfg.web_server, &mut problems);
     let mut front_end = front_end::front_end(&cfg.web_server, &mut problems);
     if let Some(front_end) = &mut front_end {
@@ -40,10 +48,9 @@ pub(crate) fn settings(cfg: &FileConfig) -> Result<Settings, Vec<Problem>> {
     let stats = stats::stats(cfg, &mut problems);
     let process = process(cfg, &mut problems);
     let web = &cfg.web_server;
-    let request_log = match web.http_log_requests {
-        true => problems.regex("WebServer.http_regex_log", &web.http_regex_log, false),
-        false => None,
-    };
+    let request_log = problems
+        .regex("WebServer.http_regex_log", &web.http_regex_log, false)
+        .filter(|_| web.http_log_requests);
     let secrets = secrets(&stats.api.tokens, &pools);
     match (front_end, problems.0.is_empty()) {
         (Some(front_end), true) => Ok(Settings {
@@ -57,6 +64,20 @@ pub(crate) fn settings(cfg: &FileConfig) -> Result<Settings, Vec<Problem>> {
         }),
         _ => Err(problems.0),
     }
+}
+
+/// The problem of a config that would run and proxy nothing: no pools and no static files
+/// (`empty`: the file holds no document at all). `check` fails on it; `serve` runs it (every
+/// request gets 404), as PixlProxy does.
+pub(crate) fn nothing_to_proxy(cfg: &FileConfig, empty: bool) -> Option<Problem> {
+    if !cfg.proxy.pools.0.is_empty() || cfg.proxy.serve_static_files {
+        return None;
+    }
+    let message = match empty {
+        true => "nothing to proxy: no pools (the file is empty)",
+        false => "nothing to proxy: no pools, and `PixlProxy.serve_static_files` is off",
+    };
+    Some(Problem::new(Severity::Idle, "PixlProxy.pools", message))
 }
 
 /// The top-level keys (pixl-server's and poolgate's own).

@@ -1,5 +1,6 @@
 //! A pool's back ends: PixlProxy's single `target_hostname`/`target_port`, or poolgate's
-//! `targets` list with `load_balancing` and `health_check`.
+//! `targets` list with `load_balancing` (and `load_balancing_header`) and `health_check`.
+//! `load_balancing` and `health_check.status_match` are checked on every pool, balanced or not.
 
 use crate::config::file::{HealthCheckConfig, PoolConfig};
 use crate::config::problem::{PoolPath, Problems};
@@ -25,6 +26,8 @@ pub(super) fn target_settings(
     };
     let hostname = p.target_hostname.trim();
     let health = health_check(&p.health_check, validate_ssl_certs, path, problems);
+    // Checked on a pool of one target too, where it is not used yet.
+    let balancing = balancing(p, path, problems);
     let balanced = !p.targets.is_empty() || health.is_some();
     let targets = if p.targets.is_empty() {
         if hostname.is_empty() {
@@ -50,7 +53,7 @@ pub(super) fn target_settings(
     };
     let balanced = match balanced {
         true => Some(BalanceSettings {
-            balancing: balancing(p, path, problems)?,
+            balancing: balancing?,
             health,
         }),
         false => None,
@@ -117,6 +120,8 @@ fn health_check(
     problems: &mut Problems,
 ) -> Option<HealthSettings> {
     let key = |k: &str| path.key(&format!("health_check.{k}"));
+    // Compiled whatever the type, so a bad pattern is found before `type: http` needs it.
+    let status = problems.regex(&key("status_match"), &h.status_match, false);
     let kind = match h.kind.as_str() {
         "none" => return None,
         "tcp" => CheckKind::Tcp,
@@ -124,10 +129,9 @@ fn health_check(
             if !h.path.starts_with('/') {
                 problems.push(key("path"), "must start with `/`");
             }
-            let status = problems.regex(&key("status_match"), &h.status_match, false)?;
             CheckKind::Http {
                 path: h.path.clone(),
-                status,
+                status: status?,
             }
         }
         _ => {

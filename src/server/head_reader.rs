@@ -1,0 +1,135 @@
+//! Reading one HTTP/1 request head off a client socket, within its bounds: the idle wait for
+//! its first byte (`WebServer.http_timeout`, as between keep-alive requests), then
+//! `http_header_timeout` from that byte to the head's end, whatever the pace of the bytes in
+//! between (a client dripping one byte a second is cut off when the deadline passes), and the
+//! size limits checked as bytes arrive. The complete head is checked strictly before Pingora
+//! is given it.
+
+use crate::front_end::request_head::{inspect, CheckedHead, HeadScan, Progress};
+use crate::front_end::{HeadFault, HeadLimits};
+use bytes::BytesMut;
+use pingora::protocols::Stream;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Bytes read at once at first: a whole ordinary head.
+const FIRST_READ: usize = 4096;
+
+/// What came of waiting for a head.
+pub(super) enum HeadRead {
+    /// A complete, checked head (and whatever followed it), for Pingora to parse.
+    Ready(BytesMut),
+    /// The client closed, stayed idle past its timeout, or the server is closing: nothing to
+    /// answer.
+    Closed,
+    /// A head poolgate refuses; `received` is what arrived of it, `since` its first byte.
+    Refused {
+        fault: HeadFault,
+        received: BytesMut,
+        since: Instant,
+    },
+}
+
+/// Read the next request head from `stream`. `idle`: how long to wait for its first byte
+/// (`None` = no limit); `closing` turns true when the server stops serving idle connections.
+pub(super) async fn read_head(
+    stream: &mut Stream,
+    limits: &HeadLimits,
+    idle: Option<Duration>,
+    closing: &mut watch::Receiver<bool>,
+) -> HeadRead {
+    let mut buf = BytesMut::new();
+    let mut scan = HeadScan::default();
+    // The first byte's arrival and the head's deadline.
+    let mut since: Option<(Instant, Option<Instant>)> = None;
+    loop {
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(buf.len().max(FIRST_READ));
+        }
+        let until = match since {
+            Some((_, Some(deadline))) => Some(deadline),
+            _ => idle.map(|i| Instant::now() + i),
+        };
+        let read = async {
+            match until {
+                Some(at) => tokio::time::timeout_at(at, stream.read_buf(&mut buf)).await,
+                None => Ok(stream.read_buf(&mut buf).await),
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            r = read => r,
+            _ = closing.wait_for(|c| *c) => return HeadRead::Closed,
+        };
+        match (outcome, since) {
+            (Err(_), Some((first, _))) => {
+                return HeadRead::Refused {
+                    fault: HeadFault::HeadTimeout,
+                    received: buf,
+                    since: first,
+                }
+            }
+            (Err(_), None) | (Ok(Ok(0)), _) | (Ok(Err(_)), _) => return HeadRead::Closed,
+            (Ok(Ok(_)), _) => {}
+        }
+        let (first, _) = *since.get_or_insert_with(|| {
+            let now = Instant::now();
+            (now, limits.deadline.map(|d| now + d))
+        });
+        let refused = |fault, received| HeadRead::Refused {
+            fault,
+            received,
+            since: first,
+        };
+        match scan.advance(&buf, limits) {
+            Progress::More => {}
+            Progress::Fault(fault) => return refused(fault, buf),
+            Progress::Complete { len } => {
+                return match inspect(&buf[..len], limits) {
+                    Ok(CheckedHead { rewritten: None }) => HeadRead::Ready(buf),
+                    Ok(CheckedHead {
+                        rewritten: Some(head),
+                    }) => {
+                        let mut out = BytesMut::with_capacity(head.len() + buf.len() - len);
+                        out.extend_from_slice(&head);
+                        out.extend_from_slice(&buf[len..]);
+                        HeadRead::Ready(out)
+                    }
+                    Err(fault) => refused(fault, buf),
+                };
+            }
+        }
+    }
+}
+
+/// How long a refused client has to take its answer, and to finish sending what it was
+/// sending, before the connection is dropped.
+const LINGER: Duration = Duration::from_secs(2);
+/// The most bytes read and thrown away while lingering.
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Write `answer`, end the writing side and, for a short bounded time, read and drop what the
+/// client still sends: closing a socket with unread bytes resets it, and the client would
+/// then lose the answer it has not read yet.
+pub(super) async fn answer_and_close(stream: &mut Stream, answer: &[u8]) {
+    let deadline = Instant::now() + LINGER;
+    let written = tokio::time::timeout_at(deadline, async {
+        stream.write_all(answer).await?;
+        stream.flush().await?;
+        AsyncWriteExt::shutdown(stream).await
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => dropped += n,
+            _ => return,
+        }
+    }
+}
