@@ -84,7 +84,7 @@ impl BenchPool<'_> {
         req: &mut RequestHeader,
         ip: Option<IpAddr>,
     ) -> pingora::Result<()> {
-        let client = ClientFacts { ip, tls: false };
+        let client = ClientFacts::direct(ip, false);
         self.0.rewrite_request(req, client, self.0.primary_target())
     }
 

@@ -1,9 +1,11 @@
 //! PixlProxy's `proxyctl` commands as `poolgate` subcommands: `start` (as a background service),
 //! `stop` (and wait for the exit), `restart`, `status`, `reload`. They find the running process
 //! through the pid file: `pid_file`, or `<log_dir>/poolgate.pid` when it is not set. They read
-//! the settings and build nothing else.
+//! the settings and build nothing else. pixl-server's `stdout` and `stderr` say where the
+//! detached process writes (default: nowhere, and `<log_dir>/poolgate.stderr.log`); its
+//! `debug` makes `start` run in the foreground instead (see `cli/mod.rs`).
 
-use crate::server::{listen_file, local_addr, Settings};
+use crate::server::{listen_file, local_addr, ProcessSettings, Settings};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::Read;
@@ -83,12 +85,13 @@ pub(super) fn listeners_changed(s: &Settings) -> Option<String> {
 }
 
 /// Start `poolgate serve` in the background and return once it listens (or say why it could
-/// not). Its stderr goes to `<log_dir>/poolgate.stderr.log`.
+/// not). Its stderr goes to `stderr`, else `<log_dir>/poolgate.stderr.log`; its stdout to
+/// `stdout`, else nowhere.
 pub(super) fn start(s: &Settings, config: &Path) -> Result<String, ControlError> {
     if let Some(r) = running(&s.process.pid_file) {
         return Ok(format!("poolgate is already running (pid {})", r.pid));
     }
-    let (child, stderr_path) = spawn_serve(config, &s.process.log_dir(), false)?;
+    let (child, stderr_path) = spawn_serve(config, &s.process, false)?;
     wait_serving(s, child, &stderr_path).map(|pid| {
         format!(
             "poolgate started (pid {pid}), listening on {}",
@@ -107,7 +110,7 @@ pub(super) fn reload(s: &Settings, config: &Path) -> Result<String, ControlError
     if let Some(change) = listeners_changed(s) {
         return Err(ControlError::ListenersChanged(change));
     }
-    let (mut child, stderr_path) = spawn_serve(config, &s.process.log_dir(), true)?;
+    let (mut child, stderr_path) = spawn_serve(config, &s.process, true)?;
     // The new process must be waiting for the sockets before the old one is told to send them
     // (it retries for 5 s, so a short head start is enough).
     std::thread::sleep(Duration::from_millis(300));
@@ -135,33 +138,26 @@ fn read_tail(path: &Path) -> String {
 /// Start `poolgate serve` (taking the sockets over with `upgrade`) detached from this terminal.
 fn spawn_serve(
     config: &Path,
-    log_dir: &Path,
+    process: &ProcessSettings,
     upgrade: bool,
 ) -> Result<(std::process::Child, PathBuf), ControlError> {
-    std::fs::create_dir_all(log_dir).map_err(|source| ControlError::File {
-        path: log_dir.to_path_buf(),
-        source,
-    })?;
-    let stderr_path = log_dir.join("poolgate.stderr.log");
-    // Appended to: during a reload the old process may still be writing to it.
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&stderr_path)
-        .map_err(|source| ControlError::File {
-            path: stderr_path.clone(),
-            source,
-        })?;
+    let stderr_path = process
+        .stderr
+        .clone()
+        .unwrap_or_else(|| process.log_dir().join("poolgate.stderr.log"));
+    let stderr = append_to(&stderr_path)?;
+    let stdout = match &process.stdout {
+        Some(path) => Stdio::from(append_to(path)?),
+        None => Stdio::null(),
+    };
     let exe = std::env::current_exe().map_err(ControlError::OwnBinary)?;
     let config = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
     let mut cmd = Command::new(exe);
-    cmd.args(["serve", "--config"]).arg(&config);
+    cmd.args(["serve", "--daemon", "--config"]).arg(&config);
     if upgrade {
         cmd.arg("--upgrade");
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
+    cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     {
         use std::os::unix::process::CommandExt;
         // SAFETY: the closure runs in the forked child before exec and only calls `setsid`,
@@ -177,6 +173,23 @@ fn spawn_serve(
     }
     let child = cmd.spawn().map_err(ControlError::Spawn)?;
     Ok((child, stderr_path))
+}
+
+/// A file opened for appending (created, with its directory, if missing): during a reload the
+/// old process may still be writing to it.
+fn append_to(path: &Path) -> Result<std::fs::File, ControlError> {
+    let fail = |source| ControlError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(fail)
 }
 
 /// Wait until `child` has written its pid file and accepts connections; its pid.

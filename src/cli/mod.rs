@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 mod boot;
 mod control;
+mod showconfig;
 
 /// Exit code for a config that cannot run.
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -41,6 +42,9 @@ enum Command {
         /// Take the listening sockets over from the running process (used by `reload`).
         #[arg(long, hide = true)]
         upgrade: bool,
+        /// Started detached by `start` or `reload`: the config's `echo` does not apply.
+        #[arg(long, hide = true)]
+        daemon: bool,
     },
     /// Validate a config: exit 0 if it can run, else print every problem and exit 2.
     Check,
@@ -79,13 +83,21 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let path = config::resolve_path(cli.config);
     match cli.command {
-        Command::Serve { echo, upgrade } => serve(&path, echo, upgrade),
-        Command::Debug => serve(&path, true, false),
+        Command::Serve {
+            echo,
+            upgrade,
+            daemon,
+        } => serve(&path, Echo::of(echo, daemon), upgrade),
+        Command::Debug => serve(&path, Echo::Always, false),
         Command::Reload => with_settings(&path, |s| report(control::reload(s, &path))),
         Command::Check => check(&path),
         Command::Config => edit(&path),
         Command::Showconfig => showconfig(&path),
-        Command::Start => with_settings(&path, |s| report(control::start(s, &path))),
+        // pixl-server's `debug: true`: run in the foreground instead of detaching.
+        Command::Start => with_settings(&path, |s| match s.process.foreground {
+            true => serve(&path, Echo::Config, false),
+            false => report(control::start(s, &path)),
+        }),
         Command::Stop => with_settings(&path, |s| report(control::stop(s))),
         Command::Restart => with_settings(&path, |s| {
             match control::stop(s) {
@@ -158,15 +170,19 @@ fn showconfig(path: &Path) -> ExitCode {
     };
     println!("# {}", path.display());
     for o in &loaded.overrides {
-        let source = match o.from_file {
-            true => format!("the file named by {}", o.var),
-            false => o.var.clone(),
-        };
-        println!("# {} from {source}", o.path);
+        println!("# {} from {}", o.path, o.source());
     }
+    // The file as written, to tell its values from the defaults.
+    let written: serde_yaml::Value = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_yaml::from_str(&t).ok())
+        .unwrap_or(serde_yaml::Value::Null);
     match serde_yaml::to_string(&file.redacted()) {
         Ok(text) => {
-            print!("{text}");
+            print!(
+                "{}",
+                showconfig::annotate(&text, &written, &loaded.overrides)
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -209,12 +225,38 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(path: &Path, echo: bool, upgrade: bool) -> ExitCode {
+/// Whether the event log is echoed to standard output.
+#[derive(Clone, Copy)]
+enum Echo {
+    /// `--echo`, `debug`.
+    Always,
+    /// In the foreground: as the config's `echo` says.
+    Config,
+    /// Detached by `start`: never (pixl-server echoes only in debug mode).
+    Never,
+}
+
+impl Echo {
+    fn of(flag: bool, daemon: bool) -> Echo {
+        match (flag, daemon) {
+            (true, _) => Echo::Always,
+            (false, false) => Echo::Config,
+            (false, true) => Echo::Never,
+        }
+    }
+}
+
+fn serve(path: &Path, echo: Echo, upgrade: bool) -> ExitCode {
     let loaded = config::load(path);
     print_problems(path, &loaded.problems);
     let Some(settings) = loaded.settings else {
         eprintln!("{}: not starting: the config has errors", path.display());
         return ExitCode::from(EXIT_BAD_CONFIG);
+    };
+    let echo = match echo {
+        Echo::Always => true,
+        Echo::Config => settings.logging.echo,
+        Echo::Never => false,
     };
     match server::run(settings, path, echo, upgrade) {
         Ok(never) => match never {},

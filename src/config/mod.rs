@@ -2,8 +2,9 @@
 //! into the plain settings a server is built from (`server::Settings`). Nothing else: no
 //! runtime object is built here, and nothing here runs on the request path.
 //!
-//! `file/` reads the text into typed keys with PixlProxy's defaults, applies the environment
-//! (`POOLGATE_...`, `*_FILE`) and audits the keys; `settings/` validates and resolves them;
+//! `file/` reads the text into typed keys with PixlProxy's defaults, applies pixl-server's
+//! `config_overrides_file`, then the environment (`PIXLPROXY_...`, `POOLGATE_...`, `*_FILE`)
+//! and audits the keys; `settings/` validates and resolves them;
 //! `problem.rs` is what goes wrong, with its file, line and key path.
 //!
 //! Uses `server` (the settings types), the concept folders' settings and value types, and
@@ -37,7 +38,9 @@ pub(crate) fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
     .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
 }
 
-/// One setting taken from the environment.
+/// One setting taken from the overrides file or the environment.
+#[cfg(test)]
+pub(crate) use env::Origin;
 pub(crate) use env::Override;
 
 /// The outcome of loading a file: the settings (if it can run) and every problem found.
@@ -46,7 +49,7 @@ pub(crate) struct Loaded {
     pub(crate) problems: Vec<Problem>,
     /// The typed file (defaults filled in, environment applied), when it parsed.
     pub(crate) file: Option<FileConfig>,
-    /// Settings taken from `POOLGATE_` variables.
+    /// Settings taken from the overrides file and the environment (the last of each path).
     pub(crate) overrides: Vec<Override>,
 }
 
@@ -68,9 +71,14 @@ pub(crate) fn load(path: &Path) -> Loaded {
         Err(problem) => return Loaded::failed(vec![problem]),
     };
     let vars: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("POOLGATE_"))
+        .filter(|(k, _)| is_override_var(k))
         .collect();
     load_with_env(&text, &vars)
+}
+
+/// Whether an environment variable may override a setting (`POOLGATE_...`, `PIXLPROXY_...`).
+fn is_override_var(name: &str) -> bool {
+    name.starts_with("POOLGATE_") || name.starts_with(env::PIXL_PREFIX)
 }
 
 /// The file's text; a file over the size limit is read only up to it.
@@ -102,10 +110,21 @@ fn load_with_env(text: &str, vars: &[(String, String)]) -> Loaded {
         Err(problem) => return Loaded::failed(vec![problem]),
     };
     let mut overrides = Vec::new();
-    if vars.iter().any(|(k, _)| k.starts_with("POOLGATE_")) {
+    let overridden = !parsed.config.config_overrides_file.is_empty();
+    if overridden || vars.iter().any(|(k, _)| is_override_var(k)) {
         let (config, found, env_problems) = file::parse::with_env(text, vars);
         let env_failed = env_problems.iter().any(|p| p.severity == Severity::Error);
-        parsed.problems.extend(env_problems);
+        // The overrides file's problems are placed at its key in the file.
+        let key = "config_overrides_file";
+        let at = file::locate::Locator::new(text).key(key);
+        parsed.problems.extend(
+            env_problems
+                .into_iter()
+                .map(|p| match p.path.starts_with(key) {
+                    true => p.at(at),
+                    false => p,
+                }),
+        );
         match config {
             Some(config) if !env_failed => parsed.config = config,
             _ => return Loaded::failed(parsed.problems),

@@ -1,7 +1,9 @@
 //! One event-log line in PixlProxy's (pixl-logger's) column format:
 //! `[hires_epoch][date][hostname][component][category][code][msg][data]`, `data` as compact
-//! JSON (an empty column when there is none), `date` in local time.
+//! JSON (an empty column when there is none), `date` in local time; or in the columns of
+//! pixl-server's `log_columns` (`render_columns_into`).
 
+use super::columns::Column;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -59,6 +61,44 @@ impl EventLine {
         // JSON text never holds a raw line break.
         if let Some(data) = &self.data {
             out.push_str(data);
+        }
+        out.push(']');
+    }
+}
+
+impl EventLine {
+    /// As `render_into`, in the columns of `log_columns`.
+    pub(crate) fn render_columns_into(
+        &self,
+        out: &mut String,
+        at: SystemTime,
+        hostname: &str,
+        dates: &mut LocalDates,
+        columns: &[Column],
+    ) {
+        let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        out.reserve(128 + self.msg.len() + self.data.as_ref().map_or(0, |d| d.len()));
+        out.push('[');
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                out.push_str("][");
+            }
+            match column {
+                Column::HiresEpoch => {
+                    out.push_str(dates.of(since.as_secs()).0);
+                    push_millis(out, since.subsec_millis());
+                }
+                Column::Epoch => out.push_str(dates.of(since.as_secs()).0),
+                Column::Date => out.push_str(dates.of(since.as_secs()).1),
+                Column::Hostname => out.push_str(hostname),
+                Column::Pid => out.push_str(&std::process::id().to_string()),
+                Column::Component => push_column(out, &self.component),
+                Column::Category => push_column(out, self.category),
+                Column::Code => push_column(out, &self.code),
+                Column::Msg => push_column(out, &self.msg),
+                Column::Data => out.push_str(self.data.as_deref().unwrap_or("")),
+                Column::Other(_) => {}
+            }
         }
         out.push(']');
     }
@@ -156,6 +196,34 @@ mod tests {
         assert!(line.render(at(5_000), "h").starts_with("[5]["));
         assert!(line.render(at(5_020), "h").starts_with("[5.02]["));
         assert!(line.render(at(5_007), "h").starts_with("[5.007]["));
+    }
+
+    #[test]
+    fn custom_columns_are_written_in_their_order() {
+        let line = EventLine {
+            component: "api".into(),
+            category: "error",
+            code: "500".into(),
+            msg: "boom".into(),
+            data: None,
+        };
+        let columns: Vec<Column> = ["epoch", "category", "pid", "msg", "nope"]
+            .iter()
+            .map(|c| Column::named(c))
+            .collect();
+        let mut out = String::new();
+        let mut dates = LocalDates::default();
+        line.render_columns_into(&mut out, at(5_020), "h", &mut dates, &columns);
+        assert_eq!(out, format!("[5][error][{}][boom][]", std::process::id()));
+        let mut default = String::new();
+        line.render_columns_into(
+            &mut default,
+            at(5_020),
+            "h",
+            &mut dates,
+            &Column::defaults(),
+        );
+        assert_eq!(default, line.render(at(5_020), "h"));
     }
 
     #[test]

@@ -8,10 +8,19 @@
 //! `log_transactions`, `log_perf_ms`, `log_errors`), the web server's request lines
 //! (`web.rs`, `http_log_requests`), the JSON they carry (`json_text.rs`) and what is redacted
 //! from them (`redact.rs`). Uses only the leaf `timing`.
+//!
+//! pixl-server's logging keys: `log_columns`, `log_filters`, `log_debug_errors` and `color`
+//! (`options.rs`), `log_crashes` (`crash.rs`), `echo` (`writer.rs`); pixl-server-web's
+//! `http_log_request_details`, `http_log_body_max`, `http_log_perf`, `http_perf_threshold_ms`,
+//! `http_log_socket_errors` (`web.rs`) and `http_req_max_dump_*` (`max_dump.rs`).
 
 mod bridge;
+mod columns;
+mod crash;
 mod json_text;
 mod line;
+mod max_dump;
+mod options;
 pub(crate) mod redact;
 mod transaction;
 mod web;
@@ -21,11 +30,13 @@ pub(crate) use bridge::{init_logging, CONSOLE_ONLY};
 pub(crate) use json_text::JsonObject;
 pub(crate) use line::EventLine;
 use line::LocalDates;
+pub(crate) use max_dump::{dump_source, maxed_out, MaxDumpSettings};
+pub(crate) use options::{Column, ColumnFilter, LogOptions, WebLogOptions};
 use std::cell::RefCell;
 pub(crate) use transaction::{LogPolicy, Transaction};
 #[cfg(test)]
 pub(crate) use web::tests::request as sample_web_request;
-pub(crate) use web::{WebLog, WebRequest};
+pub(crate) use web::{socket_closed, BodyCapture, WebExtras, WebLog, WebRequest};
 
 use once_cell::sync::OnceCell;
 use std::io;
@@ -46,6 +57,8 @@ pub(crate) struct EventLogSettings {
     pub(crate) echo: bool,
     /// Values never logged in the clear (see `redact.rs`).
     pub(crate) secrets: Vec<String>,
+    /// pixl-server's `log_columns`, `log_filters`, `log_debug_errors`, `log_crashes`, `color`.
+    pub(crate) options: LogOptions,
 }
 
 struct EventLog {
@@ -57,6 +70,11 @@ struct EventLog {
     sent: AtomicU64,
     written: Arc<AtomicU64>,
     debug_level: u8,
+    /// `log_columns` (`None`: the default ones), shared with the writer.
+    columns: Option<Arc<[Column]>>,
+    filters: Vec<ColumnFilter>,
+    debug_errors: bool,
+    web: WebLogOptions,
 }
 
 static EVENTS: OnceCell<EventLog> = OnceCell::new();
@@ -70,11 +88,19 @@ pub(crate) fn start(settings: EventLogSettings) -> io::Result<()> {
     let written = Arc::new(AtomicU64::new(0));
     let reopen = Arc::new(AtomicBool::new(false));
     let hostname = hostname();
+    let options = settings.options;
+    let columns: Option<Arc<[Column]>> = options
+        .columns
+        .filter(|c| *c != Column::defaults())
+        .map(Arc::from);
+    let color = options.color && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let w = writer::Writer {
         path: settings.path,
         out,
         hostname: hostname.clone(),
         echo: settings.echo,
+        color,
+        columns: columns.clone(),
         reopen: reopen.clone(),
         dropped: dropped.clone(),
         written: written.clone(),
@@ -90,9 +116,28 @@ pub(crate) fn start(settings: EventLogSettings) -> io::Result<()> {
         sent: AtomicU64::new(0),
         written,
         debug_level: settings.debug_level,
+        columns,
+        filters: options.filters,
+        debug_errors: options.debug_errors,
+        web: options.web,
     };
     let _ = EVENTS.set(log);
+    if let Some(crash_log) = options.crash_log {
+        crash::install(crash_log);
+    }
+    if let Some(dump) = options.max_dump {
+        max_dump::enable(dump);
+    }
     Ok(())
+}
+
+/// pixl-server-web's logging keys (the defaults before the log is started).
+pub(crate) fn web_options() -> &'static WebLogOptions {
+    static DEFAULT: OnceCell<WebLogOptions> = OnceCell::new();
+    match EVENTS.get() {
+        Some(events) => &events.web,
+        None => DEFAULT.get_or_init(WebLogOptions::default),
+    }
 }
 
 /// Whether a debug line of `level` would be written.
@@ -100,13 +145,30 @@ pub(crate) fn wants_debug(level: u8) -> bool {
     EVENTS.get().is_some_and(|e| level <= e.debug_level)
 }
 
-/// Write a line (debug lines only up to `debug_level`).
+/// Write a line (debug lines only up to `debug_level`; only what `log_filters` allows; a debug
+/// level 1 line also as a `fatal` error with `log_debug_errors`).
 pub(crate) fn emit(line: EventLine) {
+    emit_at(line, None);
+}
+
+/// As `emit`, stamped `at` instead of now (pixl-server-web's perf lines show the request's
+/// start).
+pub(crate) fn emit_at(line: EventLine, at: Option<SystemTime>) {
     let Some(events) = EVENTS.get() else { return };
     if line.category == "debug" && !line.code.parse().is_ok_and(|l: u8| l <= events.debug_level) {
         return;
     }
-    events.push(line);
+    let fatal =
+        (events.debug_errors && line.category == "debug" && line.code == "1").then(|| EventLine {
+            category: "error",
+            code: "fatal".into(),
+            ..line.clone()
+        });
+    for line in std::iter::once(line).chain(fatal) {
+        if events.allows(&line) {
+            events.push_at(line, at);
+        }
+    }
 }
 
 thread_local! {
@@ -115,15 +177,28 @@ thread_local! {
 }
 
 impl EventLog {
+    fn allows(&self, line: &EventLine) -> bool {
+        self.filters.is_empty() || options::allows(&self.filters, line, &self.hostname)
+    }
+
     /// Render a line here, on the caller's thread, and hand it to the writer, or count it
     /// dropped when the buffer is full. Rendering here means one string per line crosses to
     /// the writer (allocated and freed on different threads once, not once per part).
+    #[cfg(test)]
     fn push(&self, line: EventLine) {
+        self.push_at(line, None);
+    }
+
+    fn push_at(&self, line: EventLine, at: Option<SystemTime>) {
         let mut text = String::new();
-        let at = SystemTime::now();
+        let at = at.unwrap_or_else(SystemTime::now);
+        let render = |text: &mut String, dates: &mut LocalDates| match &self.columns {
+            None => line.render_into(text, at, &self.hostname, dates),
+            Some(columns) => line.render_columns_into(text, at, &self.hostname, dates, columns),
+        };
         DATES.with(|dates| match dates.try_borrow_mut() {
-            Ok(mut dates) => line.render_into(&mut text, at, &self.hostname, &mut dates),
-            Err(_) => line.render_into(&mut text, at, &self.hostname, &mut LocalDates::default()),
+            Ok(mut dates) => render(&mut text, &mut dates),
+            Err(_) => render(&mut text, &mut LocalDates::default()),
         });
         match self.lines.try_send(text) {
             Ok(()) => {
@@ -251,6 +326,10 @@ mod tests {
             sent: AtomicU64::new(0),
             written: Arc::new(AtomicU64::new(0)),
             debug_level: 1,
+            columns: None,
+            filters: Vec::new(),
+            debug_errors: false,
+            web: WebLogOptions::default(),
         };
         let line = EventLine {
             component: "c".into(),

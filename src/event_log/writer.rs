@@ -1,7 +1,8 @@
 //! The event log's own thread: it writes the lines request threads rendered (and echoes them
-//! with `--echo`), so a request never waits on the file. The file is reopened after SIGUSR1 or
-//! SIGHUP, for logrotate.
+//! with `--echo` or pixl-server's `echo`, colored with `color` on a terminal), so a request
+//! never waits on the file. The file is reopened after SIGUSR1 or SIGHUP, for logrotate.
 
+use super::columns::Column;
 use super::line::{EventLine, LocalDates};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -23,6 +24,10 @@ pub(super) struct Writer {
     pub(super) out: BufWriter<File>,
     pub(super) hostname: String,
     pub(super) echo: bool,
+    /// Color the echoed columns.
+    pub(super) color: bool,
+    /// `log_columns`; `None` = the default ones.
+    pub(super) columns: Option<Arc<[Column]>>,
     pub(super) reopen: Arc<AtomicBool>,
     pub(super) dropped: Arc<AtomicU64>,
     /// Lines written and flushed (read by `flush`).
@@ -63,7 +68,17 @@ impl Writer {
             if dropped > reported {
                 let mut notice = String::new();
                 let line = dropped_line(dropped - reported);
-                line.render_into(&mut notice, SystemTime::now(), &self.hostname, &mut dates);
+                let now = SystemTime::now();
+                match &self.columns {
+                    None => line.render_into(&mut notice, now, &self.hostname, &mut dates),
+                    Some(columns) => line.render_columns_into(
+                        &mut notice,
+                        now,
+                        &self.hostname,
+                        &mut dates,
+                        columns,
+                    ),
+                }
                 batch.push(notice);
                 reported = dropped;
             }
@@ -86,7 +101,10 @@ impl Writer {
         let _ = self.out.write_all(text.as_bytes());
         let _ = self.out.write_all(b"\n");
         if self.echo {
-            println!("{text}");
+            match self.color {
+                true => println!("{}", colorize(text)),
+                false => println!("{text}"),
+            }
         }
     }
 
@@ -99,6 +117,28 @@ impl Writer {
     }
 }
 
+/// Colors of the columns, in turn (as pixl-logger's `colorize`: each column its own color,
+/// the brackets dimmed).
+const COLORS: &[&str] = &["90", "37", "36", "35", "33", "32", "34", "39"];
+
+/// `[a][b]...` with each column in its color (ANSI escapes).
+fn colorize(text: &str) -> String {
+    let inner = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    let mut out = String::with_capacity(text.len() * 2);
+    for (i, column) in inner.split("][").enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        out.push_str("\x1b[2m[\x1b[0m\x1b[");
+        out.push_str(color);
+        out.push('m');
+        out.push_str(column);
+        out.push_str("\x1b[0m\x1b[2m]\x1b[0m");
+    }
+    out
+}
+
 fn dropped_line(n: u64) -> EventLine {
     EventLine {
         component: "poolgate".into(),
@@ -106,5 +146,18 @@ fn dropped_line(n: u64) -> EventLine {
         code: "log".into(),
         msg: format!("{n} event log lines dropped: the log writer fell behind"),
         data: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colored_echo_keeps_every_column_in_its_own_color() {
+        let out = colorize("[1][h][debug][hello]");
+        assert_eq!(out.matches("\x1b[2m[").count(), 4);
+        assert!(out.contains("\x1b[90m1\x1b[0m"), "{out:?}");
+        assert!(out.contains("\x1b[35mhello\x1b[0m"), "{out:?}");
     }
 }

@@ -15,16 +15,18 @@ mod headers;
 mod https;
 mod keep_alive;
 pub(crate) mod request_head;
+mod request_queue;
 mod secure_headers;
 pub(crate) mod static_files;
 mod upload;
 
-pub(crate) use client::ClientFacts;
+pub(crate) use client::{canonical_ip, Chain, ClientFacts};
 pub(crate) use compression::{CompressionPolicy, ResponseEncoder};
 pub(crate) use headers::{GlobalResponseHeaders, HeaderPair};
 pub(crate) use https::HttpsPolicy;
-pub(crate) use keep_alive::KeepAliveMode;
+pub(crate) use keep_alive::{ClientTimeouts, KeepAliveMode};
 pub(crate) use request_head::{HeadFault, HeadLimits};
+pub(crate) use request_queue::{QueueFull, RequestQueue, RequestQueueSettings, RunningRequest};
 pub(crate) use secure_headers::{SecureHeaders, CSP_DIRECTIVES};
 pub(crate) use static_files::{StaticFiles, StaticFilesSettings};
 pub(crate) use upload::{declared_len, UploadLimit};
@@ -36,7 +38,7 @@ use pingora::proxy::Session;
 #[derive(Debug, Clone)]
 pub(crate) struct FrontEndSettings {
     pub(crate) keep_alive: KeepAliveMode,
-    /// `http_timeout` in seconds: idle read timeout and keep-alive idle timeout (0 = none).
+    /// `http_timeout` in seconds: also the idle timeout of HTTP/2 connections (0 = none).
     pub(crate) idle_timeout_sec: u64,
     pub(crate) response_headers: GlobalResponseHeaders,
     /// `https_force` and `https_header_detect`.
@@ -51,13 +53,17 @@ pub(crate) struct FrontEndSettings {
     pub(crate) static_files: Option<StaticFilesSettings>,
     /// The bounds of a request head.
     pub(crate) head_limits: HeadLimits,
+    pub(crate) timeouts: ClientTimeouts,
+    /// `http_max_concurrent_requests` and its queue.
+    pub(crate) request_queue: RequestQueueSettings,
+    /// `http_public_ip_offset`: which address of the chain is the client's (see `client.rs`).
+    pub(crate) public_ip_offset: i32,
 }
 
 /// The front end at run time.
 #[derive(Debug)]
 pub(crate) struct FrontEnd {
     pub(crate) keep_alive: KeepAliveMode,
-    pub(crate) idle_timeout_sec: u64,
     response_headers: GlobalResponseHeaders,
     pub(crate) https_policy: HttpsPolicy,
     secure_headers: Option<SecureHeaders>,
@@ -66,13 +72,16 @@ pub(crate) struct FrontEnd {
     /// Where requests no pool takes are answered from; `None` = 404.
     pub(crate) static_files: Option<StaticFiles>,
     pub(crate) head_limits: HeadLimits,
+    pub(crate) timeouts: ClientTimeouts,
+    /// Shared with the stats (`web.queue`).
+    pub(crate) request_queue: std::sync::Arc<RequestQueue>,
+    public_ip_offset: i32,
 }
 
 impl FrontEnd {
     pub(crate) fn new(s: FrontEndSettings) -> Self {
         FrontEnd {
             keep_alive: s.keep_alive,
-            idle_timeout_sec: s.idle_timeout_sec,
             response_headers: s.response_headers,
             https_policy: s.https_policy,
             secure_headers: s.secure_headers,
@@ -80,6 +89,9 @@ impl FrontEnd {
             upload_limit: s.upload_limit,
             static_files: s.static_files.map(StaticFiles::new),
             head_limits: s.head_limits,
+            timeouts: s.timeouts,
+            request_queue: std::sync::Arc::new(RequestQueue::new(s.request_queue)),
+            public_ip_offset: s.public_ip_offset,
         }
     }
 
@@ -130,11 +142,28 @@ impl FrontEnd {
 
     /// Who the client is and whether it counts as HTTPS (see `client.rs`).
     pub(crate) fn client_facts(&self, session: &Session) -> ClientFacts {
-        ClientFacts::of(session, &self.https_policy)
+        ClientFacts::of(session, &self.https_policy, self.public_ip_offset)
     }
 
-    /// Apply the keep-alive policy and idle timeout to a new request's client connection.
-    pub(crate) fn apply_keep_alive(&self, session: &mut Session) {
-        self.keep_alive.apply(session, self.idle_timeout_sec);
+    /// Apply the keep-alive policy and read timeout to a new request's client connection.
+    pub(crate) fn apply_keep_alive(&self, session: &mut Session, tls: bool) {
+        self.keep_alive.apply(session, &self.timeouts, tls);
+    }
+
+    /// Whether `http_request_timeout` has passed for a request that arrived at `arrived`.
+    pub(crate) fn request_timed_out(&self, arrived: Option<std::time::Instant>) -> bool {
+        match (self.timeouts.request, arrived) {
+            (Some(limit), Some(at)) => at.elapsed() >= limit,
+            _ => false,
+        }
+    }
+
+    /// What is left of `http_request_timeout` for a request that arrived at `arrived`.
+    pub(crate) fn request_time_left(
+        &self,
+        arrived: Option<std::time::Instant>,
+    ) -> Option<std::time::Duration> {
+        let (limit, at) = (self.timeouts.request?, arrived?);
+        Some(limit.saturating_sub(at.elapsed()))
     }
 }

@@ -47,7 +47,8 @@ impl RequestRules {
         for name in self.scrub.doomed(&req.headers) {
             req.remove_header(&name);
         }
-        if let (true, Some(ip)) = (self.append_x_forwarded_for, client.ip) {
+        // The socket peer, whatever address the proxy headers chose as the client's.
+        if let (true, Some(ip)) = (self.append_x_forwarded_for, client.peer) {
             let xff = forwarded_for(req.headers.get(&X_FORWARDED_FOR), ip);
             req.insert_header("X-Forwarded-For", xff)?;
         }
@@ -187,10 +188,7 @@ mod tests {
         }
     }
 
-    const PLAIN: ClientFacts = ClientFacts {
-        ip: None,
-        tls: false,
-    };
+    const PLAIN: ClientFacts = ClientFacts::direct(None, false);
 
     fn rules() -> RequestRules {
         RequestRules {
@@ -238,9 +236,19 @@ mod tests {
         let mut req = request(&[("X-Forwarded-For", "10.0.0.1")]);
         let ip = "127.0.0.2".parse().ok();
         rules()
-            .apply(&mut req, ClientFacts { ip, tls: true }, None)
+            .apply(&mut req, ClientFacts::direct(ip, true), None)
             .unwrap();
         assert_eq!(get(&req, "x-forwarded-for"), Some("10.0.0.1, 127.0.0.2"));
+        // A client chosen from the proxy headers does not change what is appended.
+        let mut req = request(&[("X-Forwarded-For", "203.0.113.7")]);
+        let client = ClientFacts {
+            ip: "203.0.113.7".parse().ok(),
+            peer: ip,
+            tls: true,
+            forwarded: true,
+        };
+        rules().apply(&mut req, client, None).unwrap();
+        assert_eq!(get(&req, "x-forwarded-for"), Some("203.0.113.7, 127.0.0.2"));
         assert_eq!(get(&req, "x-forwarded-proto"), Some("https"));
         assert_eq!(get(&req, "user-agent"), Some("UA/1"));
         assert_eq!(get(&req, "authorization"), Some("Basic YWRtaW46MTIzNDU="));

@@ -240,7 +240,7 @@ pub(crate) mod tests {
                 insert: vec![],
             },
             use_keep_alives: true,
-            connect: PeerSettings::new(id, None, true, false),
+            connect: PeerSettings::new(id, (None, None), true, false),
             limits: LimitSettings::default(),
             retry: RetryPolicy {
                 retries: 0,

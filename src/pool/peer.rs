@@ -1,5 +1,5 @@
 //! The Pingora peer of one attempt: the chosen target's address with the pool's timeouts
-//! (`http_timeout_ms`), TLS checks (`validate_ssl_certs`), connection-pool group and HTTP
+//! (`http_timeout_ms`, `http_body_timeout_ms`), TLS checks (`validate_ssl_certs`), connection-pool group and HTTP
 //! version (`target_http2`).
 
 use super::{Chosen, Pool};
@@ -21,8 +21,11 @@ const H2_STREAMS_PER_CONNECTION: usize = 100;
 /// How poolgate connects to a pool's back ends.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerSettings {
-    /// `http_timeout_ms`: connect and time to first byte (also each later read gap).
+    /// `http_timeout_ms`: connect, request writes, and time to the response header.
     pub(crate) ttfb_timeout: Option<Duration>,
+    /// `http_body_timeout_ms`: the longest gap between reads of the response once its header
+    /// arrived (and the longest wait for the header when `http_timeout_ms` is none or longer).
+    pub(crate) body_timeout: Option<Duration>,
     /// `validate_ssl_certs`: verify the back end's certificate and hostname.
     pub(crate) verify_tls: bool,
     /// Keeps each pool's pooled connections apart even when pools share a back end.
@@ -34,7 +37,7 @@ pub(crate) struct PeerSettings {
 impl PeerSettings {
     pub(crate) fn new(
         pool_id: &str,
-        ttfb_timeout: Option<Duration>,
+        (ttfb_timeout, body_timeout): (Option<Duration>, Option<Duration>),
         verify_tls: bool,
         http2: bool,
     ) -> Self {
@@ -42,10 +45,44 @@ impl PeerSettings {
         pool_id.hash(&mut h);
         PeerSettings {
             ttfb_timeout,
+            body_timeout,
             verify_tls,
             group_key: h.finish(),
             http2,
         }
+    }
+
+    /// Each read's timeout while the response header is awaited: the shorter of the two.
+    pub(crate) fn header_read_timeout(&self) -> Option<Duration> {
+        shorter(self.ttfb_timeout, self.body_timeout)
+    }
+
+    /// The first-byte deadline the streaming path keeps itself (`upstream::FirstByteWatch`),
+    /// when Pingora's per-read timeout (the body-gap one) does not already give it. HTTP/2
+    /// back ends carry many requests on one connection, which the watch cannot cut for one:
+    /// there each read waits the shorter of the two timeouts instead.
+    pub(crate) fn first_byte_deadline(&self) -> Option<Duration> {
+        if self.http2 {
+            return None;
+        }
+        let ttfb = self.ttfb_timeout?;
+        (self.body_timeout.is_none_or(|body| ttfb < body)).then_some(ttfb)
+    }
+
+    /// Pingora's per-read timeout on the streaming path.
+    fn streaming_read_timeout(&self) -> Option<Duration> {
+        match self.http2 {
+            true => self.header_read_timeout(),
+            false => self.body_timeout,
+        }
+    }
+}
+
+/// The shorter of two timeouts, `None` being no limit.
+fn shorter(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -85,7 +122,9 @@ impl Pool {
         let o = &mut peer.options;
         o.connection_timeout = self.connect.ttfb_timeout;
         o.total_connection_timeout = self.connect.ttfb_timeout;
-        o.read_timeout = self.connect.ttfb_timeout;
+        // Per read, so it bounds the body's gaps; the first byte has its own deadline (see
+        // `PeerSettings::first_byte_deadline`). poolgate's own client sets its timeouts itself.
+        o.read_timeout = self.connect.streaming_read_timeout();
         o.write_timeout = self.connect.ttfb_timeout;
         o.verify_cert = self.connect.verify_tls;
         o.verify_hostname = self.connect.verify_tls;
@@ -106,5 +145,47 @@ impl Pool {
         let mut h = DefaultHasher::new();
         (self.connect.group_key, host, port).hash(&mut h);
         h.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(ttfb: Option<u64>, body: Option<u64>, http2: bool) -> PeerSettings {
+        let ms = |v: Option<u64>| v.map(Duration::from_millis);
+        PeerSettings::new("p", (ms(ttfb), ms(body)), true, http2)
+    }
+
+    #[test]
+    fn the_streaming_path_reads_with_the_body_timeout_and_watches_the_first_byte() {
+        let s = settings(Some(1000), Some(300_000), false);
+        assert_eq!(s.streaming_read_timeout(), Some(Duration::from_secs(300)));
+        assert_eq!(s.first_byte_deadline(), Some(Duration::from_secs(1)));
+        assert_eq!(s.header_read_timeout(), Some(Duration::from_secs(1)));
+        let no_body_limit = settings(Some(1000), None, false);
+        assert_eq!(no_body_limit.streaming_read_timeout(), None);
+        assert_eq!(
+            no_body_limit.first_byte_deadline(),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn a_first_byte_limit_at_or_over_the_body_limit_needs_no_watch() {
+        let s = settings(Some(600_000), Some(300_000), false);
+        assert_eq!(s.first_byte_deadline(), None);
+        assert_eq!(s.header_read_timeout(), Some(Duration::from_secs(300)));
+        let none = settings(None, Some(300_000), false);
+        assert_eq!(none.first_byte_deadline(), None);
+        assert_eq!(none.header_read_timeout(), Some(Duration::from_secs(300)));
+        assert_eq!(settings(None, None, false).header_read_timeout(), None);
+    }
+
+    #[test]
+    fn http2_back_ends_read_with_the_shorter_timeout() {
+        let s = settings(Some(1000), Some(300_000), true);
+        assert_eq!(s.first_byte_deadline(), None);
+        assert_eq!(s.streaming_read_timeout(), Some(Duration::from_secs(1)));
     }
 }

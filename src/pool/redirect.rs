@@ -1,9 +1,10 @@
 //! Redirect following (PixlProxy `follow_redirects`): which responses are followed, where the
 //! next request goes, and with which method and body.
 //!
-//! 301, 302, 303, 307 and 308 with a `Location` are followed. 303 turns into GET without a
-//! body (HEAD stays HEAD); 301 and 302 turn a POST into a GET without a body, as browsers and
-//! the Fetch standard do, and keep every other method; 307 and 308 keep method and body.
+//! 301, 302, 307 and 308 with a `Location` are followed (PixlProxy's list; a 303 and every
+//! other status go to the client as they are). 301 and 302 turn a POST into a GET without a
+//! body, as browsers and the Fetch standard do, and keep every other method; 307 and 308 keep
+//! method and body.
 
 use super::target::default_port;
 use http::Method;
@@ -156,8 +157,6 @@ fn remove_dot_segments(path_and_query: &str) -> String {
 /// the original body; `None` when `status` is not a followed redirect.
 pub(crate) fn next_method(status: u16, method: &Method) -> Option<(Method, bool)> {
     match status {
-        303 if method == Method::HEAD => Some((Method::HEAD, false)),
-        303 => Some((Method::GET, false)),
         301 | 302 if method == Method::POST => Some((Method::GET, false)),
         301 | 302 | 307 | 308 => Some((method.clone(), true)),
         _ => None,
@@ -214,7 +213,8 @@ mod tests {
     #[test]
     fn methods_after_redirects() {
         let post = Method::POST;
-        assert_eq!(next_method(303, &post), Some((Method::GET, false)));
+        assert_eq!(next_method(303, &post), None, "303 is not followed");
+        assert_eq!(next_method(303, &Method::GET), None);
         assert_eq!(next_method(302, &post), Some((Method::GET, false)));
         assert_eq!(next_method(307, &post), Some((Method::POST, true)));
         assert_eq!(next_method(308, &Method::PUT), Some((Method::PUT, true)));
@@ -222,7 +222,7 @@ mod tests {
             next_method(301, &Method::DELETE),
             Some((Method::DELETE, true))
         );
-        assert_eq!(next_method(303, &Method::HEAD), Some((Method::HEAD, false)));
+        assert_eq!(next_method(302, &Method::HEAD), Some((Method::HEAD, true)));
         assert_eq!(next_method(304, &Method::GET), None);
         assert_eq!(next_method(300, &Method::GET), None);
     }

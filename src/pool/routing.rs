@@ -1,4 +1,11 @@
-//! Request routing (PixlProxy "Request Routing"): which pool a request goes to.
+//! Request routing (PixlProxy "Request Routing", `method_match`, `host_match`, `uri_match`,
+//! `x_proxy_only` and the `X-Proxy` header): which pool a request goes to.
+//!
+//! As in PixlProxy's engine, a request that carries a (non-empty) `X-Proxy` header is only
+//! taken by the pool of that name, if its criteria match; no other pool ever takes it, so one
+//! that names an unknown pool (or a pool whose criteria do not match) goes to `default`, or
+//! nowhere (static files or 404). Without the header, pools are tried in config order, those
+//! with `x_proxy_only` skipped, `default` last.
 //!
 //! Criteria are compiled once at start; `RouteTable::route` only runs precompiled regexes and
 //! one hash lookup (and, from four pools on, allocates the one small set of URI matches).
@@ -43,8 +50,9 @@ pub(crate) struct RouteRequest<'a> {
     pub(crate) host: &'a str,
     /// Path and query string.
     pub(crate) uri: &'a str,
-    /// Value of the `X-Proxy` header, if sent.
-    pub(crate) x_proxy: Option<&'a str>,
+    /// Value of the `X-Proxy` header, if sent and not empty (as bytes: a value that is not
+    /// UTF-8 names no pool).
+    pub(crate) x_proxy: Option<&'a [u8]>,
 }
 
 impl<'a> RouteRequest<'a> {
@@ -61,7 +69,11 @@ impl<'a> RouteRequest<'a> {
             method: req.method.as_str(),
             host: strip_port(host),
             uri: req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-            x_proxy: req.headers.get(&X_PROXY).and_then(|v| v.to_str().ok()),
+            x_proxy: req
+                .headers
+                .get(&X_PROXY)
+                .map(|v| v.as_bytes())
+                .filter(|v| !v.is_empty()),
         }
     }
 }
@@ -71,6 +83,8 @@ impl<'a> RouteRequest<'a> {
 pub(crate) struct RouteTable {
     pools: Vec<Arc<Pool>>,
     by_id: HashMap<String, usize>,
+    /// The `default` pool (always the last), if there is one.
+    default: Option<usize>,
     /// Every pool's `uri_match` in one automaton (a pool without one matches any URI), so a
     /// request's URI is read once however many pools there are; `None` for a few pools.
     uri_set: Option<RegexSet>,
@@ -89,9 +103,11 @@ impl RouteTable {
             .map(|(i, p)| (p.id.to_string(), i))
             .collect();
         let uri_set = uri_set(&pools);
+        let default = pools.iter().position(|p| p.id.as_ref() == DEFAULT_POOL_ID);
         RouteTable {
             pools,
             by_id,
+            default,
             uri_set,
         }
     }
@@ -102,14 +118,13 @@ impl RouteTable {
 
     /// The pool for a request, or `None` when nothing matches and there is no default pool.
     ///
-    /// An `X-Proxy` header naming a pool selects it if its criteria match. Otherwise pools are
-    /// tried in order, skipping `x_proxy_only` pools, which only ever take named requests.
+    /// A request with an `X-Proxy` header goes to the pool of that name if its criteria match,
+    /// else to `default` (unless it is `x_proxy_only`) if its criteria match: no other pool
+    /// takes it. Otherwise pools are tried in order, skipping `x_proxy_only` pools, which only
+    /// ever take requests naming them.
     pub(crate) fn route(&self, req: &RouteRequest<'_>) -> Option<&Arc<Pool>> {
-        if let Some(named) = req.x_proxy.and_then(|id| self.by_id.get(id)) {
-            let pool = &self.pools[*named];
-            if pool.criteria.matches(req) {
-                return Some(pool);
-            }
+        if let Some(name) = req.x_proxy {
+            return self.route_named(name, req);
         }
         let Some(set) = &self.uri_set else {
             return self
@@ -121,6 +136,19 @@ impl RouteTable {
         self.pools.iter().enumerate().find_map(|(i, p)| {
             let hit = uri_hits.matched(i) && !p.x_proxy_only;
             (hit && p.criteria.matches_besides_uri(req)).then_some(p)
+        })
+    }
+
+    /// Where a request naming `name` in `X-Proxy` goes: that pool, or `default`.
+    fn route_named(&self, name: &[u8], req: &RouteRequest<'_>) -> Option<&Arc<Pool>> {
+        let named = std::str::from_utf8(name)
+            .ok()
+            .and_then(|id| self.by_id.get(id))
+            .and_then(|&i| self.pools.get(i))
+            .filter(|p| p.criteria.matches(req));
+        named.or_else(|| {
+            let default = self.pools.get(self.default?)?;
+            (!default.x_proxy_only && default.criteria.matches(req)).then_some(default)
         })
     }
 }
@@ -174,7 +202,7 @@ mod tests {
             method,
             host,
             uri,
-            x_proxy: x,
+            x_proxy: x.map(str::as_bytes),
         }
     }
 
@@ -229,6 +257,86 @@ mod tests {
         assert_eq!(
             routed(&t, req("PUT", "x", "/api", Some("api"))).as_deref(),
             Some("default")
+        );
+    }
+
+    #[test]
+    fn a_named_request_is_taken_by_that_pool_or_default_and_no_other() {
+        let t = table();
+        // `api` matches the request, but it names another pool.
+        assert_eq!(
+            routed(&t, req("GET", "x", "/api/1", Some("admin"))).as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            routed(&t, req("GET", "x", "/api/1", Some("nosuchpool"))).as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            routed(&t, req("GET", "x", "/api/1", Some("default"))).as_deref(),
+            Some("default")
+        );
+        // A catch-all pool without criteria does not take a request naming another pool.
+        let t = RouteTable::new(vec![
+            pool_with("all", None, None, None, false),
+            pool_with("api", None, None, Some("^/api"), false),
+        ]);
+        assert_eq!(routed(&t, req("GET", "x", "/", Some("nosuchpool"))), None);
+        assert_eq!(routed(&t, req("GET", "x", "/", Some("api"))), None);
+        assert_eq!(
+            routed(&t, req("GET", "x", "/api", Some("api"))).as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            routed(&t, req("GET", "x", "/", Some("all"))).as_deref(),
+            Some("all")
+        );
+    }
+
+    #[test]
+    fn a_named_request_never_reaches_an_x_proxy_only_default_or_non_matching_default() {
+        let t = RouteTable::new(vec![
+            pool_with("api", None, None, Some("^/api"), false),
+            pool_with("default", None, None, None, true),
+        ]);
+        assert_eq!(routed(&t, req("GET", "x", "/", Some("nope"))), None);
+        assert_eq!(
+            routed(&t, req("GET", "x", "/", Some("default"))).as_deref(),
+            Some("default")
+        );
+        let t = RouteTable::new(vec![
+            pool_with("api", None, None, Some("^/api"), false),
+            pool_with("default", Some("(?i)^GET$"), None, None, false),
+        ]);
+        assert_eq!(routed(&t, req("PUT", "x", "/", Some("nope"))), None);
+        assert_eq!(
+            routed(&t, req("GET", "x", "/", Some("nope"))).as_deref(),
+            Some("default")
+        );
+    }
+
+    #[test]
+    fn an_empty_or_non_utf8_x_proxy_value() {
+        let t = table();
+        let header = |v: &[u8]| {
+            let mut h = pingora::http::RequestHeader::build("GET", b"/api/1", None).unwrap();
+            h.insert_header("Host", "x").unwrap();
+            h.insert_header("X-Proxy", http::HeaderValue::from_bytes(v).unwrap())
+                .unwrap();
+            h
+        };
+        // Empty: as if absent (PixlProxy tests the header's truth).
+        let empty = header(b"");
+        assert_eq!(RouteRequest::of(&empty).x_proxy, None);
+        assert_eq!(
+            t.route(&RouteRequest::of(&empty)).map(|p| p.id.to_string()),
+            Some("api".into())
+        );
+        // Not UTF-8: names no pool.
+        let odd = header(b"api\xff");
+        assert_eq!(
+            t.route(&RouteRequest::of(&odd)).map(|p| p.id.to_string()),
+            Some("default".into())
         );
     }
 

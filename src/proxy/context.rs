@@ -3,10 +3,11 @@
 //! accounting).
 
 use crate::admission::Permit;
-use crate::front_end::{ClientFacts, ResponseEncoder};
+use crate::front_end::{ClientFacts, ResponseEncoder, RunningRequest};
 use crate::pool::{Chosen, Pool};
 use crate::stats::SocketEntry;
 use crate::timing::{PerfTimer, Phase};
+use crate::upstream::FirstByteWatch;
 use pingora::{ErrorType, OkOrErr, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,15 @@ pub(crate) struct RequestCtx {
     pub(super) body_received: u64,
     /// Compresses the response body when the client gets it encoded.
     pub(super) encoder: Option<ResponseEncoder>,
+    /// Bodies kept for `http_log_request_details` (only while it is on).
+    pub(super) bodies: Option<Box<crate::event_log::BodyCapture>>,
+    /// Requests pending, running and sockets open on arrival (`http_log_perf` only).
+    pub(super) gauges_at_start: Option<(usize, usize, usize)>,
+    /// The request's place in the front end's request queue (`http_max_concurrent_requests`),
+    /// given back when the context is dropped.
+    pub(super) running: Option<RunningRequest>,
+    /// The current streaming attempt's first-byte deadline (`http_timeout_ms`).
+    pub(super) first_byte: Option<FirstByteWatch>,
 }
 
 impl RequestCtx {

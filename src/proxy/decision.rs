@@ -8,19 +8,23 @@ use super::exchange::{Exchange, ExchangeState};
 use super::{reply, PoolProxy};
 use crate::admission::Refusal;
 use crate::front_end::request_head::http2_authority_fault;
-use crate::front_end::{HeadFault, StaticFiles};
+use crate::front_end::{HeadFault, QueueFull, StaticFiles};
 use crate::pool::RouteRequest;
 use crate::queue::{self, BlindQueue, Intake};
 use crate::stats::Endpoint;
 use crate::timing::PerfTimer;
 use pingora::proxy::Session;
 use pingora::Result;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// What a request is.
 pub(super) enum RequestKind<'a> {
     /// An HTTP/2 request whose authority is missing or malformed (HTTP/1 heads are checked
     /// before Pingora reads them, by the server's front door).
     BadHead(HeadFault),
+    /// The front end's request queue is full (`http_max_queue_length`,
+    /// `http_max_queue_active`): 429.
+    QueueFull(QueueFull),
     /// A plain-HTTP request under `https_force`: 301 to this location.
     Redirect(String),
     /// The stats API or the Prometheus metrics.
@@ -57,6 +61,12 @@ impl PoolProxy {
                 return RequestKind::BadHead(fault);
             }
         }
+        let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        match self.front.request_queue.enter(path).await {
+            Ok(running) => ctx.running = Some(running),
+            Err(full) => return RequestKind::QueueFull(full),
+        }
+        let req = session.req_header();
         if let Some(location) = self.front.https_policy.redirect(req, ctx.client.tls) {
             return RequestKind::Redirect(location);
         }
@@ -100,7 +110,7 @@ impl PoolProxy {
         let req = session.req_header();
         let answer = self
             .stats_api
-            .answer(req, &self.stats, endpoint, ctx.client.ip);
+            .answer(req, &self.stats, endpoint, &ctx.client);
         reply::stats(session, &self.front, ctx.client.tls, answer).await
     }
 
@@ -150,6 +160,34 @@ impl PoolProxy {
         reply::head_fault(session, &self.front, ctx.client.tls, fault).await
     }
 
+    /// 429 from the front end's request queue, logged as pixl-server-web logs it (at most
+    /// one line a second in a flood).
+    pub(super) async fn refuse_queue_full(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        full: QueueFull,
+    ) -> Result<()> {
+        static LAST_LOGGED: AtomicU32 = AtomicU32::new(0);
+        let now = crate::timing::clock::now_sec();
+        if LAST_LOGGED.swap(now, Ordering::AcqRel) != now {
+            let ip = ctx.client.ip.map(|ip| ip.to_string()).unwrap_or_default();
+            let req = session.req_header();
+            let msg = format!("{}, denying request from: {ip}", full.message());
+            let data = serde_json::json!({
+                "ips": ctx.client.chain(&req.headers).texts(),
+                "uri": crate::event_log::redact::text(&req.uri.to_string()),
+                "headers": crate::event_log::headers_json(&req.headers),
+                "pending": full.pending,
+                "active": full.running,
+                "sockets": self.stats.open_connections(),
+            });
+            crate::event_log::error("WebServer", 429, msg, data);
+        }
+        let body = format!("429 Too Many Requests: {}.\n", full.message());
+        reply::text(session, &self.front, ctx.client.tls, 429, body).await
+    }
+
     /// The buffered exchange (or, for an upgrade request, the tunnel), with the context's
     /// attempts, permit and phase timer.
     pub(super) async fn exchange(
@@ -170,6 +208,7 @@ impl PoolProxy {
             tried: &mut ctx.tried,
             permit: &mut ctx.permit,
             perf: ctx.perf.get_or_insert_with(PerfTimer::start),
+            bodies: &mut ctx.bodies,
         };
         match tunnel {
             true => exchange.tunnel(session, state).await,

@@ -28,7 +28,7 @@ pub(super) fn body_for(status: u16) -> &'static str {
     match status {
         400 => "400 Bad Request: the request could not be read.\n",
         404 => "404 Not Found: no pool matches this request.\n",
-        408 => "408 Request Timeout: the client was too slow.\n",
+        408 => "408 Request Timeout: the request was not complete in time.\n",
         413 => "413 Payload Too Large: the request body is larger than http_max_upload_size.\n",
         502 => "502 Bad Gateway: the back end refused, reset or failed the request.\n",
         504 => "504 Gateway Timeout: the back end did not answer in time.\n",

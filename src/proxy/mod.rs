@@ -8,9 +8,10 @@
 //!                          413 · queue · 429 ·
 //!                          buffered exchange or tunnel (exchange/) · streaming (below)
 //! upstream_peer          target choice and peer (pool)
-//! connected_to_upstream  connect phase, metrics
+//! connected_to_upstream  connect phase, metrics, the first-byte deadline (upstream)
 //! request_body_filter    upload limit (front_end), send phase
 //! fail_to_connect        failure accounting (context.rs)
+//! error_while_proxy      a passed first-byte deadline is a timeout, never retried
 //! upstream_request_filter  the pool's header rules (pool)
 //! upstream_response_*    wait and receive phases, the permit given back
 //! response_filter        response rules (pool), global headers and compression (front_end)
@@ -37,13 +38,14 @@ use crate::pool::RouteTable;
 use crate::queue::QueueTable;
 use crate::stats::{StatsApi, StatsHub};
 use crate::timing::{request_header_size, Phase};
+use crate::upstream::FirstByteWatch;
 use async_trait::async_trait;
 use decision::RequestKind;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, Result};
+use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -86,9 +88,12 @@ impl ProxyHttp for PoolProxy {
         if let Some(socket) = &ctx.socket {
             let req = session.req_header();
             let host = req.headers.get(http::header::HOST);
-            socket.begin(&req.method, &req.uri, host, ctx.client.tls, now);
+            let forwarded = ctx.client.chain(&req.headers).named_texts();
+            socket.begin(&req.method, &req.uri, host, ctx.client.tls, now, forwarded);
         }
-        self.front.apply_keep_alive(session);
+        let connection_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        self.front.apply_keep_alive(session, connection_tls);
+        ctx.gauges_at_start = request_end::gauges_for_perf(&self.stats);
         Ok(())
     }
 
@@ -99,6 +104,10 @@ impl ProxyHttp for PoolProxy {
         match self.classify(session, ctx).await {
             RequestKind::Stream => return Ok(false),
             RequestKind::BadHead(fault) => Box::pin(self.refuse_head(session, ctx, fault)).await?,
+            RequestKind::QueueFull(full) => {
+                crate::event_log::maxed_out("the request queue's limit");
+                Box::pin(self.refuse_queue_full(session, ctx, full)).await?
+            }
             RequestKind::Redirect(location) => {
                 Box::pin(reply::redirect(session, &self.front, &location)).await?
             }
@@ -140,21 +149,29 @@ impl ProxyHttp for PoolProxy {
             false => ctx.skip_phase(Phase::Dns),
         }
         ctx.chosen = Some(chosen);
-        pool.peer(&chosen, !session.is_body_empty())
+        let mut peer = pool.peer(&chosen, !session.is_body_empty())?;
+        if let Some(left) = self.front.request_time_left(ctx.arrived) {
+            within(&mut peer, left);
+        }
+        Ok(peer)
     }
 
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
         reused: bool,
-        _peer: &HttpPeer,
-        _fd: std::os::unix::io::RawFd,
+        peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.lap(Phase::Connect);
         if let Some(pool) = &ctx.pool {
             pool.metrics.connected(reused);
+            // Pingora's read timeout is the body's; the time to the header is watched here.
+            let deadline = pool.connect.first_byte_deadline();
+            let addr = peer._address.as_inet().copied();
+            ctx.first_byte = deadline.map(|limit| FirstByteWatch::arm(fd, addr, limit));
         }
         Ok(())
     }
@@ -167,13 +184,50 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let len = body.as_ref().map_or(0, |b| b.len() as u64);
+        if let Some(chunk) = body {
+            crate::event_log::BodyCapture::request(&mut ctx.bodies, chunk);
+        }
         ctx.body_received += len;
         self.front.upload_limit.check(ctx.body_received)?;
         ctx.sent(len);
+        if let Some(watch) = &ctx.first_byte {
+            watch.push_on();
+        }
         if end_of_stream {
             ctx.lap(Phase::Send);
         }
         Ok(())
+    }
+
+    /// Pingora's own policy, except that a passed first-byte deadline is the error (a timeout,
+    /// not the closed connection it caused) and is never retried.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let timed_out = ctx.first_byte.take().filter(|w| w.timed_out());
+        let mut e = match &timed_out {
+            Some(watch) => {
+                let ms = watch.limit().as_millis();
+                let why = format!("no response header within http_timeout_ms ({ms} ms)");
+                Error::because(ErrorType::ReadTimedout, why, e).into_up()
+            }
+            None => e,
+        };
+        e = e.more_context(format!("Peer: {peer}"));
+        let req = session.req_header();
+        let unsafe_to_retry =
+            !req.method.is_idempotent() || session.as_ref().retry_buffer_truncated();
+        if timed_out.is_some() || unsafe_to_retry {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     /// A failed connect is the request's failure: streaming pools have no `retries`.
@@ -208,6 +262,9 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.lap(Phase::Wait);
+        if let Some(watch) = &ctx.first_byte {
+            watch.stop();
+        }
         let status = upstream_response.status.as_u16();
         let bodiless =
             session.req_header().method == http::Method::HEAD || status == 204 || status == 304;
@@ -225,6 +282,9 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
         ctx.received(body.as_ref().map_or(0, |b| b.len() as u64));
+        if let Some(chunk) = body {
+            crate::event_log::BodyCapture::response(&mut ctx.bodies, chunk);
+        }
         // The back end is done: free the permit before the client sees the end of the body.
         if end_of_stream {
             ctx.lap(Phase::Receive);
@@ -271,7 +331,11 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         ctx.release_permit();
-        let status = failure::status_for(e);
+        let status = match self.front.request_timed_out(ctx.arrived) {
+            // `http_request_timeout` passed: the request is aborted with 408, whatever failed.
+            true if session.response_written().is_none() => 408,
+            _ => failure::status_for(e),
+        };
         // The connection is not reused after a failure (the request body may be half read), so
         // the reply must say `Connection: close` or keep-alive clients would reuse a dead socket.
         session.set_keepalive(None);
@@ -292,5 +356,20 @@ impl ProxyHttp for PoolProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         request_end::finish(session, e, ctx, &self.stats, &self.web_log);
+    }
+}
+
+/// Bound the back-end timeouts of `peer` by what is left of `http_request_timeout`, so a slow
+/// back end fails in time for the client to get its 408.
+fn within(peer: &mut HttpPeer, left: std::time::Duration) {
+    let left = left.max(std::time::Duration::from_millis(1));
+    let o = &mut peer.options;
+    for t in [
+        &mut o.connection_timeout,
+        &mut o.total_connection_timeout,
+        &mut o.read_timeout,
+        &mut o.write_timeout,
+    ] {
+        *t = Some(t.map_or(left, |t| t.min(left)));
     }
 }

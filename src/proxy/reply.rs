@@ -29,6 +29,17 @@ pub(super) async fn status(
     send(session, front, tls, status, TEXT, body, &[]).await
 }
 
+/// `status` with a `text/plain` body of poolgate's own.
+pub(super) async fn text(
+    session: &mut Session,
+    front: &FrontEnd,
+    tls: bool,
+    status: u16,
+    body: String,
+) -> Result<()> {
+    send(session, front, tls, status, TEXT, Bytes::from(body), &[]).await
+}
+
 /// A refused request head's status with its reason (`front_end::HeadFault`).
 pub(super) async fn head_fault(
     session: &mut Session,

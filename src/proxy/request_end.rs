@@ -4,6 +4,7 @@
 
 use super::context::RequestCtx;
 use crate::event_log::{self, Transaction, WebLog, WebRequest};
+use crate::front_end::canonical_ip;
 use crate::pool::Pool;
 use crate::stats::StatsHub;
 use pingora::proxy::Session;
@@ -29,6 +30,16 @@ pub(super) fn finish(
     log_transaction(session, e, ctx, status);
     let (bytes_in, bytes_out) = (session.body_bytes_read(), session.body_bytes_sent());
     let (bytes_in, bytes_out) = (bytes_in as u64, bytes_out as u64);
+    let client_gone = e.filter(|e| client_closed(e));
+    // For a socket error: the connection's id in `web.sockets` (else, stats off, its peer
+    // address) and its requests before this one.
+    let socket_before = client_gone.map(|_| match &ctx.socket {
+        Some(s) => (s.label(), s.requests()),
+        None => (
+            session.client_addr().map_or("-".into(), |a| a.to_string()),
+            0,
+        ),
+    });
     if let Some(socket) = &ctx.socket {
         socket.end(bytes_in, bytes_out);
     }
@@ -36,11 +47,41 @@ pub(super) fn finish(
         .arrived
         .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
     hub.web.record_total(total, bytes_out, bytes_in);
-    if web_log.is_on() || hub.recent.is_on() {
+    if web_log.is_on() || hub.recent.is_on() || client_gone.is_some() {
         let req = web_request(session, ctx, status, total, (bytes_in, bytes_out));
-        web_log.record(&req);
+        if let (Some(e), Some((socket, before))) = (client_gone, &socket_before) {
+            event_log::socket_closed(socket, &req, *before, &e.to_string());
+        }
+        let extras = event_log::WebExtras {
+            req_headers: Some(&session.req_header().headers),
+            resp_headers: session.response_written().map(|r| &r.headers),
+            bodies: ctx.bodies.as_deref(),
+            perf: ctx.perf.as_ref(),
+            gauges: ctx.gauges_at_start,
+        };
+        web_log.record_with(&req, &extras);
         hub.recent.record(&req);
     }
+}
+
+/// With `http_log_perf`: the requests waiting in the pools' queues, the back-end requests
+/// running and the open client sockets, as a request arrives (its perf line shows them).
+pub(super) fn gauges_for_perf(hub: &StatsHub) -> Option<(usize, usize, usize)> {
+    event_log::web_options().perf_threshold?;
+    let pools = hub.pools();
+    let pending = pools.iter().map(|p| p.pending()).sum();
+    let running = pools.iter().map(|p| p.executing()).sum();
+    Some((pending, running, hub.open_connections()))
+}
+
+/// Whether the request failed because the client closed its socket (or it broke) mid-request.
+fn client_closed(e: &Error) -> bool {
+    use pingora::{ErrorSource, ErrorType};
+    e.esource() == &ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        )
 }
 
 /// The request as the web server saw it, for `http_log_requests` and `web.recent`.
@@ -65,6 +106,8 @@ fn web_request(
         uri: req.uri.clone(),
         host: header(http::header::HOST),
         ip: ctx.client.ip,
+        peer: ctx.client.peer.map(canonical_ip),
+        forwarded: ctx.client.chain(&req.headers).named_texts(),
         ua: header(http::header::USER_AGENT),
         total,
         bytes_in,

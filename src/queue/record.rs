@@ -43,7 +43,8 @@ pub(super) fn put(req: &QueuedRequest) -> Vec<u8> {
     let mut p = Vec::with_capacity(256 + req.body.inline_len());
     p.extend_from_slice(&req.id.0);
     p.extend_from_slice(&req.enqueued_ms.to_le_bytes());
-    match req.client.ip {
+    // The socket peer: what the back end's `X-Forwarded-For` gets after a restart.
+    match req.client.peer {
         None => p.push(0),
         Some(IpAddr::V4(ip)) => {
             p.push(4);
@@ -228,7 +229,7 @@ fn decode_put(payload: &[u8], spool_dir: &Path) -> Option<QueuedRequest> {
     Some(QueuedRequest {
         id,
         enqueued_ms,
-        client: ClientFacts { ip, tls },
+        client: ClientFacts::direct(ip, tls),
         header,
         framed,
         body,
@@ -254,10 +255,7 @@ mod tests {
         QueuedRequest {
             id: RequestId::new(),
             enqueued_ms: 42,
-            client: ClientFacts {
-                ip: Some("10.1.2.3".parse().unwrap()),
-                tls: true,
-            },
+            client: ClientFacts::direct(Some("10.1.2.3".parse().unwrap()), true),
             header,
             framed: true,
             body: QueuedBody::Inline(Bytes::from_static(body)),

@@ -42,6 +42,7 @@ impl ConnectionLimit {
     }
 
     pub(super) fn note_refused(&self) {
+        crate::event_log::maxed_out("http_max_connections");
         let total = self.refused.fetch_add(1, Ordering::AcqRel) + 1;
         let now = u64::from(crate::timing::clock::now_sec());
         if self.last_logged.swap(now, Ordering::AcqRel) != now {

@@ -3,7 +3,10 @@
 //! open sockets of the stats API, and for HTTP/1 each request head read and checked by
 //! poolgate (`head_reader.rs`, `front_end::request_head`) before Pingora parses it:
 //! `http_max_header_size`, `http_max_request_line`, `http_max_header_count`,
-//! `http_header_timeout`, `http_allow_te_and_cl`, a valid `Host`, a clean target.
+//! `http_header_timeout`, `http_allow_te_and_cl`, a valid `Host`, a clean target; and the
+//! connection's timeouts: `http_timeout` / `https_timeout` for a new connection,
+//! `http_socket_prelim_timeout`, `http_keep_alive_timeout` between requests,
+//! `http_max_requests_per_connection`, and `http_request_timeout`'s backstop.
 //!
 //! A refused head gets poolgate's own answer (status, short `text/plain` body, the global
 //! response headers, `Connection: close`) straight on the socket, is counted and logged, and
@@ -27,8 +30,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How long past `http_request_timeout` a request may still run before its connection is
+/// dropped (the proxy's own 408 comes first).
+const REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// The longest a shutdown waits for keep-alive connections to end by themselves.
 pub(super) const KEEPALIVE_DRAIN: Duration = Duration::from_secs(2);
@@ -121,13 +129,17 @@ impl<A: HttpServerApp + Send + Sync + 'static> FrontDoor<A> {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
         at: Addresses,
-        idle: Option<Duration>,
+        prelim: Option<Instant>,
     ) {
         let front = &self.parts.front;
+        let timeouts = &front.timeouts;
         let mut closing = self.closing.subscribe();
         let mut persistent: Option<HttpPersistentSettings> = None;
+        let mut idle = timeouts.first_request(at.tls);
+        let mut by = prelim;
         loop {
-            let head = match read_head(&mut stream, &front.head_limits, idle, &mut closing).await {
+            let limits = &front.head_limits;
+            let head = match read_head(&mut stream, limits, idle, by, &mut closing).await {
                 HeadRead::Ready(head) => head,
                 HeadRead::Closed => return,
                 HeadRead::Refused {
@@ -148,20 +160,40 @@ impl<A: HttpServerApp + Send + Sync + 'static> FrontDoor<A> {
                     // keep-alive policy to each request.
                     let keep = (!*shutdown.borrow()).then_some(60);
                     session.set_keepalive(keep);
-                    let limit = self
-                        .inner
-                        .server_options()
-                        .and_then(|o| o.keepalive_request_limit);
-                    session.set_keepalive_reuses_remaining(limit);
+                    // The last of `http_max_requests_per_connection` is answered with
+                    // `Connection: close` (Pingora counts the reuses after the first).
+                    let max = timeouts.max_requests_per_connection;
+                    session.set_keepalive_reuses_remaining((max > 0).then(|| max - 1));
                 }
             }
             session.set_pipelined_prefix(head);
-            let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+            let served = self.inner.process_new_http(session, shutdown);
+            let reused = match timeouts.request {
+                // `http_request_timeout`: the proxy answers 408 while it can; this is the
+                // backstop for a request still running a moment later (its answer already
+                // under way, or a client trickling its body): the connection is dropped.
+                Some(limit) => match tokio::time::timeout(limit + REQUEST_GRACE, served).await {
+                    Ok(reused) => reused,
+                    Err(_) => {
+                        log::warn!(
+                            "http_request_timeout ({} s) passed: closed the connection of {}",
+                            limit.as_secs(),
+                            at.peer
+                                .map_or("an unknown client".into(), |p| p.ip().to_string())
+                        );
+                        return;
+                    }
+                },
+                None => served.await,
+            };
+            let Some(reused) = reused else {
                 return;
             };
             let (next, settings) = reused.consume();
             stream = next;
             persistent = settings;
+            idle = timeouts.between_requests(at.tls);
+            by = None;
         }
     }
 
@@ -196,6 +228,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> FrontDoor<A> {
                 uri: target_of(line),
                 host: None,
                 ip: at.peer.map(|p| p.ip()),
+                peer: at.peer.map(|p| p.ip()),
+                forwarded: Vec::new(),
                 ua: None,
                 total: waited,
                 bytes_in,
@@ -245,11 +279,15 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for FrontDoor<A> {
             port,
             tls: stream.get_ssl_digest().is_some(),
         };
-        let idle_sec = self.parts.front.idle_timeout_sec;
-        let idle = (idle_sec > 0).then(|| Duration::from_secs(idle_sec));
+        let timeouts = &self.parts.front.timeouts;
+        let prelim = timeouts.prelim.map(|p| Instant::now() + p);
+        let wait = match (timeouts.first_request(at.tls), timeouts.prelim) {
+            (Some(idle), Some(prelim)) => Some(idle.min(prelim)),
+            (idle, prelim) => idle.or(prelim),
+        };
         // The slot spans the whole life of the connection, every request on it included.
-        match self.protocol(&mut stream, idle).await? {
-            Protocol::Http1 => self.serve_http1(stream, shutdown, at, idle).await,
+        match self.protocol(&mut stream, wait).await? {
+            Protocol::Http1 => self.serve_http1(stream, shutdown, at, prelim).await,
             Protocol::Other => {
                 let mut next = ServerApp::process_new(&self.inner, stream, shutdown).await;
                 while let Some(stream) = next {

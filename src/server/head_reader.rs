@@ -1,5 +1,7 @@
 //! Reading one HTTP/1 request head off a client socket, within its bounds: the idle wait for
-//! its first byte (`WebServer.http_timeout`, as between keep-alive requests), then
+//! its first byte (`WebServer.http_timeout` or `https_timeout` on a new connection,
+//! `http_keep_alive_timeout` between keep-alive requests, and `http_socket_prelim_timeout`
+//! for a new connection's whole first head), then
 //! `http_header_timeout` from that byte to the head's end, whatever the pace of the bytes in
 //! between (a client dripping one byte a second is cut off when the deadline passes), and the
 //! size limits checked as bytes arrive. The complete head is checked strictly before Pingora
@@ -33,11 +35,14 @@ pub(super) enum HeadRead {
 }
 
 /// Read the next request head from `stream`. `idle`: how long to wait for its first byte
-/// (`None` = no limit); `closing` turns true when the server stops serving idle connections.
+/// (`None` = no limit); `by`: when the whole head must have arrived or the connection is
+/// closed without an answer (`http_socket_prelim_timeout`); `closing` turns true when the
+/// server stops serving idle connections.
 pub(super) async fn read_head(
     stream: &mut Stream,
     limits: &HeadLimits,
     idle: Option<Duration>,
+    by: Option<Instant>,
     closing: &mut watch::Receiver<bool>,
 ) -> HeadRead {
     let mut buf = BytesMut::new();
@@ -52,6 +57,12 @@ pub(super) async fn read_head(
             Some((_, Some(deadline))) => Some(deadline),
             _ => idle.map(|i| Instant::now() + i),
         };
+        // The preliminary deadline closes silently, whatever else is waited for.
+        let (until, silent) = match (until, by) {
+            (Some(u), Some(b)) if b <= u => (Some(b), true),
+            (None, Some(b)) => (Some(b), true),
+            (u, _) => (u, false),
+        };
         let read = async {
             match until {
                 Some(at) => tokio::time::timeout_at(at, stream.read_buf(&mut buf)).await,
@@ -64,6 +75,7 @@ pub(super) async fn read_head(
             _ = closing.wait_for(|c| *c) => return HeadRead::Closed,
         };
         match (outcome, since) {
+            (Err(_), _) if silent => return HeadRead::Closed,
             (Err(_), Some((first, _))) => {
                 return HeadRead::Refused {
                     fault: HeadFault::HeadTimeout,

@@ -24,7 +24,7 @@ pub(crate) use privileges::{identity, Identity, IdentityError};
 pub(crate) use settings::{ListenerSettings, PoolEntry, ProcessSettings, Settings, TlsListener};
 
 use crate::event_log::{self, EventLogSettings, WebLog};
-use crate::front_end::FrontEnd;
+use crate::front_end::{FrontEnd, RequestQueue};
 use crate::pool::{Pool, RouteTable};
 use crate::proxy::PoolProxy;
 use crate::queue::{BlindQueue, QueueSender, QueueTable};
@@ -109,6 +109,7 @@ pub(crate) fn run(
         debug_level: process.debug_level,
         echo,
         secrets: settings.secrets.clone(),
+        options: settings.logging.clone(),
     };
     event_log::start(log).map_err(|source| StartError::EventLog {
         path: process.log_path.clone(),
@@ -165,9 +166,14 @@ fn listen<A: ServerApp + Send + Sync + 'static>(
 ) -> Result<Service<A>, StartError> {
     let mut service = Service::new("poolgate".to_string(), app);
     service.add_tcp(&listeners.http_addr);
+    for addr in &listeners.http_alt_addrs {
+        service.add_tcp(addr);
+    }
     if let Some(https) = &listeners.https {
-        let settings = tls::tls_settings(https)?;
-        service.add_tls_with_settings(&https.addr, None, settings);
+        for addr in std::iter::once(&https.addr).chain(&https.alt_addrs) {
+            let settings = tls::tls_settings(https)?;
+            service.add_tls_with_settings(addr, None, settings);
+        }
     }
     Ok(service)
 }
@@ -257,6 +263,7 @@ fn stats_hub(
     listeners: &ListenerSettings,
     connections: Arc<ConnectionLimit>,
     sockets: Arc<SocketTable>,
+    request_queue: Arc<RequestQueue>,
 ) -> StatsHub {
     let figures = pools
         .iter()
@@ -283,6 +290,7 @@ fn stats_hub(
         sockets,
         connections,
         ip,
+        request_queue,
     )
 }
 
@@ -339,6 +347,7 @@ fn build(s: Settings, upgrade: bool) -> Result<Server, StartError> {
         server.add_service(background_service("privileges", drop));
     }
     let sockets = Arc::new(SocketTable::default());
+    let front = Arc::new(FrontEnd::new(front_end));
     let hub = Arc::new(stats_hub(
         &pools,
         &queues,
@@ -346,9 +355,11 @@ fn build(s: Settings, upgrade: bool) -> Result<Server, StartError> {
         &listeners,
         connections.clone(),
         sockets.clone(),
+        front.request_queue.clone(),
     ));
     server.add_service(background_service("stats", StatsTicker(hub.clone())));
-    let front = Arc::new(FrontEnd::new(front_end));
+    let dumped = hub.clone();
+    event_log::dump_source(move || dumped.document());
     let web_log = Arc::new(WebLog::new(request_log));
     let app = PoolProxy {
         front: front.clone(),

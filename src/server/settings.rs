@@ -23,6 +23,8 @@ pub(crate) struct Settings {
     pub(crate) request_log: Option<Regex>,
     /// Values never logged in the clear (stats API tokens, back-end credentials).
     pub(crate) secrets: Vec<String>,
+    /// pixl-server's event-log keys (`log_columns`, `log_filters`, `log_crashes`, ...).
+    pub(crate) logging: crate::event_log::LogOptions,
 }
 
 /// A pool and, with `use_queue`, its blind queue.
@@ -52,6 +54,11 @@ pub(crate) struct ProcessSettings {
     pub(crate) nice: i32,
     /// `demo_origin_port`; 0 = off.
     pub(crate) demo_origin_port: u16,
+    /// pixl-server's `debug`: `start` runs in the foreground instead of detaching.
+    pub(crate) foreground: bool,
+    /// pixl-server's `stdout` / `stderr`: where `start`'s detached process writes them.
+    pub(crate) stdout: Option<PathBuf>,
+    pub(crate) stderr: Option<PathBuf>,
 }
 
 impl ProcessSettings {
@@ -68,6 +75,8 @@ impl ProcessSettings {
 pub(crate) struct ListenerSettings {
     /// `ip:port` of the plain HTTP listener.
     pub(crate) http_addr: String,
+    /// `http_alt_ports`: more plain HTTP listeners, served alike.
+    pub(crate) http_alt_addrs: Vec<String>,
     pub(crate) https: Option<TlsListener>,
     /// `http_max_connections`: open client connections allowed at once; 0 = no limit.
     pub(crate) max_connections: usize,
@@ -79,7 +88,11 @@ impl ListenerSettings {
     /// Every listen address (a reload cannot change them).
     pub(crate) fn addrs(&self) -> Vec<String> {
         let mut addrs = vec![self.http_addr.clone()];
-        addrs.extend(self.https.as_ref().map(|t| t.addr.clone()));
+        addrs.extend(self.http_alt_addrs.iter().cloned());
+        if let Some(tls) = &self.https {
+            addrs.push(tls.addr.clone());
+            addrs.extend(tls.alt_addrs.iter().cloned());
+        }
         addrs
     }
 }
@@ -88,8 +101,12 @@ impl ListenerSettings {
 #[derive(Debug, Clone)]
 pub(crate) struct TlsListener {
     pub(crate) addr: String,
+    /// `https_alt_ports`: more HTTPS listeners with the same certificates.
+    pub(crate) alt_addrs: Vec<String>,
     pub(crate) cert_file: String,
     pub(crate) key_file: String,
+    /// `https_ca_file`: the chain sent after `cert_file`'s certificates; empty = none.
+    pub(crate) ca_file: String,
     /// `https_sni_certs`: (server name or `*.domain`, cert file, key file).
     pub(crate) sni: Vec<(String, String, String)>,
     /// `https_http2`: offer HTTP/2 by ALPN.

@@ -1,4 +1,5 @@
-//! The HTTPS listener's certificates: `https_cert_file`/`https_key_file` for every name, plus
+//! The HTTPS listener's certificates: `https_cert_file`/`https_key_file` (with the chain of
+//! `https_ca_file`) for every name, plus
 //! `https_sni_certs` chosen by the name the client asks for (SNI), exact names before
 //! `*.domain` wildcards. Loaded once at start, so a bad file stops the start with its name
 //! (Pingora's own loader would panic inside the listener instead).
@@ -30,14 +31,19 @@ struct SniCertificates {
 impl SniCertificates {
     /// Load every certificate of the listener.
     fn load(listener: &TlsListener) -> Result<Self, CertificateError> {
-        let default =
-            load_pair(&listener.cert_file, &listener.key_file).map_err(|why| CertificateError {
-                key: "WebServer.https_cert_file / https_key_file".into(),
+        let chain = (!listener.ca_file.is_empty()).then_some(listener.ca_file.as_str());
+        let default = load_pair(&listener.cert_file, &listener.key_file, chain).map_err(|why| {
+            CertificateError {
+                key: match why.starts_with("chain") {
+                    true => "WebServer.https_ca_file".into(),
+                    false => "WebServer.https_cert_file / https_key_file".into(),
+                },
                 why,
-            })?;
+            }
+        })?;
         let mut by_name = HashMap::new();
         for (name, cert_file, key_file) in &listener.sni {
-            let key = load_pair(cert_file, key_file).map_err(|why| CertificateError {
+            let key = load_pair(cert_file, key_file, None).map_err(|why| CertificateError {
                 key: format!("WebServer.https_sni_certs.{name}"),
                 why,
             })?;
@@ -86,13 +92,27 @@ pub(super) fn tls_settings(listener: &TlsListener) -> Result<TlsSettings, Certif
     Ok(settings)
 }
 
-fn load_pair(cert_file: &str, key_file: &str) -> Result<CertifiedKey, String> {
+/// A certificate chain and its key; `chain_file` (`https_ca_file`) adds the intermediate
+/// certificates sent after the certificate's own file.
+fn load_pair(
+    cert_file: &str,
+    key_file: &str,
+    chain_file: Option<&str>,
+) -> Result<CertifiedKey, String> {
     pingora::tls::install_default_crypto_provider();
-    let (certs, key) = pingora::tls::load_certs_and_key_files(cert_file, key_file)
+    let (mut certs, key) = pingora::tls::load_certs_and_key_files(cert_file, key_file)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {
             format!("no certificate in `{cert_file}` or no private key in `{key_file}`")
         })?;
+    if let Some(chain_file) = chain_file {
+        // Pingora reads certificates only together with a key: the listener's own key file
+        // is given and its key ignored.
+        let (chain, _) = pingora::tls::load_certs_and_key_files(chain_file, key_file)
+            .map_err(|e| format!("chain `{chain_file}`: {e}"))?
+            .ok_or_else(|| format!("chain: no certificate in `{chain_file}`"))?;
+        certs.extend(chain);
+    }
     let provider = CryptoProvider::get_default()
         .ok_or_else(|| "no TLS crypto provider installed".to_string())?;
     let signing_key = provider
@@ -123,6 +143,8 @@ mod tests {
         let (wc, wk) = write_cert(dir.path(), "w.b.test");
         let listener = TlsListener {
             addr: "127.0.0.1:0".into(),
+            alt_addrs: Vec::new(),
+            ca_file: String::new(),
             http2: true,
             cert_file: dc,
             key_file: dk,
@@ -148,6 +170,8 @@ mod tests {
         let (dc, dk) = write_cert(dir.path(), "default.test");
         let listener = TlsListener {
             addr: "127.0.0.1:0".into(),
+            alt_addrs: Vec::new(),
+            ca_file: String::new(),
             http2: true,
             cert_file: dc,
             key_file: dk.clone(),

@@ -1,7 +1,12 @@
 //! Access control lists (pixl-server-web's `http_default_acl`): addresses and CIDR blocks,
 //! IPv4 and IPv6, matched with `ipnet`. An IPv4-mapped IPv6 client (`::ffff:10.1.2.3`) is
 //! matched as IPv4, and so is a mapped entry.
+//!
+//! A request passes only if every address of its chain does (pixl-server-web's `checkAll`
+//! of `args.ips`): each address a proxy header names, and the socket peer. An entry that is
+//! not an address fails, as it does in pixl-server-web.
 
+use crate::front_end::{canonical_ip as canonical, Chain};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -27,12 +32,10 @@ impl Acl {
         let ip = canonical(ip);
         self.0.iter().any(|net| net.contains(&ip))
     }
-}
 
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+    /// Whether every address of the request's chain is in the ACL.
+    pub(crate) fn allows_chain(&self, chain: &Chain<'_>) -> bool {
+        chain.all(|ip| ip.is_some_and(|ip| self.allows(ip)))
     }
 }
 
@@ -71,6 +74,27 @@ mod tests {
         for no in ["127.0.0.2", "11.0.0.1", "172.32.0.1", "fe00::1", "8.8.8.8"] {
             assert!(!a.allows(no.parse().unwrap()), "{no}");
         }
+    }
+
+    #[test]
+    fn a_chain_passes_only_when_every_address_is_in_the_acl() {
+        let a = acl(&["127.0.0.1", "10.0.0.0/8"]);
+        let peer = Some("127.0.0.1".parse().unwrap());
+        let chain_of = |xff: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-forwarded-for", xff.parse().unwrap());
+            h
+        };
+        let inside = chain_of("10.1.1.1, 10.2.2.2");
+        assert!(a.allows_chain(&Chain::new(&inside, peer)));
+        let outside = chain_of("10.1.1.1, 8.8.8.8");
+        assert!(!a.allows_chain(&Chain::new(&outside, peer)));
+        let garbage = chain_of("10.1.1.1, unknown");
+        assert!(!a.allows_chain(&Chain::new(&garbage, peer)));
+        let none = http::HeaderMap::new();
+        assert!(a.allows_chain(&Chain::new(&none, peer)));
+        assert!(!a.allows_chain(&Chain::new(&none, "8.8.8.8".parse().ok())));
+        assert!(!a.allows_chain(&Chain::new(&none, None)));
     }
 
     #[test]

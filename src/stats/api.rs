@@ -1,16 +1,17 @@
 //! PixlProxy's JSON stats API (`stats_uri_match`, `?pretty=1`) and poolgate's Prometheus
-//! endpoint (`metrics_uri`) on the main port. Both are private: the client's address must be
+//! endpoint (`metrics_uri`) on the main port. Both are private: every address of the
+//! client's chain (the proxy headers' and the socket's, see `front_end::ClientFacts`) must be
 //! in `http_default_acl`, or the request must carry one of the stats API tokens as
 //! `Authorization: Bearer <token>` (so the stats can be read from outside the ACL). Anything
 //! else gets 403. `?html=1` serves a live page that draws the figures.
 
 use super::acl::Acl;
 use super::hub::StatsHub;
+use crate::front_end::ClientFacts;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use regex::Regex;
 use serde_json::json;
-use std::net::IpAddr;
 
 /// The stats endpoints as configured: validated values.
 #[derive(Debug, Default)]
@@ -75,7 +76,7 @@ impl StatsApi {
             .map(|_| Endpoint::Stats)
     }
 
-    fn allows(&self, req: &RequestHeader, ip: Option<IpAddr>) -> bool {
+    fn allows(&self, req: &RequestHeader, client: &ClientFacts) -> bool {
         let bearer = req
             .headers
             .get(http::header::AUTHORIZATION)
@@ -83,16 +84,16 @@ impl StatsApi {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let token_ok = bearer.is_some_and(|b| self.tokens.iter().any(|t| same(t, b)));
-        token_ok || ip.is_some_and(|ip| self.acl.allows(ip))
+        token_ok || self.acl.allows_chain(&client.chain(&req.headers))
     }
 
-    /// The answer to a request for `endpoint` from `ip`.
+    /// The answer to a request for `endpoint` from `client`.
     pub(crate) fn answer(
         &self,
         req: &RequestHeader,
         hub: &StatsHub,
         endpoint: Endpoint,
-        ip: Option<IpAddr>,
+        client: &ClientFacts,
     ) -> StatsAnswer {
         let query = req.uri.query().unwrap_or("");
         let flag = |name: &str| query.split('&').any(|kv| kv == name);
@@ -103,9 +104,12 @@ impl StatsApi {
             page.page = true;
             return page;
         }
-        if !self.allows(req, ip) {
-            let who = ip.map_or("unknown".into(), |ip| ip.to_string());
-            log::warn!("stats: refused {who}: not in http_default_acl and no valid token");
+        if !self.allows(req, client) {
+            let who = client.ip.map_or("unknown".into(), |ip| ip.to_string());
+            let ips = client.chain(&req.headers).texts().join(", ");
+            log::warn!(
+                "stats: refused {who} (ips: {ips}): not in http_default_acl and no valid token"
+            );
             let body = json!({"code": 403, "description": "Forbidden: not in http_default_acl and no valid token."});
             return StatsAnswer::new(403, JSON, body.to_string());
         }
@@ -172,12 +176,33 @@ mod tests {
     #[test]
     fn acl_or_token_opens_the_api() {
         let a = api();
-        let inside = Some("10.1.1.1".parse().unwrap());
-        let outside = Some("8.8.8.8".parse().unwrap());
+        let inside = &ClientFacts::direct(Some("10.1.1.1".parse().unwrap()), false);
+        let outside = &ClientFacts::direct(Some("8.8.8.8".parse().unwrap()), false);
         assert!(a.allows(&req("/proxy-stats", None), inside));
         assert!(!a.allows(&req("/proxy-stats", None), outside));
         assert!(a.allows(&req("/proxy-stats", Some("Bearer s3cret")), outside));
         assert!(!a.allows(&req("/proxy-stats", Some("Bearer s3cre")), outside));
         assert!(!a.allows(&req("/proxy-stats", Some("Basic s3cret")), outside));
+    }
+
+    #[test]
+    fn every_address_of_the_chain_must_be_in_the_acl() {
+        let a = api();
+        let peer = &ClientFacts {
+            forwarded: true,
+            ..ClientFacts::direct(Some("10.9.9.9".parse().unwrap()), false)
+        };
+        let mut r = req("/proxy-stats", None);
+        r.insert_header("X-Forwarded-For", "10.1.1.1, 10.2.2.2")
+            .unwrap();
+        assert!(a.allows(&r, peer));
+        r.insert_header("X-Forwarded-For", "10.1.1.1, 8.8.8.8")
+            .unwrap();
+        assert!(!a.allows(&r, peer));
+        r.insert_header("Authorization", "Bearer s3cret").unwrap();
+        assert!(a.allows(&r, peer));
+        let mut r = req("/proxy-stats", None);
+        r.insert_header("X-Real-IP", "8.8.8.8").unwrap();
+        assert!(!a.allows(&r, peer));
     }
 }

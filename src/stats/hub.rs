@@ -10,6 +10,7 @@ use super::report::{Gauges, PhaseSummary};
 use super::second::PoolStats;
 use super::sockets::SocketTable;
 use crate::event_log;
+use crate::front_end::RequestQueue;
 use crate::timing::clock;
 use crate::timing::ms_rounded;
 use async_trait::async_trait;
@@ -64,6 +65,8 @@ pub(crate) struct StatsHub {
     /// Requests refused at the front door (`web.refused`).
     pub(crate) refused: RefusedRequests,
     connections: Arc<dyn ConnectionGauge>,
+    /// The front end's request queue (`web.queue`).
+    request_queue: Arc<RequestQueue>,
     /// `cpu_pct` of the last full second, as `f64` bits.
     cpu_pct: AtomicU64,
     hostname: String,
@@ -79,6 +82,7 @@ impl StatsHub {
         sockets: Arc<SocketTable>,
         connections: Arc<dyn ConnectionGauge>,
         ip: String,
+        request_queue: Arc<RequestQueue>,
     ) -> Self {
         StatsHub {
             pools,
@@ -87,6 +91,7 @@ impl StatsHub {
             sockets,
             refused: RefusedRequests::default(),
             connections,
+            request_queue,
             cpu_pct: AtomicU64::new(0f64.to_bits()),
             hostname: event_log::hostname(),
             ip,
@@ -153,6 +158,10 @@ impl StatsHub {
                 "sockets": self.sockets.to_json(),
                 "recent": self.recent.to_json(),
                 "refused": self.refused.to_json(),
+                "queue": {
+                    "pending": self.request_queue.pending(),
+                    "running": self.request_queue.running(),
+                },
             },
         })
     }

@@ -1,11 +1,13 @@
 //! The stats API's `web.sockets`: every open client connection with its state (`idle` or
-//! `processing`), address, request count and bytes, and the request in progress.
+//! `processing`), address, request count and bytes, and the request in progress with its
+//! client addresses (`ips`: the proxy headers', then the socket's; `front_end::ClientFacts`).
 //!
 //! Connections are registered by the server's connection wrapper (`server/connection_limit.rs`) for their
 //! whole life and found by the client's address when a request starts; the table is split in
 //! shards behind read-write locks, so a request takes one shard's read lock once.
 
 use crate::event_log::redact;
+use crate::front_end::canonical_ip;
 use http::{HeaderValue, Method, Uri};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -22,6 +24,8 @@ struct Current {
     uri: Uri,
     host: Option<HeaderValue>,
     since: Instant,
+    /// The addresses the request's proxy headers named (empty without them).
+    forwarded: Vec<String>,
 }
 
 pub(crate) struct SocketEntry {
@@ -44,6 +48,7 @@ impl SocketEntry {
         host: Option<&HeaderValue>,
         tls: bool,
         since: Instant,
+        forwarded: Vec<String>,
     ) {
         self.tls.store(tls, Ordering::Relaxed);
         if let Ok(mut current) = self.current.lock() {
@@ -52,8 +57,19 @@ impl SocketEntry {
                 uri: uri.clone(),
                 host: host.cloned(),
                 since,
+                forwarded,
             });
         }
+    }
+
+    /// The connection's id in `web.sockets` (`c<N>`).
+    pub(crate) fn label(&self) -> String {
+        format!("c{}", self.id)
+    }
+
+    /// Requests finished on this connection.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// The request finished.
@@ -98,7 +114,9 @@ impl SocketEntry {
             self.bytes_out.load(Ordering::Relaxed).into(),
         );
         if let Some(c) = busy {
-            out.insert("ips".into(), json!([ip]));
+            let mut ips = c.forwarded.clone();
+            ips.push(canonical_ip(self.peer.ip()).to_string());
+            out.insert("ips".into(), json!(ips));
             out.insert("method".into(), c.method.as_str().into());
             let uri = c.uri.path_and_query().map_or("/", |pq| pq.as_str());
             out.insert("uri".into(), redact::text(uri).into());
@@ -192,10 +210,13 @@ mod tests {
             None,
             false,
             Instant::now(),
+            vec!["203.0.113.7".into()],
         );
         let json = table.to_json();
         assert_eq!(json["c1"]["state"], "processing");
         assert_eq!(json["c1"]["uri"], "/x?y=1");
+        assert_eq!(json["c1"]["ip"], "127.0.0.1");
+        assert_eq!(json["c1"]["ips"], json!(["203.0.113.7", "127.0.0.1"]));
         entry.end(10, 20);
         let json = table.to_json();
         assert_eq!(json["c1"]["state"], "idle");

@@ -3,10 +3,18 @@
 //! every attempt through here, so both choose the target, build the peer, strip hop-by-hop
 //! headers, apply the pool's header rules for the target chosen, re-frame the body, connect,
 //! set the timeouts, write, and read the answer's header the same way. What they do around
-//! it (retry loops, redirects, delivery to the client or draining) is their own.
+//! it (retry loops, redirects, delivery to the client or draining) is their own. The pool's
+//! `http_timeout_ms` bounds the wait for the whole response header (after the request went
+//! out), `http_body_timeout_ms` each read of the body after it. Also owns the streaming path's
+//! first-byte deadline (`first_byte.rs`), which Pingora's proxy cannot keep apart from the
+//! body's read timeout.
 //!
 //! Uses `pool` (targets, peers, rules), `front_end` (client facts, the upload limit) and
 //! `timing`.
+
+mod first_byte;
+
+pub(crate) use first_byte::FirstByteWatch;
 
 use crate::front_end::{ClientFacts, UploadLimit};
 use crate::pool::{strip_hop_by_hop, HopUrl, Pool, Target, TargetResolver, BACKEND_IDLE_TIMEOUT};
@@ -21,6 +29,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, OrErr, Result};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 /// Informational (1xx) responses skipped before giving up on a back end.
@@ -164,8 +173,9 @@ pub(crate) async fn attempt(
         .await
         .map_err(|e| Failure::upstream(e, true, Some(addr)))?;
     perf.lap(Phase::Connect);
-    up.set_read_timeout(pool.connect.ttfb_timeout);
+    up.set_read_timeout(pool.connect.header_read_timeout());
     up.set_write_timeout(pool.connect.ttfb_timeout);
+    let ttfb = pool.connect.ttfb_timeout;
     let stale = |error: Box<Error>| Failure::Upstream {
         error: error.into_up(),
         resendable: true,
@@ -181,7 +191,7 @@ pub(crate) async fn attempt(
         Ok(sent) => {
             perf.bytes_sent += sent;
             perf.lap(Phase::Send);
-            read_answer_header(&mut up)
+            read_answer_header(&mut up, ttfb)
                 .await
                 .map_err(|e| Failure::Upstream {
                     error: e.into_up(),
@@ -192,13 +202,17 @@ pub(crate) async fn attempt(
         }
         Err(failure) => {
             // A back end may answer early (413, 500...) and stop reading: its answer wins.
-            if matches!(failure, Failure::Client(_)) || read_answer_header(&mut up).await.is_err() {
+            if matches!(failure, Failure::Client(_))
+                || read_answer_header(&mut up, ttfb).await.is_err()
+            {
                 return Err(failure);
             }
             reusable = false;
         }
     }
     perf.lap(Phase::Wait);
+    // From here on, only the gaps in the body are bounded (a tunnel's silence too).
+    up.set_read_timeout(pool.connect.body_timeout);
     let status = up.response_header().map_or(0, |r| r.status.as_u16());
     Ok(Answer {
         session: up,
@@ -346,8 +360,25 @@ async fn send_file(up: &mut ClientSession, path: &Path) -> Result<u64> {
     }
 }
 
-/// Read the response header, skipping informational (1xx) ones.
-async fn read_answer_header(up: &mut ClientSession) -> Result<()> {
+/// Read the response header, skipping informational (1xx) ones, within `limit`
+/// (`http_timeout_ms`) however the back end paces it.
+async fn read_answer_header(up: &mut ClientSession, limit: Option<Duration>) -> Result<()> {
+    let Some(limit) = limit else {
+        return read_final_header(up).await;
+    };
+    match tokio::time::timeout(limit, read_final_header(up)).await {
+        Ok(read) => read,
+        Err(_) => Err(Error::explain(
+            ErrorType::ReadTimedout,
+            format!(
+                "no response header within http_timeout_ms ({} ms)",
+                limit.as_millis()
+            ),
+        )),
+    }
+}
+
+async fn read_final_header(up: &mut ClientSession) -> Result<()> {
     for _ in 0..MAX_INFORMATIONAL {
         up.read_response_header().await?;
         let status = up.response_header().map_or(0, |r| r.status.as_u16());

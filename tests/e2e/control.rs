@@ -330,3 +330,41 @@ async fn uid_gid_and_nice_are_applied_after_binding() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("uid: no user `no-such-user-here`"), "{out}");
 }
+
+#[tokio::test]
+async fn start_sends_the_detached_process_output_to_stdout_and_stderr_files() {
+    let o = origin::http();
+    let svc = Service::new(o.port());
+    let out_file = svc.dir.path().join("out/poolgate.out");
+    let err_file = svc.dir.path().join("err/poolgate.err");
+    let text = std::fs::read_to_string(&svc.config).expect("config");
+    let extra = format!(
+        "stdout: {}\nstderr: {}\necho: true\n",
+        out_file.display(),
+        err_file.display()
+    );
+    std::fs::write(&svc.config, extra + &text).expect("config");
+    let (code, out) = svc.run("start");
+    assert_eq!(code, 0, "{out}");
+    let resp = reqwest::get(format!("http://127.0.0.1:{}/x", svc.port)).await;
+    assert_eq!(resp.expect("proxy answers").status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut err = String::new();
+    while !err.contains("serving with config") && std::time::Instant::now() < deadline {
+        err = std::fs::read_to_string(&err_file).unwrap_or_default();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(err.contains("serving with config"), "stderr file: {err}");
+    assert!(out_file.exists(), "the stdout file is created");
+    let echoed = std::fs::read_to_string(&out_file).unwrap_or_default();
+    assert!(
+        !echoed.contains("Starting Up"),
+        "a detached process does not echo: {echoed}"
+    );
+    assert!(
+        !svc.dir.path().join("logs/poolgate.stderr.log").exists(),
+        "stderr went to the configured file"
+    );
+    let (code, out) = svc.run("stop");
+    assert_eq!(code, 0, "{out}");
+}

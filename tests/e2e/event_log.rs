@@ -1,10 +1,8 @@
 //! The PixlProxy-format event log: columns, startup lines, debug-level filtering, credentials
 //! kept out, reopening after logrotate, `--echo`.
 
-use crate::harness::{bin, client, Poolgate};
+use crate::harness::{client, Poolgate};
 use crate::origin;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn logged_config(port: u16, debug_level: u8) -> String {
@@ -82,34 +80,7 @@ async fn the_file_is_reopened_after_sigusr1_for_logrotate() {
 
 #[test]
 fn echo_prints_event_lines_to_standard_output() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = crate::harness::free_port();
-    let config = dir.path().join("c.yaml");
-    let text = format!(
-        "log_dir: {}\nWebServer: {{http_port: {port}, http_bind_address: 127.0.0.1}}\n",
-        dir.path().display()
-    );
-    std::fs::write(&config, text).expect("config");
-    let mut child = Command::new(bin())
-        .args(["serve", "--echo", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let first = std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        line
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !first.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let line = first.join().expect("reader");
+    let line = crate::logging::first_stdout_line(&["serve", "--echo"], "");
     assert!(is_pixl_line(line.trim_end()), "{line}");
     assert!(line.contains("Starting Up"), "{line}");
 }

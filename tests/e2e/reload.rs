@@ -182,3 +182,45 @@ fn a_listener_change_needs_a_restart_and_reload_says_so() {
     let (code, out) = run_cli(&["stop", "--config", &config_arg], &[], None);
     assert_eq!(code, 0, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alt_port_is_taken_over_by_a_reload_like_the_main_port() {
+    let o = origin::http();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, alt) = (free_port(), free_port());
+    let config = dir.path().join("config.yaml");
+    let text = |generation| {
+        config_text(dir.path(), port, o.port(), generation).replace(
+            "http_bind_address: 127.0.0.1}",
+            &format!("http_bind_address: 127.0.0.1, http_alt_ports: [{alt}]}}"),
+        )
+    };
+    std::fs::write(&config, text(1)).expect("config");
+    let config_arg = config.display().to_string();
+    let (code, out) = run_cli(&["start", "--config", &config_arg], &[], None);
+    assert_eq!(code, 0, "{out}");
+    let cleanup = Cleanup(Mutex::new(pid_of(dir.path()).into_iter().collect()));
+    let generation = |port: u16| async move {
+        let url = format!("http://127.0.0.1:{port}/gen");
+        let resp = reqwest::get(&url).await.expect("request");
+        let desc: serde_json::Value = resp.json().await.expect("json");
+        desc["headers"]["x-generation"].as_str().map(String::from)
+    };
+    assert_eq!(generation(alt).await.as_deref(), Some("1"));
+    std::fs::write(&config, text(2)).expect("config");
+    let (code, out) = run_cli(&["reload", "--config", &config_arg], &[], None);
+    assert_eq!(code, 0, "{out}");
+    cleanup.0.lock().expect("pids").extend(pid_of(dir.path()));
+    // The old process finishes what it had accepted; new connections soon reach the new one.
+    for p in [port, alt] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut seen = generation(p).await;
+        while seen.as_deref() != Some("2") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            seen = generation(p).await;
+        }
+        assert_eq!(seen.as_deref(), Some("2"), "port {p}");
+    }
+    let (code, out) = run_cli(&["stop", "--config", &config_arg], &[], None);
+    assert_eq!(code, 0, "{out}");
+}

@@ -167,22 +167,27 @@ async fn follow_redirects_true_is_accepted_and_loops_are_cut() {
 }
 
 #[tokio::test]
-async fn see_other_becomes_get_and_307_keeps_method_and_body() {
+async fn a_303_goes_to_the_client_as_it_is_and_307_keeps_method_and_body() {
     let o = origin::http();
     let pg = Poolgate::start(&pool(o.port(), "follow_redirects: 2"));
     let c = client();
-    let desc = described(
-        c.post(pg.url("/goto/303"))
+    for method in [reqwest::Method::POST, reqwest::Method::GET] {
+        let resp = c
+            .request(method.clone(), pg.url("/goto/303"))
             .header("X-Location", "/described")
             .body("form=1")
             .send()
             .await
-            .expect("send"),
-    )
-    .await;
-    assert_eq!(desc["method"], "GET");
-    assert_eq!(desc["uri"], "/described");
-    assert_eq!(desc["body_len"], 0);
+            .expect("send");
+        assert_eq!(
+            resp.status(),
+            303,
+            "{method}: 303 is not a followed redirect"
+        );
+        assert_eq!(resp.headers()["location"], "/described");
+        assert_eq!(resp.text().await.expect("body"), "go to /described");
+    }
+    assert_eq!(o.requests(), 2, "the Location of a 303 is never requested");
     let desc = described(
         c.post(pg.url("/goto/307"))
             .header("X-Location", "described?kept=1")

@@ -110,13 +110,48 @@ async fn x_proxy_selects_a_pool_by_exact_id_and_criteria_still_apply() {
     assert_eq!(pool_of(&pg, named("Second")).await, "Second");
     // Without a header the first matching pool in config order wins.
     assert_eq!(pool_of(&pg, c.get(pg.url("/"))).await, "First");
-    // Ids are case-sensitive; an unknown id routes normally.
-    assert_eq!(pool_of(&pg, named("second")).await, "First");
-    // The named pool's criteria still apply.
+    // Ids are case-sensitive; a request naming no pool is left to `default` (PixlProxy).
+    assert_eq!(pool_of(&pg, named("second")).await, "default");
+    // The named pool's criteria still apply, and no other pool takes the request.
     assert_eq!(
         pool_of(&pg, c.post(pg.url("/")).header("X-Proxy", "Second")).await,
-        "First"
+        "default"
     );
+}
+
+#[tokio::test]
+async fn a_request_naming_an_unknown_pool_skips_a_catch_all_pool_and_goes_to_default() {
+    let o = origin::http();
+    let pools = [
+        ("catchall", ""),
+        ("api", ", uri_match: '^/api'"),
+        ("default", ""),
+    ];
+    let pg = Poolgate::start(&tagged(o.port(), &pools));
+    let c = client();
+    let named = |path: &str, id: &str| c.get(pg.url(path)).header("X-Proxy", id);
+    assert_eq!(pool_of(&pg, named("/", "nosuchpool")).await, "default");
+    assert_eq!(pool_of(&pg, named("/api/1", "nosuchpool")).await, "default");
+    // Naming a pool whose criteria do not match does not let the others take it either.
+    assert_eq!(pool_of(&pg, named("/other", "api")).await, "default");
+    assert_eq!(pool_of(&pg, named("/api/1", "api")).await, "api");
+    assert_eq!(pool_of(&pg, c.get(pg.url("/api/1"))).await, "catchall");
+}
+
+#[tokio::test]
+async fn a_request_naming_an_unknown_pool_without_default_is_404() {
+    let o = origin::http();
+    let pg = Poolgate::start(&tagged(o.port(), &[("catchall", "")]));
+    let c = client();
+    let resp = c
+        .get(pg.url("/"))
+        .header("X-Proxy", "nosuchpool")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 404);
+    assert_eq!(o.requests(), 0, "the catch-all pool must not take it");
+    assert_eq!(pool_of(&pg, c.get(pg.url("/"))).await, "catchall");
 }
 
 #[tokio::test]

@@ -1,16 +1,23 @@
-//! Environment overrides: every setting can come from a `POOLGATE_` variable, by one rule —
-//! the key path in upper case, sections and keys joined by `_`:
+//! Overrides of the file's settings, applied in this order (a later one wins):
 //!
-//! - top level: `POOLGATE_DEBUG_LEVEL`, `POOLGATE_SHUTDOWN_TIMEOUT_SEC`;
-//! - `WebServer`: `POOLGATE_WEBSERVER_HTTP_PORT`; `PixlProxy`: `POOLGATE_PIXLPROXY_QUEUE_DIR`;
-//! - a pool in the file: `POOLGATE_POOL_<ID>_<KEY>` (the id in upper case, other characters
-//!   than letters and digits as `_`), e.g. `POOLGATE_POOL_API_TARGET_HOSTNAME`, and its health
-//!   check: `POOLGATE_POOL_API_HEALTH_CHECK_INTERVAL_MS`.
+//! 1. pixl-server's `config_overrides_file`: a JSON (or YAML) object of `dot.path` keys, e.g.
+//!    `{"debug_level": 5, "WebServer.http_port": 8080}`, read after the file;
+//! 2. pixl-server's environment form, `PIXLPROXY_<path>` with `__` between levels and the key
+//!    names as written (case-sensitive): `PIXLPROXY_debug_level`, `PIXLPROXY_WebServer__http_port`,
+//!    `PIXLPROXY_PixlProxy__pools__api__target_hostname`;
+//! 3. poolgate's own environment form, `POOLGATE_` and the key path in upper case, sections
+//!    and keys joined by `_`:
+//!    - top level: `POOLGATE_DEBUG_LEVEL`, `POOLGATE_SHUTDOWN_TIMEOUT_SEC`;
+//!    - `WebServer`: `POOLGATE_WEBSERVER_HTTP_PORT`; `PixlProxy`: `POOLGATE_PIXLPROXY_QUEUE_DIR`;
+//!    - a pool in the file: `POOLGATE_POOL_<ID>_<KEY>` (the id in upper case, other characters
+//!      than letters and digits as `_`), e.g. `POOLGATE_POOL_API_TARGET_HOSTNAME`, and its health
+//!      check: `POOLGATE_POOL_API_HEALTH_CHECK_INTERVAL_MS`.
 //!
-//! Values are YAML, so lists and maps can be given inline (`'["a:1", "b:2"]'`). `<NAME>_FILE`
-//! reads the value from a file (its trailing newline dropped), for secrets. The environment wins
-//! over the file; a value of the wrong type is an error naming the variable, and a `POOLGATE_`
-//! name that matches no setting a warning (it may be another tool's variable).
+//! Values are YAML, so lists and maps can be given inline (`'["a:1", "b:2"]'`); text given for
+//! a number or a flag is read as one (pixl-server's "auto-detect"). `POOLGATE_<NAME>_FILE`
+//! reads the value from a file (its trailing newline dropped), for secrets. A value of the
+//! wrong type is an error naming its variable (or overrides key); a name that matches no
+//! setting is a warning (a variable may belong to another tool).
 
 use super::model::{FileConfig, PoolConfig};
 use crate::config::problem::{Problem, Severity};
@@ -23,14 +30,231 @@ const OWN: &[&str] = &[
     "POOLGATE_STATS_API_TOKENS_FILE",
 ];
 
-/// One setting taken from the environment.
+/// Prefix of pixl-server's environment form (its `__name` upper-cased).
+pub(crate) const PIXL_PREFIX: &str = "PIXLPROXY_";
+
+/// Where an overridden setting came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A `POOLGATE_` variable.
+    Poolgate,
+    /// A `PIXLPROXY_` variable.
+    Pixl,
+    /// The `config_overrides_file`.
+    OverridesFile,
+}
+
+/// One setting taken from the overrides file or the environment.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Override {
     /// Dotted key path, e.g. `WebServer.http_port`.
     pub(crate) path: String,
+    /// The variable, or the overrides file's path.
     pub(crate) var: String,
     /// The value came from the file named by `<var>_FILE`.
     pub(crate) from_file: bool,
+    pub(crate) origin: Origin,
+}
+
+impl Override {
+    /// The source as `showconfig` names it.
+    pub(crate) fn source(&self) -> String {
+        match (self.origin, self.from_file) {
+            (Origin::OverridesFile, _) => format!("overrides file {}", self.var),
+            (_, true) => format!("the file named by {}", self.var),
+            (_, false) => self.var.clone(),
+        }
+    }
+}
+
+/// The known key paths: (POOLGATE_ suffix, dotted path) of the top level and the sections,
+/// and of a pool.
+struct Known {
+    defaults: Value,
+    pool_defaults: Value,
+    top: Vec<(String, String)>,
+    pool_keys: Vec<(String, String)>,
+}
+
+impl Known {
+    fn new() -> Known {
+        let defaults = serde_yaml::to_value(FileConfig::default()).unwrap_or(Value::Null);
+        let pool_defaults = serde_yaml::to_value(PoolConfig::default()).unwrap_or(Value::Null);
+        let mut top = Vec::new();
+        paths(&defaults, "", &mut top);
+        let mut pool_keys = Vec::new();
+        paths(&pool_defaults, "", &mut pool_keys);
+        Known {
+            defaults,
+            pool_defaults,
+            top,
+            pool_keys,
+        }
+    }
+
+    /// Whether a dotted path names a setting (a pool's keys under any pool id).
+    fn knows(&self, path: &str) -> bool {
+        if let Some(after) = path.strip_prefix("PixlProxy.pools.") {
+            return after
+                .split_once('.')
+                .is_some_and(|(id, key)| !id.is_empty() && self.pool_knows(key));
+        }
+        self.top.iter().any(|(_, p)| p == path) || self.inside_leaf(&self.top, path)
+    }
+
+    fn pool_knows(&self, key: &str) -> bool {
+        self.pool_keys.iter().any(|(_, p)| p == key) || self.inside_leaf(&self.pool_keys, key)
+    }
+
+    /// A key inside a map-valued setting (`WebServer.http_response_headers.Via`).
+    fn inside_leaf(&self, list: &[(String, String)], path: &str) -> bool {
+        list.iter().any(|(_, p)| {
+            path.strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+                && matches!(
+                    default_at(&self.defaults, &self.pool_defaults, p),
+                    Some(Value::Mapping(_))
+                )
+        })
+    }
+
+    fn expected(&self, path: &str) -> Option<&Value> {
+        default_at(&self.defaults, &self.pool_defaults, path)
+    }
+}
+
+/// Apply the overrides file named in `doc`, then the `PIXLPROXY_` and the `POOLGATE_`
+/// variables of `vars`. `read_file` reads the overrides file and `_FILE` values.
+pub(crate) fn apply_all(
+    doc: &mut Value,
+    vars: &[(String, String)],
+    read_file: &dyn Fn(&str) -> std::io::Result<String>,
+) -> (Vec<Override>, Vec<Problem>) {
+    let known = Known::new();
+    let (mut found, mut problems) = overrides_file(doc, &known, read_file);
+    let (pixl, pixl_problems) = pixl_vars(doc, vars, &known);
+    found.extend(pixl);
+    problems.extend(pixl_problems);
+    let (own, own_problems) = apply(doc, vars, read_file);
+    found.extend(own);
+    problems.extend(own_problems);
+    // The last override of a path is the one in effect.
+    let mut last: Vec<Override> = Vec::with_capacity(found.len());
+    for o in found.into_iter().rev() {
+        if !last.iter().any(|l| l.path == o.path) {
+            last.push(o);
+        }
+    }
+    last.reverse();
+    (last, problems)
+}
+
+/// pixl-server's `config_overrides_file`: a JSON object of dotted paths to values.
+fn overrides_file(
+    doc: &mut Value,
+    known: &Known,
+    read_file: &dyn Fn(&str) -> std::io::Result<String>,
+) -> (Vec<Override>, Vec<Problem>) {
+    let (mut found, mut problems) = (Vec::new(), Vec::new());
+    let Some(file) = doc
+        .get("config_overrides_file")
+        .and_then(Value::as_str)
+        .filter(|f| !f.is_empty())
+        .map(String::from)
+    else {
+        return (found, problems);
+    };
+    let key = "config_overrides_file";
+    let text = match read_file(&file) {
+        Ok(text) => text,
+        // pixl-server skips a missing overrides file.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let why = format!("{file} not found; no overrides applied");
+            problems.push(Problem::new(Severity::Warning, key, why));
+            return (found, problems);
+        }
+        Err(e) => {
+            problems.push(Problem::error(key, format!("cannot read {file}: {e}")));
+            return (found, problems);
+        }
+    };
+    if super::limits::check(&text).is_err() {
+        problems.push(Problem::error(
+            key,
+            format!("{file}: too large or too deeply nested"),
+        ));
+        return (found, problems);
+    }
+    let entries = match serde_yaml::from_str::<Value>(&text) {
+        Ok(Value::Mapping(map)) => map,
+        Ok(Value::Null) => Mapping::new(),
+        Ok(_) => {
+            let why = format!("{file}: must be an object of \"dot.path\": value");
+            problems.push(Problem::error(key, why));
+            return (found, problems);
+        }
+        Err(e) => {
+            problems.push(Problem::error(key, format!("{file}: {e}")));
+            return (found, problems);
+        }
+    };
+    for (path, value) in entries {
+        let Some(written) = path.as_str() else {
+            continue;
+        };
+        // `dot.path`, `slash/path`, or the environment form (`PIXLPROXY_WebServer__http_port`).
+        let path = match written.strip_prefix(PIXL_PREFIX) {
+            Some(rest) => rest.replace("__", "."),
+            None => written.replace('/', "."),
+        };
+        let named = format!("{key} {file}: {written}");
+        if !known.knows(&path) {
+            let why = "matches no setting; ignored";
+            problems.push(Problem::new(Severity::Warning, named, why));
+            continue;
+        }
+        let value = typed_value(value, known.expected(&path));
+        let source = (file.clone(), false, Origin::OverridesFile);
+        let out = (&mut found, &mut problems);
+        apply_one(doc, path, value, source, named, out);
+    }
+    (found, problems)
+}
+
+/// pixl-server's environment form: `PIXLPROXY_WebServer__http_port=8080`.
+fn pixl_vars(
+    doc: &mut Value,
+    vars: &[(String, String)],
+    known: &Known,
+) -> (Vec<Override>, Vec<Problem>) {
+    let (mut found, mut problems) = (Vec::new(), Vec::new());
+    for (var, raw) in vars {
+        let Some(rest) = var.strip_prefix(PIXL_PREFIX) else {
+            continue;
+        };
+        let path = rest.replace("__", ".");
+        if path.is_empty() || !known.knows(&path) {
+            let why = "matches no setting; ignored (the form is PIXLPROXY_WebServer__http_port)";
+            problems.push(Problem::new(Severity::Warning, var.clone(), why));
+            continue;
+        }
+        let value = typed(raw, known.expected(&path));
+        let source = (var.clone(), false, Origin::Pixl);
+        let out = (&mut found, &mut problems);
+        apply_one(doc, path, value, source, var.clone(), out);
+    }
+    (found, problems)
+}
+
+/// A value from the overrides file: text is read as YAML when the setting is no text.
+fn typed_value(value: Value, expected: Option<&Value>) -> Result<Value, String> {
+    match value {
+        Value::String(text) => typed(&text, expected),
+        other => {
+            let text = serde_yaml::to_string(&other).unwrap_or_default();
+            typed(text.trim_end(), expected)
+        }
+    }
 }
 
 fn norm(s: &str) -> String {
@@ -121,17 +345,10 @@ pub(crate) fn apply(
             raw.clone()
         };
         let expected = default_at(&defaults, &pool_defaults, &path);
-        match typed(&text, expected) {
-            Ok(value) => {
-                set(doc, &path, value);
-                found.push(Override {
-                    path,
-                    var: var.clone(),
-                    from_file,
-                });
-            }
-            Err(why) => problems.push(Problem::error(var.clone(), why)),
-        }
+        let value = typed(&text, expected);
+        let source = (var.clone(), from_file, Origin::Poolgate);
+        let out = (&mut found, &mut problems);
+        apply_one(doc, path, value, source, var.clone(), out);
     }
     (found, problems)
 }
@@ -217,6 +434,31 @@ fn default_at<'a>(defaults: &'a Value, pool_defaults: &'a Value, path: &str) -> 
 }
 
 /// Parse `text` as YAML and check it has the default's kind.
+/// Set one override's value at `path` and record where it came from (`source`: the variable
+/// or file, whether it was read from a `_FILE`, and the kind), or record why it cannot be
+/// used, under `named`.
+fn apply_one(
+    doc: &mut Value,
+    path: String,
+    value: Result<Value, String>,
+    (var, from_file, origin): (String, bool, Origin),
+    named: String,
+    (found, problems): (&mut Vec<Override>, &mut Vec<Problem>),
+) {
+    match value {
+        Ok(value) => {
+            set(doc, &path, value);
+            found.push(Override {
+                path,
+                var,
+                from_file,
+                origin,
+            });
+        }
+        Err(why) => problems.push(Problem::error(named, why)),
+    }
+}
+
 fn typed(text: &str, expected: Option<&Value>) -> Result<Value, String> {
     let value: Value = serde_yaml::from_str(text).unwrap_or(Value::String(text.to_string()));
     let ok = match (expected, &value) {
@@ -378,5 +620,132 @@ mod tests {
             doc["WebServer"]["http_server_signature"],
             Value::from("1.0")
         );
+    }
+
+    fn run_all(
+        text: &str,
+        vars: &[(&str, &str)],
+        overrides: &str,
+    ) -> (Value, Vec<Override>, Vec<Problem>) {
+        let mut doc: Value = serde_yaml::from_str(text).unwrap();
+        let vars: Vec<_> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let overrides = overrides.to_string();
+        let read = move |p: &str| match p {
+            "/o.json" => Ok(overrides.clone()),
+            _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        };
+        let (found, problems) = apply_all(&mut doc, &vars, &read);
+        (doc, found, problems)
+    }
+
+    #[test]
+    fn pixl_server_variables_use_double_underscores_between_levels() {
+        let (doc, found, problems) = run_all(
+            "PixlProxy: {pools: {api: {target_hostname: a}}}",
+            &[
+                ("PIXLPROXY_debug_level", "5"),
+                ("PIXLPROXY_WebServer__http_port", "8080"),
+                ("PIXLPROXY_WebServer__http_log_requests", "true"),
+                ("PIXLPROXY_PixlProxy__pools__api__target_hostname", "b"),
+                ("PIXLPROXY_WebServer__http_prot", "1"),
+                ("PIXLPROXY_WebServer__http_port_", "1"),
+            ],
+            "",
+        );
+        assert_eq!(doc["debug_level"], Value::from(5));
+        assert_eq!(doc["WebServer"]["http_port"], Value::from(8080));
+        assert_eq!(doc["WebServer"]["http_log_requests"], Value::from(true));
+        assert_eq!(
+            doc["PixlProxy"]["pools"]["api"]["target_hostname"],
+            Value::from("b")
+        );
+        assert!(found.iter().all(|o| o.origin == Origin::Pixl));
+        let warned: Vec<_> = problems
+            .iter()
+            .map(|p| (p.severity, p.path.as_str()))
+            .collect();
+        assert_eq!(
+            warned,
+            [
+                (Severity::Warning, "PIXLPROXY_WebServer__http_prot"),
+                (Severity::Warning, "PIXLPROXY_WebServer__http_port_")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_overrides_file_comes_after_the_file_and_before_the_environment() {
+        let overrides = r#"{"debug_level": "5", "WebServer.http_port": 81, "WebServer/http_timeout": 9, "log_dir": "/o", "PixlProxy.pools.api.retries": 2, "Storage.engine": "S3"}"#;
+        let (doc, found, problems) = run_all(
+            "config_overrides_file: /o.json
+log_dir: /f
+PixlProxy: {pools: {api: {target_hostname: a}}}",
+            &[
+                ("PIXLPROXY_WebServer__http_port", "82"),
+                ("POOLGATE_LOG_DIR", "/e"),
+            ],
+            overrides,
+        );
+        assert_eq!(doc["debug_level"], Value::from(5));
+        assert_eq!(doc["WebServer"]["http_port"], Value::from(82));
+        assert_eq!(doc["WebServer"]["http_timeout"], Value::from(9));
+        assert_eq!(doc["log_dir"], Value::from("/e"));
+        assert_eq!(doc["PixlProxy"]["pools"]["api"]["retries"], Value::from(2));
+        let sources: Vec<_> = found
+            .iter()
+            .map(|o| (o.path.as_str(), o.source()))
+            .collect();
+        assert!(
+            sources.contains(&("debug_level", "overrides file /o.json".into())),
+            "{sources:?}"
+        );
+        assert!(
+            sources.contains(&(
+                "WebServer.http_port",
+                "PIXLPROXY_WebServer__http_port".into()
+            )),
+            "{sources:?}"
+        );
+        assert!(
+            sources.contains(&("log_dir", "POOLGATE_LOG_DIR".into())),
+            "{sources:?}"
+        );
+        assert_eq!(found.iter().filter(|o| o.path == "log_dir").count(), 1);
+        let paths: Vec<_> = problems
+            .iter()
+            .map(|p| (p.severity, p.path.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            [(
+                Severity::Warning,
+                "config_overrides_file /o.json: Storage.engine"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_bad_overrides_file_is_an_error_and_a_missing_one_a_warning() {
+        let (_, _, problems) = run_all("config_overrides_file: /o.json", &[], "[1, 2]");
+        assert_eq!(problems[0].severity, Severity::Error);
+        assert!(
+            problems[0].message.contains("must be an object"),
+            "{problems:?}"
+        );
+        let (_, _, problems) = run_all(
+            "config_overrides_file: /o.json",
+            &[],
+            r#"{"WebServer.http_port": "eighty"}"#,
+        );
+        assert_eq!(problems[0].severity, Severity::Error);
+        assert!(
+            problems[0].message.contains("expected a number"),
+            "{problems:?}"
+        );
+        let (_, _, problems) = run_all("config_overrides_file: /gone.json", &[], "");
+        assert_eq!(problems[0].severity, Severity::Warning);
     }
 }

@@ -38,6 +38,27 @@ pub(crate) struct FileConfig {
     /// pixl-server: the group (name or id) to run as once the listeners are bound.
     #[serde(deserialize_with = "forms::name_or_id")]
     pub(crate) gid: String,
+    /// pixl-server: run in the foreground (`start` does not detach), as `poolgate debug`.
+    pub(crate) debug: bool,
+    /// pixl-server: echo every event-log line to standard output when in the foreground.
+    pub(crate) echo: bool,
+    /// pixl-server: color the echoed columns (on a terminal only).
+    pub(crate) color: bool,
+    /// pixl-server: the event log's columns, in order.
+    pub(crate) log_columns: Vec<String>,
+    /// pixl-server: column -> value -> whether lines with it are written (`*` = any value).
+    pub(crate) log_filters: BTreeMap<String, BTreeMap<String, serde_yaml::Value>>,
+    /// pixl-server: append panics (message and backtrace) to `<log_dir>/crash.log`.
+    pub(crate) log_crashes: bool,
+    /// pixl-server: write debug level 1 lines as errors with the code `fatal`.
+    pub(crate) log_debug_errors: bool,
+    /// pixl-server: where `start`'s detached process writes its standard output; empty = nowhere.
+    pub(crate) stdout: String,
+    /// pixl-server: where `start`'s detached process writes its standard error; empty =
+    /// `<log_dir>/poolgate.stderr.log`.
+    pub(crate) stderr: String,
+    /// pixl-server: a JSON file of `dot.path` overrides applied after this file.
+    pub(crate) config_overrides_file: String,
     #[serde(rename = "WebServer")]
     pub(crate) web_server: WebServerConfig,
     #[serde(rename = "PixlProxy")]
@@ -57,6 +78,16 @@ impl Default for FileConfig {
             upgrade_sock: String::new(),
             uid: String::new(),
             gid: String::new(),
+            debug: false,
+            echo: false,
+            color: false,
+            log_columns: DEFAULT_LOG_COLUMNS.iter().map(|c| c.to_string()).collect(),
+            log_filters: BTreeMap::new(),
+            log_crashes: false,
+            log_debug_errors: false,
+            stdout: String::new(),
+            stderr: String::new(),
+            config_overrides_file: String::new(),
             web_server: WebServerConfig::default(),
             proxy: ProxyConfig::default(),
         }
@@ -64,6 +95,18 @@ impl Default for FileConfig {
 }
 
 use super::web_server::WebServerConfig;
+
+/// pixl-server's event-log columns.
+pub(crate) const DEFAULT_LOG_COLUMNS: &[&str] = &[
+    "hires_epoch",
+    "date",
+    "hostname",
+    "component",
+    "category",
+    "code",
+    "msg",
+    "data",
+];
 
 /// The `PixlProxy` section: global proxy settings and the pools.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +163,9 @@ pub(crate) struct PoolConfig {
     pub(crate) http_user_agent: String,
     /// Time to first byte from the back end, in milliseconds; 0 = no limit.
     pub(crate) http_timeout_ms: u64,
+    /// poolgate: the longest gap between reads of the response body, in milliseconds (also
+    /// the longest wait for the header when `http_timeout_ms` is 0 or longer); 0 = no limit.
+    pub(crate) http_body_timeout_ms: u64,
     /// `USERNAME:PASSWORD` sent to the back end as HTTP Basic auth.
     pub(crate) http_basic_auth: String,
     pub(crate) append_to_x_forwarded_for: bool,
@@ -242,6 +288,7 @@ impl Default for PoolConfig {
             cache_dns_sec: 0,
             http_user_agent: String::new(),
             http_timeout_ms: 30_000,
+            http_body_timeout_ms: 300_000,
             http_basic_auth: String::new(),
             append_to_x_forwarded_for: true,
             preserve_host: true,

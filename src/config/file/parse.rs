@@ -63,7 +63,7 @@ pub(crate) fn with_env(
         doc = Value::Mapping(serde_yaml::Mapping::new());
     }
     let read = |path: &str| std::fs::read_to_string(path);
-    let (found, mut problems) = super::env::apply(&mut doc, vars, &read);
+    let (found, mut problems) = super::env::apply_all(&mut doc, vars, &read);
     let config = match serde_yaml::from_value::<FileConfig>(doc) {
         Ok(c) => Some(c),
         Err(e) => {

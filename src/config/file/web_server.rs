@@ -19,6 +19,11 @@ pub(crate) struct WebServerConfig {
     pub(crate) http_server_signature: String,
     /// Headers added to every response.
     pub(crate) http_response_headers: BTreeMap<String, String>,
+    /// Headers added to responses by status code (`{"429": {"Retry-After": "10"}}`); null
+    /// (the default) = none.
+    pub(crate) http_code_response_headers: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Strip what is not printable ASCII from every response header value.
+    pub(crate) http_clean_headers: bool,
     pub(crate) https: bool,
     pub(crate) https_port: u16,
     /// Local address of the HTTPS listener; empty = same as `http_bind_address`.
@@ -87,6 +92,49 @@ pub(crate) struct WebServerConfig {
     /// poolgate: let a request with both `Content-Length` and `Transfer-Encoding` through
     /// (chunked wins, the connection closes after it) instead of refusing it with 400.
     pub(crate) http_allow_te_and_cl: bool,
+    /// More HTTP ports, served like `http_port`.
+    pub(crate) http_alt_ports: Vec<u16>,
+    /// More HTTPS ports, served like `https_port`.
+    pub(crate) https_alt_ports: Vec<u16>,
+    /// PEM chain served after the certificate (`chain.pem`); empty = none.
+    pub(crate) https_ca_file: String,
+    /// Idle timeout of HTTPS client sockets in seconds (HTTP ones: `http_timeout`).
+    pub(crate) https_timeout: u64,
+    /// Hard limit on a whole request in seconds (then 408); 0 = none.
+    pub(crate) http_request_timeout: u64,
+    /// Idle seconds between keep-alive requests before the connection is closed.
+    pub(crate) http_keep_alive_timeout: u64,
+    /// Seconds a new socket has to send its first request before it is closed; 0 = none.
+    pub(crate) http_socket_prelim_timeout: u64,
+    /// Requests served on one connection before `Connection: close`; 0 = no limit.
+    pub(crate) http_max_requests_per_connection: u32,
+    /// Requests processed at once; more wait in arrival order. 0 = no limit (no queue).
+    pub(crate) http_max_concurrent_requests: usize,
+    /// Requests that may wait; beyond it 429. 0 = no limit.
+    pub(crate) http_max_queue_length: usize,
+    /// Requests in progress beyond which new ones get 429 at once instead of waiting. 0 = off.
+    pub(crate) http_max_queue_active: usize,
+    /// URIs matching this regex skip the queue; `false` = none.
+    #[serde(deserialize_with = "super::forms::optional_pattern")]
+    pub(crate) http_queue_skip_uri_match: Option<String>,
+    /// Which address of the request's chain (proxy headers, then the socket) is the client's:
+    /// 0 = the first public one; negative = counted from the end (-1 = the socket).
+    pub(crate) http_public_ip_offset: i64,
+    /// With `http_log_requests`: headers, cookies, query, text bodies and the response too.
+    pub(crate) http_log_request_details: bool,
+    /// Longest request or response body logged with the details, in bytes.
+    pub(crate) http_log_body_max: u64,
+    /// Write a `perf` line for requests taking at least `http_perf_threshold_ms`.
+    pub(crate) http_log_perf: bool,
+    pub(crate) http_perf_threshold_ms: u64,
+    /// Client sockets closed mid-request are error lines (`false`: level 9 debug lines).
+    pub(crate) http_log_socket_errors: bool,
+    /// Write a JSON dump of the connections and requests when the front end is maxed out.
+    pub(crate) http_req_max_dump_enabled: bool,
+    /// Directory of the dumps (created if needed); empty = `log_dir`.
+    pub(crate) http_req_max_dump_dir: String,
+    /// Seconds between dumps at least.
+    pub(crate) http_req_max_dump_debounce: u64,
 }
 
 /// Options of a compressor (Node's zlib / brotli options). Only `level` is used; the rest are
@@ -132,6 +180,8 @@ impl Default for WebServerConfig {
             http_keep_alives: "default".into(),
             http_server_signature: "WebServer".into(),
             http_response_headers: BTreeMap::new(),
+            http_code_response_headers: None,
+            http_clean_headers: false,
             https: false,
             https_port: 443,
             https_bind_address: String::new(),
@@ -165,6 +215,27 @@ impl Default for WebServerConfig {
             http_max_header_count: 100,
             http_header_timeout: 30,
             http_allow_te_and_cl: false,
+            http_alt_ports: Vec::new(),
+            https_alt_ports: Vec::new(),
+            https_ca_file: String::new(),
+            https_timeout: 120,
+            http_request_timeout: 0,
+            http_keep_alive_timeout: 5,
+            http_socket_prelim_timeout: 0,
+            http_max_requests_per_connection: 0,
+            http_max_concurrent_requests: 0,
+            http_max_queue_length: 0,
+            http_max_queue_active: 0,
+            http_queue_skip_uri_match: None,
+            http_public_ip_offset: 0,
+            http_log_request_details: false,
+            http_log_body_max: 32768,
+            http_log_perf: false,
+            http_perf_threshold_ms: 100,
+            http_log_socket_errors: true,
+            http_req_max_dump_enabled: false,
+            http_req_max_dump_dir: String::new(),
+            http_req_max_dump_debounce: 10,
         }
     }
 }

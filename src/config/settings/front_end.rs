@@ -1,13 +1,18 @@
 //! The listeners and the front end: `WebServer`'s ports, HTTPS and its certificates chosen by
 //! SNI, keep-alives, response headers, `https_force` / `https_header_detect`, the secure
-//! headers, active content encoding and the upload limit.
+//! headers, active content encoding, the upload limit, the request-head limits, the client
+//! timeouts (`http_timeout`, `https_timeout`, `http_keep_alive_timeout`,
+//! `http_socket_prelim_timeout`, `http_request_timeout`, `http_max_requests_per_connection`)
+//! and the request queue (`http_max_concurrent_requests` and its keys); `http_alt_ports`,
+//! `https_alt_ports`, `https_ca_file`; `http_public_ip_offset` (who the client is).
 
 use crate::config::file::{CompressOptions, WebServerConfig};
 use crate::config::problem::Problems;
 use crate::front_end::request_head::HEADER_COUNT_CEILING;
 use crate::front_end::{
-    CompressionPolicy, FrontEndSettings, GlobalResponseHeaders, HeadLimits, HttpsPolicy,
-    KeepAliveMode, SecureHeaders, UploadLimit, CSP_DIRECTIVES,
+    ClientTimeouts, CompressionPolicy, FrontEndSettings, GlobalResponseHeaders, HeadLimits,
+    HeaderPair, HttpsPolicy, KeepAliveMode, RequestQueueSettings, SecureHeaders, UploadLimit,
+    CSP_DIRECTIVES,
 };
 use crate::server::{listen_addr, ListenerSettings, TlsListener};
 use http::HeaderValue;
@@ -37,19 +42,55 @@ pub(super) fn listeners(web: &WebServerConfig, problems: &mut Problems) -> Liste
             "" => &web.http_bind_address,
             own => own,
         };
+        if !web.https_ca_file.is_empty() && !std::path::Path::new(&web.https_ca_file).is_file() {
+            let why = format!("file `{}` not found", web.https_ca_file);
+            problems.push("WebServer.https_ca_file", why);
+        }
         TlsListener {
             addr: listen_addr(bind, web.https_port),
+            alt_addrs: alt_addrs(bind, &web.https_alt_ports),
             cert_file: web.https_cert_file.clone(),
             key_file: web.https_key_file.clone(),
+            ca_file: web.https_ca_file.clone(),
             sni: sni_certs(web, problems),
             http2: web.https_http2,
         }
     });
+    alt_ports(web, problems);
     ListenerSettings {
         http_addr: listen_addr(&web.http_bind_address, web.http_port),
+        http_alt_addrs: alt_addrs(&web.http_bind_address, &web.http_alt_ports),
         https,
         max_connections: web.http_max_connections,
         h2c: web.http_h2c,
+    }
+}
+
+fn alt_addrs(bind: &str, ports: &[u16]) -> Vec<String> {
+    ports.iter().map(|&port| listen_addr(bind, port)).collect()
+}
+
+/// `http_alt_ports` and `https_alt_ports`: each port once, none of them a main port or 0.
+fn alt_ports(web: &WebServerConfig, problems: &mut Problems) {
+    let mut seen = vec![web.http_port];
+    if web.https {
+        seen.push(web.https_port);
+    }
+    let lists = [
+        ("http_alt_ports", &web.http_alt_ports),
+        ("https_alt_ports", &web.https_alt_ports),
+    ];
+    for (key, ports) in lists {
+        for (i, &port) in ports.iter().enumerate() {
+            let path = format!("WebServer.{key}[{i}]");
+            if port == 0 {
+                problems.push(path, "must be a port from 1 to 65535");
+            } else if seen.contains(&port) {
+                problems.push(path, format!("port {port} is already listened on"));
+            } else {
+                seen.push(port);
+            }
+        }
     }
 }
 
@@ -83,14 +124,85 @@ pub(super) fn front_end(
     Some(FrontEndSettings {
         keep_alive: keep_alive?,
         idle_timeout_sec: web.http_timeout,
-        response_headers: GlobalResponseHeaders { always, server },
+        response_headers: GlobalResponseHeaders {
+            always,
+            server,
+            by_status: code_headers(web, problems),
+            clean: web.http_clean_headers,
+        },
         https_policy: https_policy(web, problems),
         secure_headers: secure_headers(web, problems),
         compression: compression(web, problems),
         upload_limit: UploadLimit(web.http_max_upload_size),
         static_files: None,
         head_limits: head_limits(web, problems),
+        timeouts: ClientTimeouts {
+            http_idle_sec: web.http_timeout,
+            https_idle_sec: web.https_timeout,
+            keep_alive_sec: web.http_keep_alive_timeout,
+            prelim: seconds(web.http_socket_prelim_timeout),
+            request: seconds(web.http_request_timeout),
+            max_requests_per_connection: web.http_max_requests_per_connection,
+        },
+        request_queue: request_queue(web, problems),
+        public_ip_offset: public_ip_offset(web, problems),
     })
+}
+
+/// `http_code_response_headers`: status codes (100-599) to valid header pairs.
+fn code_headers(web: &WebServerConfig, problems: &mut Problems) -> Vec<(u16, Vec<HeaderPair>)> {
+    let path = "WebServer.http_code_response_headers";
+    let Some(codes) = &web.http_code_response_headers else {
+        return Vec::new();
+    };
+    let mut by_status = Vec::new();
+    for (code, headers) in codes {
+        let pairs = problems.headers(&format!("{path}.{code}"), headers);
+        match code.parse::<u16>() {
+            Ok(status) if (100..=599).contains(&status) => by_status.push((status, pairs)),
+            _ => problems.push(
+                format!("{path}.{code}"),
+                "not an HTTP status code (100 to 599)",
+            ),
+        }
+    }
+    by_status
+}
+
+/// Largest `http_public_ip_offset` either way: no chain of proxies is longer.
+const MAX_PUBLIC_IP_OFFSET: i64 = 255;
+
+/// `http_public_ip_offset`: -255 to 255.
+fn public_ip_offset(web: &WebServerConfig, problems: &mut Problems) -> i32 {
+    let offset = web.http_public_ip_offset;
+    if !(-MAX_PUBLIC_IP_OFFSET..=MAX_PUBLIC_IP_OFFSET).contains(&offset) {
+        let why = format!(
+            "must be -{MAX_PUBLIC_IP_OFFSET} to {MAX_PUBLIC_IP_OFFSET} \
+             (0 = the first public address, -1 = the socket's)"
+        );
+        problems.push("WebServer.http_public_ip_offset", why);
+        return 0;
+    }
+    i32::try_from(offset).unwrap_or(0)
+}
+
+fn seconds(n: u64) -> Option<Duration> {
+    (n > 0).then(|| Duration::from_secs(n))
+}
+
+/// `http_max_concurrent_requests`, `http_max_queue_length`, `http_max_queue_active`,
+/// `http_queue_skip_uri_match` (the regex is checked even without a limit).
+fn request_queue(web: &WebServerConfig, problems: &mut Problems) -> RequestQueueSettings {
+    let skip = web
+        .http_queue_skip_uri_match
+        .as_deref()
+        .and_then(|re| problems.regex("WebServer.http_queue_skip_uri_match", re, false));
+    RequestQueueSettings {
+        max_running: web.http_max_concurrent_requests,
+        max_pending: web.http_max_queue_length,
+        max_active: web.http_max_queue_active,
+        skip,
+    }
 }
 
 /// Largest `http_max_header_size` (Pingora's own parser refuses heads beyond 1 MiB).

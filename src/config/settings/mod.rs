@@ -18,6 +18,7 @@
 
 mod bind;
 mod front_end;
+mod logging;
 mod pools;
 mod queue;
 mod static_files;
@@ -52,6 +53,7 @@ pub(crate) fn settings(cfg: &FileConfig) -> Result<Settings, Vec<Problem>> {
         .regex("WebServer.http_regex_log", &web.http_regex_log, false)
         .filter(|_| web.http_log_requests);
     let secrets = secrets(&stats.api.tokens, &pools);
+    let logging = logging::log_options(cfg, &mut problems);
     match (front_end, problems.0.is_empty()) {
         (Some(front_end), true) => Ok(Settings {
             process,
@@ -61,6 +63,7 @@ pub(crate) fn settings(cfg: &FileConfig) -> Result<Settings, Vec<Problem>> {
             stats,
             request_log,
             secrets,
+            logging,
         }),
         _ => Err(problems.0),
     }
@@ -123,6 +126,9 @@ fn process(cfg: &FileConfig, problems: &mut Problems) -> ProcessSettings {
         identity,
         nice: cfg.proxy.nice,
         demo_origin_port: cfg.demo_origin_port,
+        foreground: cfg.debug,
+        stdout: logging::daemon_output(&cfg.stdout),
+        stderr: logging::daemon_output(&cfg.stderr),
     }
 }
 

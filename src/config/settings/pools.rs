@@ -57,7 +57,10 @@ pub(super) fn pool_entry(
         use_keep_alives: p.use_keep_alives,
         connect: PeerSettings::new(
             id,
-            (p.http_timeout_ms > 0).then(|| Duration::from_millis(p.http_timeout_ms)),
+            (
+                (p.http_timeout_ms > 0).then(|| Duration::from_millis(p.http_timeout_ms)),
+                (p.http_body_timeout_ms > 0).then(|| Duration::from_millis(p.http_body_timeout_ms)),
+            ),
             validate_ssl_certs,
             p.target_http2,
         ),

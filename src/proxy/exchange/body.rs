@@ -58,6 +58,11 @@ impl RequestBody {
         Ok(body)
     }
 
+    /// The bytes read so far: the whole body when it can be resent.
+    pub(super) fn kept(&self) -> &[u8] {
+        &self.head
+    }
+
     /// Whether every attempt can send the whole body again.
     pub(super) fn is_replayable(&self) -> bool {
         self.complete

@@ -3,6 +3,7 @@
 
 use super::Exchange;
 use crate::admission::Permit;
+use crate::event_log::BodyCapture;
 use crate::timing::{PerfTimer, Phase};
 use crate::upstream::Answer;
 use http::Method;
@@ -28,6 +29,7 @@ impl Exchange<'_> {
         mut answer: Answer,
         permit: &mut Option<Permit>,
         perf: &mut PerfTimer,
+        bodies: &mut Option<Box<BodyCapture>>,
     ) -> Result<()> {
         let mut resp = self.client_header(&answer)?;
         let req = session.req_header();
@@ -47,6 +49,7 @@ impl Exchange<'_> {
         let up = &mut answer.session;
         while let Some(chunk) = up.read_response_body().await.map_err(|e| e.into_up())? {
             perf.bytes_received += chunk.len() as u64;
+            BodyCapture::response(bodies, &chunk);
             if up.response_done() {
                 // The back end is done: free the slot before the client sees the end.
                 permit.take();

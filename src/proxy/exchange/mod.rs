@@ -18,6 +18,7 @@ mod delivery;
 mod tunnel;
 
 use crate::admission::Permit;
+use crate::event_log::BodyCapture;
 use crate::front_end::{ClientFacts, FrontEnd};
 use crate::pool::{next_method, HopUrl, Pool};
 use crate::timing::PerfTimer;
@@ -66,6 +67,8 @@ pub(crate) struct ExchangeState<'c> {
     pub(crate) permit: &'c mut Option<Permit>,
     /// The attempts' phases add up here.
     pub(crate) perf: &'c mut PerfTimer,
+    /// The bodies kept for `http_log_request_details`.
+    pub(crate) bodies: &'c mut Option<Box<BodyCapture>>,
 }
 
 impl Exchange<'_> {
@@ -75,11 +78,14 @@ impl Exchange<'_> {
             tried,
             permit,
             perf,
+            bodies,
         } = state;
         let upload = self.front.upload_limit;
         let mut body = RequestBody::read(session, self.pool.retry.max_body_bytes, upload)
             .await
             .map_err(|e| e.into_down())?;
+        // The part read before the first attempt (the whole body when it can be resent).
+        BodyCapture::request(bodies, body.kept());
         let original = session.req_header().clone();
         let key = self.pool.selection_key(&original, self.client.ip);
         let origin = self.origin_url(&original);
@@ -162,7 +168,7 @@ impl Exchange<'_> {
                     continue;
                 }
             }
-            return self.deliver(session, answer, permit, perf).await;
+            return self.deliver(session, answer, permit, perf, bodies).await;
         }
     }
 

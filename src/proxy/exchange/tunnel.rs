@@ -35,10 +35,13 @@ impl Exchange<'_> {
         session: &mut Session,
         state: ExchangeState<'_>,
     ) -> Result<()> {
+        // A tunnel's bytes are not bodies and are not kept; a back end that answers without
+        // switching sends an ordinary response, which is.
         let ExchangeState {
             tried,
             permit,
             perf,
+            bodies,
         } = state;
         let original = session.req_header().clone();
         let key = self.pool.selection_key(&original, self.client.ip);
@@ -80,7 +83,7 @@ impl Exchange<'_> {
         let switched = answer.status == 101
             && matches!(&answer.session, ClientSession::H1(h1) if h1.was_upgraded());
         if !switched {
-            return self.deliver(session, answer, permit, perf).await;
+            return self.deliver(session, answer, permit, perf, bodies).await;
         }
         self.carry(session, answer, perf).await?;
         permit.take();
