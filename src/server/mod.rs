@@ -35,6 +35,7 @@ use front_door::{FrontDoor, FrontDoorParts, KEEPALIVE_DRAIN};
 use pingora::apps::{HttpServerOptions, ServerApp};
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -165,9 +166,8 @@ fn listen<A: ServerApp + Send + Sync + 'static>(
     listeners: &ListenerSettings,
 ) -> Result<Service<A>, StartError> {
     let mut service = Service::new("poolgate".to_string(), app);
-    service.add_tcp(&listeners.http_addr);
-    for addr in &listeners.http_alt_addrs {
-        service.add_tcp(addr);
+    for addr in std::iter::once(&listeners.http_addr).chain(&listeners.http_alt_addrs) {
+        service.add_listener(plain_listener(addr));
     }
     if let Some(https) = &listeners.https {
         for addr in std::iter::once(&https.addr).chain(&https.alt_addrs) {
@@ -176,6 +176,14 @@ fn listen<A: ServerApp + Send + Sync + 'static>(
         }
     }
     Ok(service)
+}
+
+/// A plain-HTTP listener without Pingora's 64 KiB read buffer per connection: the front door
+/// reads each request head into a buffer of its own (which then becomes Pingora's), and
+/// Pingora reads bodies in large chunks anyway, so the extra copy layer bought nothing but
+/// memory held by every idle connection.
+fn plain_listener(addr: &str) -> ListenerConfig {
+    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0))
 }
 
 /// Client-side protocol options: cleartext HTTP/2 (`http_h2c`) and, since HTTP/2 connections
