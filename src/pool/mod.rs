@@ -24,7 +24,7 @@ pub(crate) use degraded::DegradedMonitor;
 pub(crate) use dns::TargetResolver;
 pub(crate) use headers::{strip_hop_by_hop, RequestRules, ResponseRules};
 pub(crate) use health::{CheckKind, HealthSettings};
-pub(crate) use peer::{PeerSettings, BACKEND_IDLE_TIMEOUT};
+pub(crate) use peer::{bound_by_time_left, PeerSettings, BACKEND_IDLE_TIMEOUT};
 pub(crate) use redirect::{next_method, split_authority, HopUrl};
 pub(crate) use retry::{RetryDelay, RetryPolicy, SuccessCodes};
 pub(crate) use routing::{RouteCriteria, RouteRequest, RouteTable, DEFAULT_POOL_ID};

@@ -148,6 +148,21 @@ impl Pool {
     }
 }
 
+/// Bound the back-end timeouts of `peer` by what is left of `http_request_timeout`, so a slow
+/// back end fails in time for the client to get its 408.
+pub(crate) fn bound_by_time_left(peer: &mut HttpPeer, left: Duration) {
+    let left = left.max(Duration::from_millis(1));
+    let o = &mut peer.options;
+    for t in [
+        &mut o.connection_timeout,
+        &mut o.total_connection_timeout,
+        &mut o.read_timeout,
+        &mut o.write_timeout,
+    ] {
+        *t = Some(t.map_or(left, |t| t.min(left)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

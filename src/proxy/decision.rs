@@ -161,13 +161,14 @@ impl PoolProxy {
     }
 
     /// 429 from the front end's request queue, logged as pixl-server-web logs it (at most
-    /// one line a second in a flood).
+    /// one line a second in a flood), and a request dump with `http_req_max_dump_enabled`.
     pub(super) async fn refuse_queue_full(
         &self,
         session: &mut Session,
         ctx: &RequestCtx,
         full: QueueFull,
     ) -> Result<()> {
+        crate::event_log::maxed_out("the request queue's limit");
         static LAST_LOGGED: AtomicU32 = AtomicU32::new(0);
         let now = crate::timing::clock::now_sec();
         if LAST_LOGGED.swap(now, Ordering::AcqRel) != now {

@@ -105,7 +105,6 @@ impl ProxyHttp for PoolProxy {
             RequestKind::Stream => return Ok(false),
             RequestKind::BadHead(fault) => Box::pin(self.refuse_head(session, ctx, fault)).await?,
             RequestKind::QueueFull(full) => {
-                crate::event_log::maxed_out("the request queue's limit");
                 Box::pin(self.refuse_queue_full(session, ctx, full)).await?
             }
             RequestKind::Redirect(location) => {
@@ -151,7 +150,7 @@ impl ProxyHttp for PoolProxy {
         ctx.chosen = Some(chosen);
         let mut peer = pool.peer(&chosen, !session.is_body_empty())?;
         if let Some(left) = self.front.request_time_left(ctx.arrived) {
-            within(&mut peer, left);
+            crate::pool::bound_by_time_left(&mut peer, left);
         }
         Ok(peer)
     }
@@ -356,20 +355,5 @@ impl ProxyHttp for PoolProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         request_end::finish(session, e, ctx, &self.stats, &self.web_log);
-    }
-}
-
-/// Bound the back-end timeouts of `peer` by what is left of `http_request_timeout`, so a slow
-/// back end fails in time for the client to get its 408.
-fn within(peer: &mut HttpPeer, left: std::time::Duration) {
-    let left = left.max(std::time::Duration::from_millis(1));
-    let o = &mut peer.options;
-    for t in [
-        &mut o.connection_timeout,
-        &mut o.total_connection_timeout,
-        &mut o.read_timeout,
-        &mut o.write_timeout,
-    ] {
-        *t = Some(t.map_or(left, |t| t.min(left)));
     }
 }

@@ -5,6 +5,8 @@
 //! routing, the back end and the logs all see the same host.
 
 use super::host::valid_authority;
+use super::line::{first_line, request_line, RequestLine};
+use super::target::{rewrite, Target};
 use super::{HeadFault, HeadLimits};
 
 /// Most header fields a head may have, whatever `http_max_header_count` says (Pingora's own
@@ -16,36 +18,6 @@ pub(crate) const HEADER_COUNT_CEILING: usize = 256;
 pub(crate) struct CheckedHead {
     /// The head as Pingora must read it when the target was absolute-form; `None` = as it came.
     pub(crate) rewritten: Option<Vec<u8>>,
-}
-
-/// What the request line says (for the answer and the log, even when the head is refused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RequestLine<'a> {
-    pub(crate) method: &'a [u8],
-    pub(crate) target: &'a [u8],
-    /// `true` for HTTP/1.1, `false` for HTTP/1.0.
-    pub(crate) http11: bool,
-}
-
-/// The request line of `head` (its first non-empty line, without its line ending).
-pub(crate) fn first_line(head: &[u8]) -> &[u8] {
-    let start = head
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(head.len());
-    let rest = &head[start..];
-    let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-    let line = &rest[..end];
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// The method of a head, when its request line starts with one (a HEAD request's refusal has
-/// no body).
-pub(crate) fn method_of(head: &[u8]) -> Option<&[u8]> {
-    let line = first_line(head);
-    let end = line.iter().position(|&b| b == b' ')?;
-    let method = &line[..end];
-    (!method.is_empty() && method.iter().all(|&b| is_tchar(b))).then_some(method)
 }
 
 /// Check the complete head `head` (up to and including its blank line).
@@ -158,121 +130,6 @@ fn framing(
     Ok(())
 }
 
-/// `METHOD SP request-target SP HTTP-version`.
-fn request_line(line: &[u8]) -> Result<RequestLine<'_>, HeadFault> {
-    let first = line.iter().position(|&b| b == b' ');
-    let last = line.iter().rposition(|&b| b == b' ');
-    let (Some(first), Some(last)) = (first, last) else {
-        return Err(HeadFault::MalformedRequestLine);
-    };
-    let method = &line[..first];
-    if first == last || method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
-        return Err(HeadFault::MalformedRequestLine);
-    }
-    let version = &line[last + 1..];
-    let http11 = match version {
-        b"HTTP/1.1" => true,
-        b"HTTP/1.0" => false,
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
-            return Err(HeadFault::UnsupportedVersion)
-        }
-        _ => return Err(HeadFault::MalformedRequestLine),
-    };
-    let target = &line[first + 1..last];
-    if target.is_empty() {
-        return Err(HeadFault::MalformedRequestLine);
-    }
-    if target.iter().any(|&b| b <= b' ' || b == 0x7f) {
-        return Err(HeadFault::InvalidTarget);
-    }
-    Ok(RequestLine {
-        method,
-        target,
-        http11,
-    })
-}
-
-/// The forms of request target poolgate serves.
-enum Target<'a> {
-    /// `/path?query`, or `*` for OPTIONS.
-    Origin,
-    /// `http://authority/path?query`: sent on as `origin` with `Host: authority`.
-    Absolute {
-        authority: &'a [u8],
-        origin: Vec<u8>,
-    },
-}
-
-impl<'a> Target<'a> {
-    fn of(line: &RequestLine<'a>) -> Result<Self, HeadFault> {
-        let target = line.target;
-        if target.starts_with(b"/") {
-            return Ok(Target::Origin);
-        }
-        if target == b"*" {
-            return match line.method == b"OPTIONS" {
-                true => Ok(Target::Origin),
-                false => Err(HeadFault::UnsupportedTarget),
-            };
-        }
-        let Some(colon) = memchr::memmem::find(target, b"://") else {
-            return Err(HeadFault::InvalidTarget);
-        };
-        let scheme = &target[..colon];
-        if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
-            return Err(HeadFault::UnsupportedTarget);
-        }
-        let rest = &target[colon + 3..];
-        let end = rest
-            .iter()
-            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
-            .unwrap_or(rest.len());
-        let authority = &rest[..end];
-        if !valid_authority(authority) {
-            return Err(HeadFault::InvalidHost);
-        }
-        let path = &rest[end..];
-        let origin = match path.first() {
-            Some(b'/') => path.to_vec(),
-            None if line.method == b"OPTIONS" => b"*".to_vec(),
-            _ => [b"/", path].concat(),
-        };
-        Ok(Target::Absolute { authority, origin })
-    }
-}
-
-/// The head again with an origin-form target and `Host: authority` in place of any Host.
-fn rewrite(
-    line: &RequestLine<'_>,
-    authority: &[u8],
-    origin: &[u8],
-    headers: &[httparse::Header<'_>],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(line.method);
-    out.push(b' ');
-    out.extend_from_slice(origin);
-    out.extend_from_slice(match line.http11 {
-        true => b" HTTP/1.1\r\nHost: ",
-        false => b" HTTP/1.0\r\nHost: ",
-    });
-    out.extend_from_slice(authority);
-    out.extend_from_slice(b"\r\n");
-    for h in headers
-        .iter()
-        .filter(|h| !h.name.eq_ignore_ascii_case("host"))
-    {
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
 fn trim(value: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
@@ -281,11 +138,6 @@ fn trim(value: &[u8]) -> &[u8] {
         .rposition(|b| !is_ows(b))
         .map_or(start, |e| e + 1);
     &value[start..end]
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -511,17 +363,6 @@ mod tests {
         assert_eq!(
             fault("GET ftp://b/ HTTP/1.1\r\nHost: b\r\n\r\n"),
             HeadFault::UnsupportedTarget
-        );
-    }
-
-    #[test]
-    fn the_method_is_known_even_for_a_refused_head() {
-        assert_eq!(method_of(b"HEAD /a b HTTP/1.1\r\n"), Some(&b"HEAD"[..]));
-        assert_eq!(method_of(b"\r\nGET / HTTP/1.1"), Some(&b"GET"[..]));
-        assert_eq!(method_of(b"\x16\x03\x01 junk"), None);
-        assert_eq!(
-            first_line(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n"),
-            b"GET / HTTP/1.1"
         );
     }
 }

@@ -1,8 +1,9 @@
 //! The request head of an HTTP/1 connection, checked before Pingora parses it (`WebServer`
 //! keys `http_max_header_size`, `http_max_request_line`, `http_max_header_count`,
 //! `http_header_timeout`, `http_allow_te_and_cl`): the search for its end within the limits
-//! (`scan.rs`), the strict reading of a complete head (`inspect.rs`, with `host.rs` for what a
-//! `Host` may be), and why a head is refused (`fault.rs`).
+//! (`scan.rs`), the strict reading of a complete head (`inspect.rs`, its request line in
+//! `line.rs`, with `host.rs` for what a
+//! `Host` may be and `target.rs` for the target's forms), and why a head is refused (`fault.rs`).
 //!
 //! Pure logic over bytes: the server's front door reads the socket, applies the deadline and
 //! writes the answers; HTTP/2 requests are checked by the proxy with `valid_authority`.
@@ -10,11 +11,14 @@
 mod fault;
 mod host;
 mod inspect;
+mod line;
 mod scan;
+mod target;
 
 pub(crate) use fault::HeadFault;
 use host::valid_authority;
-pub(crate) use inspect::{first_line, inspect, method_of, CheckedHead, HEADER_COUNT_CEILING};
+pub(crate) use inspect::{inspect, CheckedHead, HEADER_COUNT_CEILING};
+pub(crate) use line::{first_line, method_of};
 pub(crate) use scan::{HeadScan, Progress};
 
 use pingora::http::RequestHeader;
