@@ -37,7 +37,9 @@ ExecStop={exe} stop --config {config}
 KillSignal=SIGTERM
 TimeoutStopSec={stop}
 Restart=on-failure
-LimitNOFILE=65536
+# One descriptor per client connection and one per back-end connection: poolgate raises its
+# soft limit to this hard limit at start and logs the figure.
+LimitNOFILE=1048576
 NoNewPrivileges=yes
 ProtectSystem=full
 ProtectHome=yes

@@ -21,7 +21,6 @@ use crate::event_log::{WebLog, WebRequest};
 use crate::front_end::request_head::{first_line, method_of};
 use crate::front_end::{FrontEnd, HeadFault};
 use crate::stats::{SocketTable, StatsHub};
-use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -148,7 +147,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> FrontDoor<A> {
                     since,
                 } => {
                     let waited = since.elapsed();
-                    self.refuse(stream, fault, &received, waited, at).await;
+                    // Boxed: the refusal's linger buffer would otherwise sit in every idle
+                    // connection's state.
+                    Box::pin(self.refuse(stream, fault, &received, waited, at)).await;
                     return;
                 }
             };
@@ -250,18 +251,14 @@ fn target_of(line: &[u8]) -> http::Uri {
         .unwrap_or_else(|| http::Uri::from_static("*"))
 }
 
-#[async_trait]
-impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for FrontDoor<A> {
-    async fn process_new(
-        self: &Arc<Self>,
-        mut stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+impl<A: HttpServerApp + Send + Sync + 'static> FrontDoor<A> {
+    /// Serve a client connection, every request on it, until it closes.
+    pub(super) async fn serve(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) {
         let limit = &self.parts.limit;
         if !limit.try_open() {
             limit.note_refused();
             drop(stream);
-            return None;
+            return;
         }
         let _slot = OpenSlot(limit.clone());
         let digest = stream.get_socket_digest();
@@ -286,7 +283,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for FrontDoor<A> {
             (idle, prelim) => idle.or(prelim),
         };
         // The slot spans the whole life of the connection, every request on it included.
-        match self.protocol(&mut stream, wait).await? {
+        let Some(protocol) = self.protocol(&mut stream, wait).await else {
+            return;
+        };
+        match protocol {
             Protocol::Http1 => self.serve_http1(stream, shutdown, at, prelim).await,
             Protocol::Other => {
                 let mut next = ServerApp::process_new(&self.inner, stream, shutdown).await;
@@ -295,14 +295,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for FrontDoor<A> {
                 }
             }
         }
-        None
     }
 
     /// Pingora closes idle keep-alive connections as soon as a shutdown (or a reload's hand-over)
     /// begins; a client that sent its next request at that moment would see the connection
     /// drop. So for up to `drain`, every connection is left to serve its next request, which
     /// is answered with `Connection: close`; only the ones still idle after that are closed.
-    async fn cleanup(&self) {
+    pub(super) async fn cleanup(&self) {
         let deadline = std::time::Instant::now() + self.parts.drain;
         while self.parts.limit.open() > 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

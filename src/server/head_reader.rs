@@ -11,6 +11,10 @@ use crate::front_end::request_head::{inspect, CheckedHead, HeadScan, Progress};
 use crate::front_end::{HeadFault, HeadLimits};
 use bytes::BytesMut;
 use pingora::protocols::Stream;
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -18,6 +22,39 @@ use tokio::time::Instant;
 
 /// Bytes read at once at first: a whole ordinary head.
 const FIRST_READ: usize = 4096;
+
+thread_local! {
+    /// The buffer the next head's first read goes into, lent to each waiting connection only
+    /// for the moment it polls its socket: thousands of idle keep-alive clients then hold no
+    /// read buffer at all, and a head that arrives takes this one (the next is made then).
+    static SPARE_HEAD_BUFFER: Cell<Option<BytesMut>> = const { Cell::new(None) };
+}
+
+/// Read what the socket has into `buf`. While `buf` is empty, it is filled from the lent
+/// spare buffer (see `SPARE_HEAD_BUFFER`), so a connection waiting for its next request keeps
+/// no buffer between polls; a read that finds nothing hands the spare back untouched.
+async fn read_into(stream: &mut Stream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() > 0 {
+        return stream.read_buf(buf).await;
+    }
+    std::future::poll_fn(|cx| {
+        let mut spare = SPARE_HEAD_BUFFER
+            .take()
+            .unwrap_or_else(|| BytesMut::with_capacity(FIRST_READ));
+        let polled = std::pin::pin!(stream.read_buf(&mut spare)).poll(cx);
+        match polled {
+            Poll::Pending => {
+                SPARE_HEAD_BUFFER.set(Some(spare));
+                Poll::Pending
+            }
+            Poll::Ready(read) => {
+                *buf = spare;
+                Poll::Ready(read)
+            }
+        }
+    })
+    .await
+}
 
 /// What came of waiting for a head.
 pub(super) enum HeadRead {
@@ -50,7 +87,7 @@ pub(super) async fn read_head(
     // The first byte's arrival and the head's deadline.
     let mut since: Option<(Instant, Option<Instant>)> = None;
     loop {
-        if buf.capacity() - buf.len() < 1024 {
+        if buf.capacity() > 0 && buf.capacity() - buf.len() < 1024 {
             buf.reserve(buf.len().max(FIRST_READ));
         }
         let until = match since {
@@ -65,8 +102,8 @@ pub(super) async fn read_head(
         };
         let read = async {
             match until {
-                Some(at) => tokio::time::timeout_at(at, stream.read_buf(&mut buf)).await,
-                None => Ok(stream.read_buf(&mut buf).await),
+                Some(at) => tokio::time::timeout_at(at, read_into(stream, &mut buf)).await,
+                None => Ok(read_into(stream, &mut buf).await),
             }
         };
         let outcome = tokio::select! {

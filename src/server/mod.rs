@@ -1,18 +1,23 @@
 //! The server: builds every runtime object from the `Settings` config produced, each by its
 //! owner, assembles the Pingora server and runs it. Owns the listeners (`listeners.rs`), the
-//! HTTPS certificates (`tls.rs`), the front door every connection passes (`front_door.rs`:
+//! HTTPS certificates (`tls.rs`), the client listeners that accept every connection
+//! (`client_listener.rs`), the front door every connection
+//! passes (`front_door.rs`:
 //! the client connection cap of `connection_limit.rs`, request heads read and checked by
 //! `head_reader.rs`), the
-//! graceful shutdown (`shutdown.rs`), `uid`/`gid`/`nice` (`privileges.rs`), the startup lines
+//! graceful shutdown (`shutdown.rs`), `uid`/`gid`/`nice` (`privileges.rs`), the open-file
+//! limit raised to the hard limit (`open_files.rs`), the startup lines
 //! (`startup.rs`) and the sample config's origin (`demo_origin.rs`).
 //!
 //! Uses `proxy` and every concept folder below it; `config` uses its settings types.
 
+mod client_listener;
 mod connection_limit;
 mod demo_origin;
 mod front_door;
 mod head_reader;
 mod listeners;
+mod open_files;
 mod privileges;
 mod settings;
 mod shutdown;
@@ -30,16 +35,15 @@ use crate::proxy::PoolProxy;
 use crate::queue::{BlindQueue, QueueSender, QueueTable};
 use crate::stats::{PoolFigures, PoolStats, QueueGauges, RecentRequests, Recording, StatsHub};
 use crate::stats::{SocketTable, StatsSettings, StatsTicker};
+use client_listener::{ClientListener, ClientListeners};
 use connection_limit::ConnectionLimit;
 use front_door::{FrontDoor, FrontDoorParts, KEEPALIVE_DRAIN};
-use pingora::apps::{HttpServerOptions, ServerApp};
+use pingora::apps::HttpServerOptions;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
-use pingora::services::listening::Service;
 use privileges::PrivilegeDrop;
 use shutdown::ShutdownMonitor;
 use std::path::{Path, PathBuf};
@@ -119,6 +123,8 @@ pub(crate) fn run(
     event_log::init_logging(process.debug_level);
     privileges::set_nice(process.nice)?;
     startup::announce(&settings, config_path);
+    let open_files = open_files::raise_open_file_limit();
+    open_files::report(open_files, settings.listeners.max_connections);
     if settings.pools.is_empty() && settings.front_end.static_files.is_none() {
         log::warn!("no pools configured: every request will be answered 404");
     }
@@ -160,30 +166,25 @@ fn server_conf(s: &Settings) -> ServerConf {
     }
 }
 
-/// The proxy service with its listeners.
-fn listen<A: ServerApp + Send + Sync + 'static>(
-    app: A,
-    listeners: &ListenerSettings,
-) -> Result<Service<A>, StartError> {
-    let mut service = Service::new("poolgate".to_string(), app);
-    for addr in std::iter::once(&listeners.http_addr).chain(&listeners.http_alt_addrs) {
-        service.add_listener(plain_listener(addr));
-    }
+/// Every client listener: plain HTTP, then HTTPS with its certificates.
+fn client_listeners(listeners: &ListenerSettings) -> Result<Vec<ClientListener>, StartError> {
+    let mut all: Vec<ClientListener> = std::iter::once(&listeners.http_addr)
+        .chain(&listeners.http_alt_addrs)
+        .map(|addr| ClientListener {
+            addr: addr.clone(),
+            tls: None,
+        })
+        .collect();
     if let Some(https) = &listeners.https {
         for addr in std::iter::once(&https.addr).chain(&https.alt_addrs) {
-            let settings = tls::tls_settings(https)?;
-            service.add_tls_with_settings(addr, None, settings);
+            let acceptor = tls::tls_settings(https)?.build();
+            all.push(ClientListener {
+                addr: addr.clone(),
+                tls: Some(Arc::new(acceptor)),
+            });
         }
     }
-    Ok(service)
-}
-
-/// A plain-HTTP listener without Pingora's 64 KiB read buffer per connection: the front door
-/// reads each request head into a buffer of its own (which then becomes Pingora's), and
-/// Pingora reads bodies in large chunks anyway, so the extra copy layer bought nothing but
-/// memory held by every idle connection.
-fn plain_listener(addr: &str) -> ListenerConfig {
-    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0))
+    Ok(all)
 }
 
 /// Client-side protocol options: cleartext HTTP/2 (`http_h2c`) and, since HTTP/2 connections
@@ -390,8 +391,8 @@ fn build(s: Settings, upgrade: bool) -> Result<Server, StartError> {
         web_log,
         h2c: listeners.h2c,
     };
-    let app = FrontDoor::new(proxy, parts);
-    let service = listen(app, &listeners)?;
+    let door = FrontDoor::new(proxy, parts);
+    let service = ClientListeners::new(door, client_listeners(&listeners)?);
     let proxy_handle = server.add_service(service);
     if let Some(sender) = sender {
         // Journals are open and replayed before the first request is accepted.

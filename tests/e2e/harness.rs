@@ -39,9 +39,19 @@ impl Poolgate {
 
     /// As `start`, with extra environment variables.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Poolgate {
+        Self::start_with(config, env, None)
+    }
+
+    /// As `start`, with the process's open-file soft limit lowered to `soft` (at most the
+    /// hard limit), as a default shell or service manager would leave it.
+    pub fn start_with_open_file_limit(config: &str, soft: u64) -> Poolgate {
+        Self::start_with(config, &[], Some(soft))
+    }
+
+    fn start_with(config: &str, env: &[(&str, &str)], soft_nofile: Option<u64>) -> Poolgate {
         let mut last_log = String::new();
         for _ in 0..3 {
-            match Self::try_start(config, env) {
+            match Self::try_start(config, env, soft_nofile) {
                 Ok(p) => return p,
                 Err(log) => last_log = log,
             }
@@ -49,7 +59,11 @@ impl Poolgate {
         panic!("poolgate did not start:\n{last_log}");
     }
 
-    fn try_start(config: &str, env: &[(&str, &str)]) -> Result<Poolgate, String> {
+    fn try_start(
+        config: &str,
+        env: &[(&str, &str)],
+        soft_nofile: Option<u64>,
+    ) -> Result<Poolgate, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (port, https_port) = (free_port(), free_port());
         let text = config
@@ -61,15 +75,28 @@ impl Poolgate {
         let log_path = dir.path().join("poolgate.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         // Relative paths in the config (the event log's default `log_dir: .`) land in `$DIR`.
-        let child = Command::new(bin())
+        let mut command = Command::new(bin());
+        command
             .current_dir(dir.path())
             .envs(env.iter().copied())
             .args(["serve", "--config"])
             .arg(&config_path)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn poolgate");
+            .stderr(log);
+        if let Some(soft) = soft_nofile {
+            use nix::sys::resource::{getrlimit, setrlimit, Resource};
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the child only calls getrlimit and setrlimit,
+            // which allocate nothing and take no locks.
+            unsafe {
+                command.pre_exec(move || {
+                    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+                    setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)?;
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().expect("spawn poolgate");
         let mut pg = Poolgate {
             child: Some(child),
             port,

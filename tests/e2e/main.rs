@@ -7,6 +7,7 @@ mod client_identity;
 mod connections;
 mod content_encoding;
 mod control;
+mod edge_scale;
 mod event_log;
 mod forwarding;
 mod front_door;
