@@ -159,20 +159,42 @@ impl Setup {
             "origin (nginx)",
             cpu,
             port,
+            4096,
             &format!("server {{ {server} }}"),
         )
     }
 
     /// nginx as a reverse proxy with keep-alive to the origin (the reference point).
     pub fn nginx_proxy(&self, cpu: &str, origin_port: u16) -> Option<Result<Running, String>> {
+        self.nginx_proxy_with(cpu, origin_port, 4096, "")
+    }
+
+    /// nginx as a reverse proxy for the connection-scale stage: room for `connections` client
+    /// plus upstream connections, idle clients kept for 600 s.
+    pub fn nginx_proxy_scale(
+        &self,
+        cpu: &str,
+        origin_port: u16,
+        connections: usize,
+    ) -> Option<Result<Running, String>> {
+        self.nginx_proxy_with(cpu, origin_port, connections, " keepalive_timeout 600;")
+    }
+
+    fn nginx_proxy_with(
+        &self,
+        cpu: &str,
+        origin_port: u16,
+        worker_connections: usize,
+        server_extra: &str,
+    ) -> Option<Result<Running, String>> {
         let nginx = self.nginx.as_ref()?;
         let port = free_port();
         let http = format!(
             "upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 128; }}\n\
-             server {{ listen 127.0.0.1:{port}; keepalive_requests 1000000;\n\
+             server {{ listen 127.0.0.1:{port}; keepalive_requests 1000000;{server_extra}\n\
              location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
         );
-        Some(self.nginx_with(nginx, "nginx", cpu, port, &http))
+        Some(self.nginx_with(nginx, "nginx", cpu, port, worker_connections, &http))
     }
 
     /// nginx, one worker in the foreground, with `http` as its `http { }` block's content.
@@ -182,13 +204,20 @@ impl Setup {
         name: &str,
         cpu: &str,
         port: u16,
+        worker_connections: usize,
         http: &str,
     ) -> Result<Running, String> {
         let dir = self.work.join(format!("nginx-{port}"));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        // Beyond the usual 4096 connections: open files for two per connection (client and
+        // upstream) plus nginx's own.
+        let nofile = match worker_connections > 4096 {
+            true => format!("worker_rlimit_nofile {};\n", worker_connections * 2 + 1024),
+            false => String::new(),
+        };
         let conf = format!(
             "worker_processes 1; daemon off; master_process off; error_log {d}/error.log; pid {d}/nginx.pid;\n\
-             events {{ worker_connections 4096; }}\n\
+             {nofile}events {{ worker_connections {worker_connections}; }}\n\
              http {{ access_log off; sendfile on; tcp_nopush on; client_body_temp_path {d}; proxy_temp_path {d};\n\
              fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n{http} }}\n",
             d = dir.display()
@@ -225,9 +254,36 @@ impl Setup {
     /// poolgate with one pool, or (`busy`) with 20 regex-routed pools (the request matches the
     /// last), transaction logging and the stats API on.
     pub fn poolgate(&self, cpu: &str, origin_port: u16, busy: bool) -> Result<Running, String> {
+        let name = if busy { "poolgate-20" } else { "poolgate" };
+        self.poolgate_with(cpu, origin_port, busy, name, "")
+    }
+
+    /// poolgate with one pool for the connection-scale stage: idle keep-alive clients kept
+    /// for 600 s (the default `http_keep_alive_timeout` of 5 s would close them), no limit on
+    /// client connections. Its files go to `work/<dir>`.
+    pub fn poolgate_scale(
+        &self,
+        cpu: &str,
+        origin_port: u16,
+        dir: &str,
+    ) -> Result<Running, String> {
+        let web =
+            "  http_keep_alive_timeout: 600\n  http_timeout: 600\n  http_max_connections: 0\n";
+        self.poolgate_with(cpu, origin_port, false, dir, web)
+    }
+
+    /// poolgate in `work/<dir>`; `web_extra`: more `WebServer` lines (indented by two).
+    fn poolgate_with(
+        &self,
+        cpu: &str,
+        origin_port: u16,
+        busy: bool,
+        dir: &str,
+        web_extra: &str,
+    ) -> Result<Running, String> {
         let port = free_port();
         let name = if busy { "poolgate-20" } else { "poolgate" };
-        let dir = self.work.join(name);
+        let dir = self.work.join(dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let target = format!("target_hostname: 127.0.0.1, target_port: {origin_port}");
         let pools = if busy {
@@ -247,7 +303,7 @@ impl Setup {
             ""
         };
         let config = format!(
-            "log_dir: '{d}'\nthreads: 1\nshutdown_timeout_sec: 1\nWebServer:\n  http_port: {port}\n  http_bind_address: 127.0.0.1\nPixlProxy:\n{extra}  pools:\n{pools}\n",
+            "log_dir: '{d}'\nthreads: 1\nshutdown_timeout_sec: 1\nWebServer:\n  http_port: {port}\n  http_bind_address: 127.0.0.1\n{web_extra}PixlProxy:\n{extra}  pools:\n{pools}\n",
             d = dir.display()
         );
         let path = dir.join("config.yaml");

@@ -2,11 +2,15 @@
 //! pool; and 20 regex-routed pools with transaction logging and stats) and nginx when it is
 //! installed, all in one run, with the proxy pinned to one CPU and the origin and the load
 //! generators to the other. Prints a markdown table and writes it, plus JSON lines, to the
-//! output directory. Exit code 1 when any request failed or a contender could not run.
+//! output directory. Then the connection-scale stage (`connections.rs`): resident memory per
+//! idle keep-alive client and one request on each of 10 000 open connections, for poolgate,
+//! the floor and nginx, each a fresh process; its table follows the first. Exit code 1 when
+//! any request failed or a contender could not run.
 //!
-//! `bench_runner [--smoke] [--secs N] [--rounds N] [--bin-dir DIR] [--out DIR]`
-//! (normally started by `benches/run.sh`).
+//! `bench_runner [--smoke] [--secs N] [--rounds N] [--connections-only] [--bin-dir DIR] [--out DIR]`
+//! (normally started by `benches/run.sh`; `--connections-only` runs just the second stage).
 
+mod connections;
 mod contenders;
 mod loadgen;
 mod report;
@@ -29,6 +33,7 @@ const ROUNDS: usize = 8;
 
 struct Options {
     smoke: bool,
+    connections_only: bool,
     secs: u32,
     rounds: usize,
     bin_dir: PathBuf,
@@ -38,6 +43,7 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         smoke: false,
+        connections_only: false,
         secs: 10,
         rounds: ROUNDS,
         bin_dir: PathBuf::from("target/release"),
@@ -52,6 +58,7 @@ fn options() -> Options {
                 o.secs = 2;
                 o.rounds = 1;
             }
+            "--connections-only" => o.connections_only = true,
             "--secs" => o.secs = value().parse().unwrap_or(o.secs),
             "--rounds" => o.rounds = value().parse().unwrap_or(o.rounds).max(1),
             "--bin-dir" => o.bin_dir = PathBuf::from(value()),
@@ -223,7 +230,13 @@ fn stream_one_gib(port: u16) -> Result<(), String> {
     Ok(())
 }
 
-fn run(o: &Options, tools: &Tools) -> Result<Vec<Row>, String> {
+/// What the stages measured.
+struct Results {
+    rows: Vec<Row>,
+    connections: connections::Outcome,
+}
+
+fn run(o: &Options, tools: Option<&Tools>, nofile: u64) -> Result<Results, String> {
     // Absolute: nginx resolves relative paths against its prefix.
     let work = std::path::absolute(o.out.join("work")).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&work);
@@ -235,6 +248,26 @@ fn run(o: &Options, tools: &Tools) -> Result<Vec<Row>, String> {
     };
     let origin = setup.origin(LOAD_CPU)?;
     eprintln!("origin: {} on port {}", origin.name, origin.port);
+    let rows = match tools {
+        Some(tools) => load_stages(o, tools, &setup, &origin)?,
+        None => Vec::new(),
+    };
+    eprintln!("connection scale:");
+    let scale = connections::Scale::new(o.smoke);
+    let connections = connections::run(&setup, PROXY_CPU, LOAD_CPU, origin.port, scale, nofile)?;
+    if let connections::Outcome::Skipped(why) = &connections {
+        eprintln!("  skipped: {why}");
+    }
+    Ok(Results { rows, connections })
+}
+
+/// Latency, throughput, 1 MiB answers and memory of every contender, all running at once.
+fn load_stages(
+    o: &Options,
+    tools: &Tools,
+    setup: &Setup,
+    origin: &Running,
+) -> Result<Vec<Row>, String> {
     let starts: Vec<Box<StartProxy>> = vec![
         Box::new(|| Some(setup.floor(PROXY_CPU, origin.port))),
         Box::new(|| Some(setup.poolgate(PROXY_CPU, origin.port, false))),
@@ -261,33 +294,59 @@ fn run(o: &Options, tools: &Tools) -> Result<Vec<Row>, String> {
         row.peak_rss_mib = Some(proxy.peak_rss_mib());
         row.cpu_seconds = Some(proxy.cpu_seconds());
     }
+    // The proxies stop here, before the connection-scale stage starts fresh ones.
     Ok(rows)
 }
 
 fn main() {
     let o = options();
-    let Some(wrk) = loadgen::find("wrk") else {
-        eprintln!("wrk is not installed: run benches/run.sh, which installs it");
-        std::process::exit(1);
+    // 10 000 client sockets here, and as many in each proxy (children inherit the limit).
+    let nofile = match connections::raise_nofile(connections::NOFILE_WANTED) {
+        Ok((soft, hard)) => {
+            eprintln!("open files limit: {soft} (hard {hard})");
+            soft
+        }
+        Err(e) => {
+            eprintln!("open files limit: {e}");
+            0
+        }
     };
-    let oha = loadgen::find("oha");
-    if oha.is_none() {
-        eprintln!("oha is not installed: the fixed-rate latency run is skipped");
-    }
-    let tools = Tools { wrk, oha };
-    let rows = match run(&o, &tools) {
-        Ok(rows) => rows,
+    let tools = match o.connections_only {
+        true => None,
+        false => {
+            let Some(wrk) = loadgen::find("wrk") else {
+                eprintln!("wrk is not installed: run benches/run.sh, which installs it");
+                std::process::exit(1);
+            };
+            let oha = loadgen::find("oha");
+            if oha.is_none() {
+                eprintln!("oha is not installed: the fixed-rate latency run is skipped");
+            }
+            Some(Tools { wrk, oha })
+        }
+    };
+    let Results { rows, connections } = match run(&o, tools.as_ref(), nofile) {
+        Ok(results) => results,
         Err(e) => {
             eprintln!("benchmark failed: {e}");
             std::process::exit(1);
         }
     };
-    let table = report::markdown(&rows, o.secs, o.rounds, o.round_secs());
+    let scale = connections::Scale::new(o.smoke);
+    let mut table = String::new();
+    if !rows.is_empty() {
+        table = report::markdown(&rows, o.secs, o.rounds, o.round_secs());
+        table.push('\n');
+    }
+    table.push_str(&report::connections_markdown(&connections, scale));
     println!("{table}");
-    if let Err(e) = report::write(&o.out, &table, &rows) {
+    if let Err(e) = report::write(&o.out, &table, &rows, &connections, scale) {
         eprintln!("writing results: {e}");
     }
-    let errors: u64 = rows.iter().map(Row::errors).sum();
+    let mut errors: u64 = rows.iter().map(Row::errors).sum();
+    if let connections::Outcome::Ran(conn_rows) = &connections {
+        errors += conn_rows.iter().map(|r| r.errors).sum::<u64>();
+    }
     if errors > 0 {
         eprintln!("{errors} requests failed");
         std::process::exit(1);

@@ -1,6 +1,7 @@
-//! The results as a markdown table (with the ratios the targets are stated in) and as JSON
-//! lines, one per contender.
+//! The results as markdown tables (with the ratios the targets are stated in) and as JSON
+//! lines, one per contender and stage.
 
+use crate::connections::{ConnRow, Outcome, Scale, IN_FLIGHT};
 use crate::Row;
 use std::fmt::Write;
 use std::path::Path;
@@ -65,7 +66,96 @@ pub fn markdown(rows: &[Row], secs: u32, rounds: usize, round_secs: u32) -> Stri
     t
 }
 
-pub fn write(out: &Path, table: &str, rows: &[Row]) -> std::io::Result<()> {
+/// `10000` -> `10 000`.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut s = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            s.push(' ');
+        }
+        s.push(c);
+    }
+    s
+}
+
+/// The connection-scale stage's table, or the line saying why it was skipped.
+pub fn connections_markdown(outcome: &Outcome, scale: Scale) -> String {
+    let (small, large) = (grouped(scale.small), grouped(scale.large));
+    let rows = match outcome {
+        Outcome::Skipped(why) => return format!("Connection scale: skipped: {why}\n"),
+        Outcome::Ran(rows) => rows,
+    };
+    let mut t = String::new();
+    let _ = writeln!(t, "| contender | RSS base MiB | RSS @{small} MiB | RSS @{large} MiB | KiB per idle connection (slope) | {large} requests on {large} open connections: total s / mean ms / max ms | proxy CPU µs per request | errors |");
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let (served, cpu) = match r.served {
+            0 => ("–".to_string(), "–".to_string()),
+            _ => (
+                format!(
+                    "{:.2} / {:.3} / {:.1}",
+                    r.serve_total_s, r.serve_mean_ms, r.serve_max_ms
+                ),
+                format!("{:.0}", r.serve_cpu_us),
+            ),
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+            r.name,
+            r.base_large_mib,
+            r.rss_small_mib,
+            r.rss_large_mib,
+            r.kib_per_connection(scale),
+            served,
+            cpu,
+            r.errors,
+        );
+    }
+    let _ = writeln!(
+        t,
+        "\nA fresh proxy process per count (RSS base: the {large} one's, before any connection); {small} or {large} keep-alive connections, one GET `/` each, left idle; VmRSS read {SETTLE_MS} ms after the last answer. Slope: (RSS@{large} − RSS@{small}) / {}. Then one more GET on each of the {large} open connections, {IN_FLIGHT} in flight ({IN_FLIGHT} client tasks, each taking every {IN_FLIGHT}th connection in turn); mean and max: one request's latency; proxy CPU: its user + system time over those requests (10 ms ticks), per request. Client: one thread on the load CPU, the proxy on the other.",
+        grouped(scale.large - scale.small),
+        SETTLE_MS = 500,
+    );
+    for r in rows {
+        if let Some(e) = &r.first_error {
+            let _ = writeln!(t, "- {}: {} failed, the first: {e}", r.name, r.errors);
+        }
+    }
+    t
+}
+
+fn connections_json(r: &ConnRow, scale: Scale) -> serde_json::Value {
+    serde_json::json!({
+        "stage": "connections",
+        "contender": r.name,
+        "connections_small": scale.small,
+        "connections_large": scale.large,
+        "rss_base_small_mib": r.base_small_mib,
+        "rss_base_large_mib": r.base_large_mib,
+        "rss_small_mib": r.rss_small_mib,
+        "rss_large_mib": r.rss_large_mib,
+        "kib_per_idle_connection": r.kib_per_connection(scale),
+        "requests_on_open_connections": r.served,
+        "in_flight": IN_FLIGHT,
+        "serve_total_s": r.serve_total_s,
+        "serve_mean_ms": r.serve_mean_ms,
+        "serve_max_ms": r.serve_max_ms,
+        "serve_proxy_cpu_us_per_request": r.serve_cpu_us,
+        "errors": r.errors,
+        "first_error": r.first_error,
+    })
+}
+
+pub fn write(
+    out: &Path,
+    table: &str,
+    rows: &[Row],
+    connections: &Outcome,
+    scale: Scale,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("results.md"), table)?;
     let mut lines = String::new();
@@ -86,6 +176,12 @@ pub fn write(out: &Path, table: &str, rows: &[Row]) -> std::io::Result<()> {
         });
         lines.push_str(&line.to_string());
         lines.push('\n');
+    }
+    if let Outcome::Ran(conn_rows) = connections {
+        for r in conn_rows {
+            lines.push_str(&connections_json(r, scale).to_string());
+            lines.push('\n');
+        }
     }
     std::fs::write(out.join("results.jsonl"), lines)
 }

@@ -6,18 +6,19 @@
 //! handshake inline (about 8.7 KB, plain connections included) and boxes the application's
 //! future on top; an edge proxy with tens of thousands of idle keep-alive clients pays that
 //! for each. Here a connection's task is the front door's own future, the TLS handshake is
-//! boxed for the moment it runs, and the socket has no read or write buffer of its own (the
-//! front door lends the head buffer only while bytes arrive). Listening sockets go through
-//! Pingora's table of inherited descriptors, so Pingora's graceful upgrade (`reload`) hands
-//! them over as before.
+//! boxed for the moment it runs, and the socket keeps no buffer while idle (the front door
+//! lends the head buffer only while bytes arrive, `client_socket.rs` the write buffer only
+//! while an answer is written). Listening sockets go through Pingora's table of inherited
+//! descriptors, so Pingora's graceful upgrade (`reload`) hands them over as before.
 
+use super::client_socket::ClientSocket;
 use super::front_door::FrontDoor;
 use async_trait::async_trait;
 use pingora::apps::HttpServerApp;
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::listener::Listener;
 use pingora::protocols::l4::stream::Stream as TcpStream;
-use pingora::protocols::{GetSocketDigest, Stream};
+use pingora::protocols::Stream;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::Service;
 use std::io;
@@ -162,14 +163,13 @@ async fn open(mut stream: TcpStream, tls: Option<&Acceptor>) -> Option<Stream> {
     if let Err(e) = stream.set_nodelay() {
         log::debug!("TCP_NODELAY on a client socket: {e}");
     }
+    let socket = ClientSocket::new(stream);
     let Some(acceptor) = tls else {
-        return Some(Box::new(stream));
+        return Some(Box::new(socket));
     };
-    let peer = stream
-        .get_socket_digest()
-        .and_then(|d| d.peer_addr().cloned());
+    let peer = socket.peer_addr();
     // Boxed: the handshake's state is large and lives only as long as the handshake.
-    let handshake = Box::pin(acceptor.tls_handshake(stream));
+    let handshake = Box::pin(acceptor.tls_handshake(socket));
     match tokio::time::timeout(TLS_HANDSHAKE, handshake).await {
         Ok(Ok(tls)) => Some(Box::new(tls)),
         Ok(Err(e)) => {

@@ -1,7 +1,7 @@
 //! The server: builds every runtime object from the `Settings` config produced, each by its
 //! owner, assembles the Pingora server and runs it. Owns the listeners (`listeners.rs`), the
 //! HTTPS certificates (`tls.rs`), the client listeners that accept every connection
-//! (`client_listener.rs`), the front door every connection
+//! (`client_listener.rs`, its socket in `client_socket.rs`), the front door every connection
 //! passes (`front_door.rs`:
 //! the client connection cap of `connection_limit.rs`, request heads read and checked by
 //! `head_reader.rs`), the
@@ -12,6 +12,7 @@
 //! Uses `proxy` and every concept folder below it; `config` uses its settings types.
 
 mod client_listener;
+mod client_socket;
 mod connection_limit;
 mod demo_origin;
 mod front_door;
