@@ -141,10 +141,14 @@ async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
         };
         match accepted {
             Ok(stream) => {
+                // Past `http_max_connections` the socket closes here: no task, no handshake.
+                let Some(slot) = door.admit() else {
+                    continue;
+                };
                 let (tls, door, shutdown) = (listener.tls.clone(), door.clone(), shutdown.clone());
                 tokio::spawn(async move {
                     if let Some(stream) = open(stream, tls.as_deref()).await {
-                        door.serve(stream, &shutdown).await;
+                        door.serve(stream, slot, &shutdown).await;
                     }
                 });
             }

@@ -1,8 +1,10 @@
 //! `WebServer.http_max_connections`: a hard cap on open client connections. The connection
-//! beyond the cap is closed at once (before any byte is read) and counted.
+//! beyond the cap is closed as it is accepted (before a TLS handshake or any byte read) and
+//! counted.
 //!
-//! Pingora has no connection limit, so the front door (`front_door.rs`) holds one slot for the
-//! whole life of a connection, across all its keep-alive requests.
+//! Pingora has no connection limit, so the listener (`client_listener.rs`) takes one slot per
+//! accepted connection and the front door (`front_door.rs`) holds it for the whole life of the
+//! connection, across all its keep-alive requests.
 
 use crate::stats::ConnectionGauge;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,15 +35,22 @@ impl ConnectionLimit {
         self.open.load(Ordering::Acquire)
     }
 
-    pub(super) fn try_open(&self) -> bool {
-        self.open
+    /// A slot for a new connection, or `None` (counted and logged) when the cap is reached.
+    pub(super) fn admit(self: &Arc<Self>) -> Option<OpenSlot> {
+        let opened = self
+            .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (self.max == 0 || n < self.max).then_some(n + 1)
             })
-            .is_ok()
+            .is_ok();
+        if opened {
+            return Some(OpenSlot(self.clone()));
+        }
+        self.note_refused();
+        None
     }
 
-    pub(super) fn note_refused(&self) {
+    fn note_refused(&self) {
         crate::event_log::maxed_out("http_max_connections");
         let total = self.refused.fetch_add(1, Ordering::AcqRel) + 1;
         let now = u64::from(crate::timing::clock::now_sec());
@@ -61,7 +70,7 @@ impl ConnectionGauge for ConnectionLimit {
 }
 
 /// One open connection; dropping it (however the connection ends) frees the slot.
-pub(super) struct OpenSlot(pub(super) Arc<ConnectionLimit>);
+pub(super) struct OpenSlot(Arc<ConnectionLimit>);
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {

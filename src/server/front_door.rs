@@ -252,15 +252,19 @@ fn target_of(line: &[u8]) -> http::Uri {
 }
 
 impl<A: HttpServerApp + Send + Sync + 'static> FrontDoor<A> {
-    /// Serve a client connection, every request on it, until it closes.
-    pub(super) async fn serve(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) {
-        let limit = &self.parts.limit;
-        if !limit.try_open() {
-            limit.note_refused();
-            drop(stream);
-            return;
-        }
-        let _slot = OpenSlot(limit.clone());
+    /// A slot for a new connection under `http_max_connections` (see `connection_limit.rs`).
+    pub(super) fn admit(&self) -> Option<OpenSlot> {
+        self.parts.limit.admit()
+    }
+
+    /// Serve a client connection, every request on it, until it closes; `_slot` (from
+    /// `admit`) spans its whole life, every request on it included.
+    pub(super) async fn serve(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        _slot: OpenSlot,
+        shutdown: &ShutdownWatch,
+    ) {
         let digest = stream.get_socket_digest();
         let addr = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
             a.and_then(|a| a.as_inet()).copied()
@@ -282,7 +286,6 @@ impl<A: HttpServerApp + Send + Sync + 'static> FrontDoor<A> {
             (Some(idle), Some(prelim)) => Some(idle.min(prelim)),
             (idle, prelim) => idle.or(prelim),
         };
-        // The slot spans the whole life of the connection, every request on it included.
         let Some(protocol) = self.protocol(&mut stream, wait).await else {
             return;
         };

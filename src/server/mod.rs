@@ -1,13 +1,12 @@
 //! The server: builds every runtime object from the `Settings` config produced, each by its
-//! owner, assembles the Pingora server and runs it. Owns the listeners (`listeners.rs`), the
-//! HTTPS certificates (`tls.rs`), the client listeners that accept every connection
-//! (`client_listener.rs`, its socket in `client_socket.rs`), the front door every connection
-//! passes (`front_door.rs`:
-//! the client connection cap of `connection_limit.rs`, request heads read and checked by
-//! `head_reader.rs`), the
-//! graceful shutdown (`shutdown.rs`), `uid`/`gid`/`nice` (`privileges.rs`), the open-file
-//! limit raised to the hard limit (`open_files.rs`), the startup lines
-//! (`startup.rs`) and the sample config's origin (`demo_origin.rs`).
+//! owner, assembles the Pingora server and runs it. Owns the listen addresses
+//! (`listeners.rs`), the HTTPS certificates (`tls.rs`), the client listeners that accept every
+//! connection (`client_listener.rs`, its socket in `client_socket.rs`), the front door every
+//! connection passes (`front_door.rs`: the client connection cap of `connection_limit.rs`,
+//! request heads read and checked by `head_reader.rs`), the graceful shutdown
+//! (`shutdown.rs`), `uid`/`gid`/`nice` (`privileges.rs`), the open-file limit raised to the
+//! hard limit (`open_files.rs`), the startup lines (`startup.rs`) and the sample config's
+//! origin (`demo_origin.rs`).
 //!
 //! Uses `proxy` and every concept folder below it; `config` uses its settings types.
 
@@ -177,11 +176,12 @@ fn client_listeners(listeners: &ListenerSettings) -> Result<Vec<ClientListener>,
         })
         .collect();
     if let Some(https) = &listeners.https {
+        // One acceptor (certificates loaded once) for the main and the alt ports.
+        let acceptor = Arc::new(tls::tls_settings(https)?.build());
         for addr in std::iter::once(&https.addr).chain(&https.alt_addrs) {
-            let acceptor = tls::tls_settings(https)?.build();
             all.push(ClientListener {
                 addr: addr.clone(),
-                tls: Some(Arc::new(acceptor)),
+                tls: Some(acceptor.clone()),
             });
         }
     }
