@@ -19,8 +19,9 @@ use super::connection_limit::{ConnectionLimit, OpenSlot};
 use super::head_reader::{answer_and_close, read_head, HeadRead};
 use crate::event_log::{WebLog, WebRequest};
 use crate::front_end::request_head::{first_line, method_of};
-use crate::front_end::{FrontEnd, HeadFault};
+use crate::front_end::{ClientTimeouts, FrontEnd, HeadFault};
 use crate::stats::{SocketTable, StatsHub};
+use bytes::BytesMut;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -153,21 +154,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> FrontDoor<A> {
                     return;
                 }
             };
-            let mut session = ServerSession::new_http1(stream);
-            match persistent.take() {
-                Some(settings) => settings.apply_to_session(&mut session),
-                None => {
-                    // What Pingora does for a new connection; the proxy applies poolgate's
-                    // keep-alive policy to each request.
-                    let keep = (!*shutdown.borrow()).then_some(60);
-                    session.set_keepalive(keep);
-                    // The last of `http_max_requests_per_connection` is answered with
-                    // `Connection: close` (Pingora counts the reuses after the first).
-                    let max = timeouts.max_requests_per_connection;
-                    session.set_keepalive_reuses_remaining((max > 0).then(|| max - 1));
-                }
-            }
-            session.set_pipelined_prefix(head);
+            let session = session_for(stream, head, persistent.take(), shutdown, timeouts);
             let served = self.inner.process_new_http(session, shutdown);
             let reused = match timeouts.request {
                 // `http_request_timeout`: the proxy answers 408 while it can; this is the
@@ -240,6 +227,34 @@ impl<A: HttpServerApp + Send + Sync + 'static> FrontDoor<A> {
             hub.recent.record(&req);
         }
     }
+}
+
+/// Pingora's session for the next request on `stream`, whose checked `head` is already read.
+/// A plain function, not inline in `serve_http1`: a session borrowed there would keep its
+/// 680 bytes in every idle connection's state.
+fn session_for(
+    stream: Stream,
+    head: BytesMut,
+    persistent: Option<HttpPersistentSettings>,
+    shutdown: &ShutdownWatch,
+    timeouts: &ClientTimeouts,
+) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    match persistent {
+        Some(settings) => settings.apply_to_session(&mut session),
+        None => {
+            // What Pingora does for a new connection; the proxy applies poolgate's keep-alive
+            // policy to each request.
+            let keep = (!*shutdown.borrow()).then_some(60);
+            session.set_keepalive(keep);
+            // The last of `http_max_requests_per_connection` is answered with
+            // `Connection: close` (Pingora counts the reuses after the first).
+            let max = timeouts.max_requests_per_connection;
+            session.set_keepalive_reuses_remaining((max > 0).then(|| max - 1));
+        }
+    }
+    session.set_pipelined_prefix(head);
+    session
 }
 
 /// The target of a request line, when it reads as a URI (else `*`).
