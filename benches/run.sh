@@ -4,7 +4,7 @@
 #   bash benches/run.sh --smoke    2 s per measurement on the debug build, checks only that
 #                                  nothing fails (CI runs it; no timing is asserted)
 # Other arguments go to the runner (`--secs N`, `--rounds N`, `--connections-only`, `--out DIR`).
-# Installs what is missing (wrk, nginx and, for the full run, valgrind from the distribution,
+# Installs what is missing (wrk, nginx, redis-server and, for the full run, valgrind from the distribution,
 # oha from crates.io), builds poolgate, the minimal Pingora proxy and the Rust origin in
 # release mode, then runs target/release/examples/bench_runner (load, latency and memory, then
 # the connection-scale stage) and, in the full run, benches/callgrind.sh (instructions per
@@ -30,6 +30,7 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v taskset >/dev/null || need+=(util-linux)
+command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 if $callgrind; then
   command -v valgrind >/dev/null || need+=(valgrind)
   command -v python3 >/dev/null || need+=(python3)
@@ -38,8 +39,9 @@ if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
-  # The package starts a system nginx on port 80; the benchmark runs its own.
+  # The packages start a system nginx on port 80 and a system Redis; the benchmark runs its own.
   $sudo service nginx stop >/dev/null 2>&1 || true
+  $sudo service redis-server stop >/dev/null 2>&1 || true
 fi
 export PATH="$PATH:/usr/sbin"
 if ! $smoke && ! command -v oha >/dev/null && [ ! -x target/bench-tools/bin/oha ]; then

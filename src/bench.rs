@@ -40,7 +40,7 @@ impl Fixture {
             .pools
             .into_iter()
             .enumerate()
-            .map(|(i, entry)| Arc::new(Pool::new(i, entry.pool)))
+            .map(|(i, entry)| Arc::new(Pool::new(i, entry.pool, None)))
             .collect();
         let web = match settings.stats.api.uri.is_some() {
             true => Recording::Full,

@@ -14,6 +14,8 @@
 //!   per-client limits), `upstream` (the one attempt to a back end), `queue` (the blind
 //!   queue), `stats` (per-second figures, the stats API, Prometheus, connections) and
 //!   `event_log` (the event log and its lines).
+//! - `cluster`: cluster mode's Redis engine (connection, circuit breaker, heartbeat, scripts),
+//!   which `admission` and `queue` share their limits and queues through.
 //! - The leaf everything may use: `timing` (wall-clock seconds and uptime in `timing::clock`,
 //!   the phase timer).
 //!
@@ -27,6 +29,7 @@
 mod admission;
 pub mod bench;
 mod cli;
+mod cluster;
 mod config;
 mod event_log;
 mod front_end;

@@ -1,6 +1,7 @@
 //! The processes measured: the origin (nginx when installed, else the Rust origin), and the
-//! proxies in front of it (the minimal Pingora floor, poolgate in two configs, nginx), each
-//! pinned to its CPU and stopped when dropped.
+//! proxies in front of it (the minimal Pingora floor, poolgate in three configs: one pool, 20
+//! pools, one pool with limits shared on Redis; nginx), each pinned to its CPU and stopped when
+//! dropped, and the Redis of cluster mode (on the proxies' CPU).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -255,7 +256,63 @@ impl Setup {
     /// last), transaction logging and the stats API on.
     pub fn poolgate(&self, cpu: &str, origin_port: u16, busy: bool) -> Result<Running, String> {
         let name = if busy { "poolgate-20" } else { "poolgate" };
-        self.poolgate_with(cpu, origin_port, busy, name, "")
+        self.poolgate_with(cpu, origin_port, busy, name, "", None)
+    }
+
+    /// `redis-server` on `cpu` (the proxy's: cluster mode's cost lands on the same core), in
+    /// its own directory, persistence as cluster mode wants it; `None` when not installed.
+    pub fn redis(&self, cpu: &str) -> Option<Result<Running, String>> {
+        let program = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let port = free_port();
+        let dir = self.work.join(format!("redis-{port}"));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            return Some(Err(e.to_string()));
+        }
+        let args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            &dir.display().to_string(),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        Some(start(
+            "redis",
+            cpu,
+            program,
+            &args,
+            port,
+            &dir.join("redis.log"),
+        ))
+    }
+
+    /// poolgate with one pool whose limits (high enough never to refuse) are shared on the
+    /// Redis at `redis_port`: cluster mode's cost per request, one admission round trip.
+    pub fn poolgate_cluster(
+        &self,
+        cpu: &str,
+        origin_port: u16,
+        redis_port: u16,
+    ) -> Result<Running, String> {
+        self.poolgate_with(
+            cpu,
+            origin_port,
+            false,
+            "poolgate-cluster",
+            "",
+            Some(redis_port),
+        )
     }
 
     /// poolgate with one pool for the connection-scale stage: idle keep-alive clients kept
@@ -269,10 +326,11 @@ impl Setup {
     ) -> Result<Running, String> {
         let web =
             "  http_keep_alive_timeout: 600\n  http_timeout: 600\n  http_max_connections: 0\n";
-        self.poolgate_with(cpu, origin_port, false, dir, web)
+        self.poolgate_with(cpu, origin_port, false, dir, web, None)
     }
 
-    /// poolgate in `work/<dir>`; `web_extra`: more `WebServer` lines (indented by two).
+    /// poolgate in `work/<dir>`; `web_extra`: more `WebServer` lines (indented by two);
+    /// `cluster`: the port of a Redis to share the pool's limits on.
     fn poolgate_with(
         &self,
         cpu: &str,
@@ -280,9 +338,14 @@ impl Setup {
         busy: bool,
         dir: &str,
         web_extra: &str,
+        cluster: Option<u16>,
     ) -> Result<Running, String> {
         let port = free_port();
-        let name = if busy { "poolgate-20" } else { "poolgate" };
+        let name = match (busy, cluster) {
+            (true, _) => "poolgate-20",
+            (false, Some(_)) => "poolgate-cluster",
+            (false, None) => "poolgate",
+        };
         let dir = self.work.join(dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let target = format!("target_hostname: 127.0.0.1, target_port: {origin_port}");
@@ -294,8 +357,18 @@ impl Setup {
                 "    main: {{uri_match: '^/', {target}, log_transactions: true}}"
             ));
             p.join("\n")
+        } else if cluster.is_some() {
+            format!(
+                "    main: {{{target}, max_concurrent_requests: 100000, max_requests_per_sec: 100000000}}"
+            )
         } else {
             format!("    main: {{{target}}}")
+        };
+        let top = match cluster {
+            Some(redis) => format!(
+                "cluster:\n  redis_url: 'redis://127.0.0.1:{redis}'\n  key_prefix: 'bench-{port}'\n"
+            ),
+            None => String::new(),
         };
         let extra = if busy {
             "  stats_uri_match: '^/proxy-stats'\n"
@@ -303,7 +376,7 @@ impl Setup {
             ""
         };
         let config = format!(
-            "log_dir: '{d}'\nthreads: 1\nshutdown_timeout_sec: 1\nWebServer:\n  http_port: {port}\n  http_bind_address: 127.0.0.1\n{web_extra}PixlProxy:\n{extra}  pools:\n{pools}\n",
+            "log_dir: '{d}'\nthreads: 1\nshutdown_timeout_sec: 1\n{top}WebServer:\n  http_port: {port}\n  http_bind_address: 127.0.0.1\n{web_extra}PixlProxy:\n{extra}  pools:\n{pools}\n",
             d = dir.display()
         );
         let path = dir.join("config.yaml");

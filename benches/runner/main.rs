@@ -268,10 +268,20 @@ fn load_stages(
     setup: &Setup,
     origin: &Running,
 ) -> Result<Vec<Row>, String> {
+    // Cluster mode's Redis shares the proxies' CPU, so its work counts against poolgate's.
+    let redis = match setup.redis(PROXY_CPU) {
+        Some(started) => Some(started?),
+        None => {
+            eprintln!("redis-server is not installed: the poolgate-cluster contender is skipped");
+            None
+        }
+    };
+    let redis_port = redis.as_ref().map(|r| r.port);
     let starts: Vec<Box<StartProxy>> = vec![
         Box::new(|| Some(setup.floor(PROXY_CPU, origin.port))),
         Box::new(|| Some(setup.poolgate(PROXY_CPU, origin.port, false))),
         Box::new(|| Some(setup.poolgate(PROXY_CPU, origin.port, true))),
+        Box::new(|| redis_port.map(|r| setup.poolgate_cluster(PROXY_CPU, origin.port, r))),
         Box::new(|| setup.nginx_proxy(PROXY_CPU, origin.port)),
     ];
     // Every proxy runs from here to the end (idle while another is measured), so the

@@ -6,29 +6,31 @@ use super::per_client::ClientRateLimit;
 use super::{LimitSettings, Refusal};
 use crate::timing::clock;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// At most `max` requests in flight.
 #[derive(Debug)]
 pub(super) struct ConcurrencyLimit {
-    max: usize,
+    /// Changes only for a cluster's local fallback (its share of the shared limit).
+    max: AtomicUsize,
     current: AtomicUsize,
 }
 
 impl ConcurrencyLimit {
     fn new(max: usize) -> Arc<Self> {
         Arc::new(ConcurrencyLimit {
-            max,
+            max: AtomicUsize::new(max),
             current: AtomicUsize::new(0),
         })
     }
 
     /// A slot, or `None` when all `max` are taken.
     fn try_acquire(self: &Arc<Self>) -> Option<ConcurrencySlot> {
+        let max = self.max.load(Ordering::Relaxed);
         self.current
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
+                (n < max).then_some(n + 1)
             })
             .ok()
             .map(|_| ConcurrencySlot(self.clone()))
@@ -54,26 +56,27 @@ impl Drop for ConcurrencySlot {
 /// At most `max` admissions per wall-clock second. The second and the count share one atomic.
 #[derive(Debug)]
 struct RateLimit {
-    max: u32,
+    max: AtomicU32,
     window: AtomicU64,
 }
 
 impl RateLimit {
     fn new(max: u32) -> Self {
         RateLimit {
-            max,
+            max: AtomicU32::new(max),
             window: AtomicU64::new(0),
         }
     }
 
     /// Count one request in second `sec`, unless that second is already full.
     fn try_admit(&self, sec: u32) -> bool {
+        let max = self.max.load(Ordering::Relaxed);
         self.window
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
                 let (s, n) = ((v >> 32) as u32, v as u32);
                 if s != sec {
                     Some((u64::from(sec) << 32) | 1)
-                } else if n < self.max {
+                } else if n < max {
                     Some(v + 1)
                 } else {
                     None
@@ -92,7 +95,7 @@ pub(crate) struct LocalLimits {
 }
 
 impl LocalLimits {
-    pub(super) fn new(s: &LimitSettings) -> Self {
+    pub(crate) fn new(s: &LimitSettings) -> Self {
         let mut per_client = Vec::new();
         if s.per_client_per_sec > 0 {
             per_client.push(ClientRateLimit::per_second(s.per_client_per_sec));
@@ -107,13 +110,30 @@ impl LocalLimits {
         }
     }
 
+    /// Enforce `1 / instances` of every limit in `s` (at least 1 each): a cluster
+    /// instance's share while the shared counts cannot be reached.
+    pub(super) fn set_share(&self, s: &LimitSettings, instances: usize) {
+        let n = instances.max(1);
+        let share = |limit: u32| (limit / u32::try_from(n).unwrap_or(u32::MAX)).max(1);
+        if let Some(c) = &self.concurrency {
+            c.max
+                .store((s.max_concurrent / n).max(1), Ordering::Relaxed);
+        }
+        if let Some(r) = &self.rate {
+            r.max.store(share(s.max_per_sec), Ordering::Relaxed);
+        }
+        for limit in &self.per_client {
+            limit.set_limit(share(limit.configured()));
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.concurrency.is_none() && self.rate.is_none() && self.per_client.is_empty()
     }
 
     /// Admit one request from `client` (`None`: the pool-wide limits only): the concurrency
     /// slot to hold while it runs (if the pool limits concurrency), or why it is refused.
-    pub(super) fn admit(&self, client: Option<IpAddr>) -> Result<Option<ConcurrencySlot>, Refusal> {
+    pub(crate) fn admit(&self, client: Option<IpAddr>) -> Result<Option<ConcurrencySlot>, Refusal> {
         if self.is_empty() {
             return Ok(None);
         }
@@ -121,7 +141,7 @@ impl LocalLimits {
     }
 
     /// The per-client limits alone.
-    pub(super) fn admit_client(&self, client: Option<IpAddr>) -> Result<(), Refusal> {
+    pub(crate) fn admit_client(&self, client: Option<IpAddr>) -> Result<(), Refusal> {
         let Some(ip) = client else { return Ok(()) };
         let sec = clock::now_sec();
         self.per_client
@@ -137,11 +157,9 @@ impl LocalLimits {
         sec: u32,
     ) -> Result<Option<ConcurrencySlot>, Refusal> {
         let slot = match &self.concurrency {
-            Some(limit) => Some(
-                limit
-                    .try_acquire()
-                    .ok_or(Refusal::Concurrency { limit: limit.max })?,
-            ),
+            Some(limit) => Some(limit.try_acquire().ok_or(Refusal::Concurrency {
+                limit: limit.max.load(Ordering::Relaxed),
+            })?),
             None => None,
         };
         if let Some(ip) = client {
@@ -151,7 +169,9 @@ impl LocalLimits {
         }
         if let Some(rate) = &self.rate {
             if !rate.try_admit(sec) {
-                return Err(Refusal::Rate { limit: rate.max });
+                return Err(Refusal::Rate {
+                    limit: rate.max.load(Ordering::Relaxed),
+                });
             }
         }
         Ok(slot)
@@ -198,6 +218,27 @@ mod tests {
         let rate = RateLimit::new(3);
         assert_eq!((0..5).filter(|_| rate.try_admit(10)).count(), 3);
         assert!(rate.try_admit(11));
+    }
+
+    #[test]
+    fn a_share_divides_every_limit_and_keeps_at_least_one() {
+        let s = LimitSettings {
+            max_concurrent: 4,
+            max_per_sec: 30,
+            per_client_per_sec: 2,
+            per_client_per_min: 0,
+        };
+        let limits = LocalLimits::new(&s);
+        limits.set_share(&s, 3);
+        let held: Vec<_> = (0..4).filter_map(|_| limits.admit(None).ok()).collect();
+        assert_eq!(held.len(), 1, "4 / 3 instances = 1 slot here");
+        drop(held);
+        limits.set_share(&s, 1);
+        let held: Vec<_> = (0..5).filter_map(|_| limits.admit(None).ok()).collect();
+        assert_eq!(held.len(), 4, "the whole limit alone");
+        limits.set_share(&s, 10);
+        assert_eq!(limits.rate.as_ref().unwrap().max.load(Ordering::Relaxed), 3);
+        assert_eq!(limits.per_client[0].limit(), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::Refusal;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 const SHARDS: usize = 64;
@@ -20,7 +21,10 @@ type Shard = Mutex<HashMap<IpAddr, (u32, u32)>>;
 pub(super) struct ClientRateLimit {
     /// The config key, for the 429 message.
     key: &'static str,
-    limit: u32,
+    /// As configured.
+    configured: u32,
+    /// Enforced: `configured`, or a cluster instance's share of it while Redis is away.
+    limit: AtomicU32,
     window_sec: u32,
     hasher: RandomState,
     shards: Vec<Shard>,
@@ -38,11 +42,24 @@ impl ClientRateLimit {
     fn new(key: &'static str, limit: u32, window_sec: u32) -> Self {
         ClientRateLimit {
             key,
-            limit,
+            configured: limit,
+            limit: AtomicU32::new(limit),
             window_sec,
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
         }
+    }
+
+    pub(super) fn configured(&self) -> u32 {
+        self.configured
+    }
+
+    pub(super) fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_limit(&self, limit: u32) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     /// Count one request of `ip` at second `sec`, or refuse it with the seconds until the
@@ -64,11 +81,12 @@ impl ClientRateLimit {
         if entry.0 != window {
             *entry = (window, 0);
         }
-        if entry.1 >= self.limit {
+        let limit = self.limit();
+        if entry.1 >= limit {
             let window_end = (u64::from(window) + 1) * u64::from(self.window_sec);
             return Err(Refusal::Client {
                 key: self.key,
-                limit: self.limit,
+                limit,
                 retry_after_sec: window_end.saturating_sub(u64::from(sec)).max(1),
             });
         }

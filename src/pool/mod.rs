@@ -35,6 +35,7 @@ pub(crate) use targets::{
 };
 
 use crate::admission::{LimitSettings, PoolAdmission};
+use crate::cluster::Cluster;
 use crate::event_log::LogPolicy;
 use crate::front_end::ClientFacts;
 use crate::stats::{PoolMetrics, PoolStats, Recording};
@@ -95,12 +96,13 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// The pool of `settings`, the `index`-th in the config.
-    pub(crate) fn new(index: usize, s: PoolSettings) -> Pool {
+    /// The pool of `settings`, the `index`-th in the config; its limits are shared with the
+    /// instances of `cluster` when one is given.
+    pub(crate) fn new(index: usize, s: PoolSettings, cluster: Option<&Arc<Cluster>>) -> Pool {
         Pool {
             index,
             targets: TargetSet::new(&s.id, &s.targets),
-            admission: PoolAdmission::new(&s.limits),
+            admission: PoolAdmission::new(&s.limits, &s.id, cluster),
             stats: Arc::new(PoolStats::new(s.recording)),
             metrics: PoolMetrics::new(&s.id, s.metrics),
             id: Arc::from(s.id),
@@ -257,6 +259,6 @@ pub(crate) mod tests {
             recording: Recording::Full,
             metrics: true,
         };
-        Arc::new(Pool::new(0, settings))
+        Arc::new(Pool::new(0, settings, None))
     }
 }

@@ -131,7 +131,8 @@ impl PoolProxy {
         }
     }
 
-    /// 429 from the pool's limits: counted, logged, answered with the limit.
+    /// 429 from the pool's limits (503 from an unreachable cluster with `closed`): counted,
+    /// logged, answered with the limit.
     pub(super) async fn refuse(
         &self,
         session: &mut Session,
@@ -140,7 +141,10 @@ impl PoolProxy {
     ) -> Result<()> {
         let pool = ctx.pool()?;
         pool.metrics.throttled();
-        log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
+        // Refusals for an unreachable Redis are logged once per outage, by the cluster.
+        if *refusal != Refusal::Unavailable {
+            log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
+        }
         reply::too_many(session, &self.front, ctx.client.tls, refusal, &pool.id).await
     }
 

@@ -78,7 +78,7 @@ pub(super) async fn json(
 }
 
 /// `429 Too Many Requests` naming the pool and the limit, with `Retry-After` for per-client
-/// limits.
+/// limits (503 when a cluster's shared limits cannot be asked and the policy is `closed`).
 pub(super) async fn too_many(
     session: &mut Session,
     front: &FrontEnd,
@@ -90,7 +90,17 @@ pub(super) async fn too_many(
     let retry_after = refusal
         .retry_after_sec()
         .map(|s| ("Retry-After", s.to_string()));
-    send(session, front, tls, 429, TEXT, body, retry_after.as_slice()).await
+    let status = refusal.status();
+    send(
+        session,
+        front,
+        tls,
+        status,
+        TEXT,
+        body,
+        retry_after.as_slice(),
+    )
+    .await
 }
 
 /// A stats endpoint's answer.

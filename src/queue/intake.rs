@@ -5,8 +5,10 @@
 //! body over `http_max_upload_size`, 503 while shutting down or when the store cannot be
 //! written; a per-client limit answers as the pool's throttling does.
 
+use super::shared::{Put, QueueStream};
 use super::{BlindQueue, QueueSettings, QueuedBody, QueuedRequest, RequestId};
 use crate::admission::Refusal;
+use crate::cluster::{ClusterFault, RedisErrorPolicy};
 use crate::event_log::{self, CONSOLE_ONLY};
 use crate::front_end::{declared_len, ClientFacts};
 use crate::pool::Pool;
@@ -64,29 +66,28 @@ pub(crate) async fn enqueue(
     client: ClientFacts,
 ) -> Result<Intake> {
     // Per-client limits apply here; the pool-wide ones on each send.
-    if let Err(refusal) = pool.admission.admit_client(client.ip).await {
-        return Ok(Intake::Throttled(refusal));
+    match pool.admission.admit_client(client.ip).await {
+        Ok(()) => {}
+        Err(Refusal::Unavailable) => {
+            return Ok(refused(
+                503,
+                "Proxy queue is unavailable: the cluster's Redis cannot be reached.",
+            ))
+        }
+        Err(refusal) => return Ok(Intake::Throttled(refusal)),
     }
     if queue.is_closing() {
         return Ok(refused(503, "Proxy queue is shutting down."));
+    }
+    if let Some(stream) = queue.shared() {
+        return enqueue_shared(session, pool, queue, stream, client).await;
     }
     let Some(store) = queue.store() else {
         return Ok(refused(503, "Proxy queue journal is not open."));
     };
     let place = match queue.reserve() {
         Ok(place) => place,
-        Err(pending) => {
-            let why = format!("Proxy queue is full: {pending} requests pending");
-            log::error!(target: CONSOLE_ONLY, "[{}] {why} ({})", pool.id, describe(session));
-            let req = session.req_header();
-            let data = json!({
-                "uri": event_log::redact::text(&req.uri.to_string()),
-                "method": req.method.as_str(),
-                "req_headers": event_log::headers_json(&req.headers),
-            });
-            event_log::error(&pool.id, 429, &why, data);
-            return Ok(refused(429, why));
-        }
+        Err(pending) => return Ok(full(session, pool, pending as u64)),
     };
     let id = RequestId::new();
     let Some((body, framed)) = read_body(session, &queue.settings, id).await? else {
@@ -116,6 +117,93 @@ pub(crate) async fn enqueue(
     }
     log::debug!("[{}] queued request {id} ({})", pool.id, describe(session));
     queue.push(place, req);
+    Ok(Intake::Queued(id))
+}
+
+/// 429 for a full queue, logged with the request.
+fn full(session: &Session, pool: &Pool, pending: u64) -> Intake {
+    let why = format!("Proxy queue is full: {pending} requests pending");
+    log::error!(target: CONSOLE_ONLY, "[{}] {why} ({})", pool.id, describe(session));
+    let req = session.req_header();
+    let data = json!({
+        "uri": event_log::redact::text(&req.uri.to_string()),
+        "method": req.method.as_str(),
+        "req_headers": event_log::headers_json(&req.headers),
+    });
+    event_log::error(&pool.id, 429, &why, data);
+    refused(429, why)
+}
+
+/// Cluster mode: the request goes into the shared stream (the 200 after Redis took it), or
+/// while Redis cannot be reached, per `cluster.on_redis_error`, into the local store until it
+/// can be moved there (`local`, `open`) or nowhere (`closed`: 503).
+async fn enqueue_shared(
+    session: &mut Session,
+    pool: &Pool,
+    queue: &BlindQueue,
+    stream: &QueueStream,
+    client: ClientFacts,
+) -> Result<Intake> {
+    let id = RequestId::new();
+    let Some((body, framed)) = read_body(session, &queue.settings, id).await? else {
+        let why = format!(
+            "Request body is larger than http_max_upload_size ({} bytes).",
+            queue.settings.max_body_bytes
+        );
+        session.set_keepalive(None);
+        return Ok(refused(413, why));
+    };
+    let req = QueuedRequest {
+        id,
+        enqueued_ms: clock::unix_ms(),
+        client,
+        header: session.req_header().clone(),
+        framed,
+        body,
+    };
+    match stream.put(&req, queue.settings.max_length).await {
+        Ok(Put::Added) => {
+            remove_spool(&req.body).await;
+            queue.count_accepted();
+            log::debug!(
+                "[{}] queued request {id} in the cluster's queue ({})",
+                pool.id,
+                describe(session)
+            );
+            return Ok(Intake::Queued(id));
+        }
+        Ok(Put::Full(pending)) => {
+            remove_spool(&req.body).await;
+            queue.count_rejected();
+            return Ok(full(session, pool, pending));
+        }
+        Err(ClusterFault::Refused(e)) => {
+            log::error!("[{}] cluster queue intake failed: {e}", pool.id);
+        }
+        Err(ClusterFault::Unreachable) => {}
+    }
+    if stream.cluster.settings.on_redis_error == RedisErrorPolicy::Closed {
+        remove_spool(&req.body).await;
+        return Ok(refused(
+            503,
+            "Proxy queue is unavailable: the cluster's Redis cannot be reached.",
+        ));
+    }
+    let Some(store) = queue.store() else {
+        remove_spool(&req.body).await;
+        return Ok(refused(503, "Proxy queue journal is not open."));
+    };
+    if let Err(e) = store.put(&req).await {
+        log::error!("[{}] queue journal write failed: {e}", pool.id);
+        remove_spool(&req.body).await;
+        return Ok(refused(503, "Proxy queue journal write failed."));
+    }
+    queue.count_accepted();
+    log::debug!(
+        "[{}] queued request {id} kept here until the cluster's Redis answers",
+        pool.id
+    );
+    stream.spill(req);
     Ok(Intake::Queued(id))
 }
 

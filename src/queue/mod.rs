@@ -11,17 +11,20 @@
 //!   next process.
 //! - `sender` / `send`: the background service and one queued send with its retries, made of
 //!   the shared upstream attempt (`crate::upstream`).
+//! - `shared`: cluster mode's queue, a Redis Stream shared by every instance, with takeover
+//!   of the requests an instance that died was holding.
 //! - `request_id`: the ids clients get.
 //!
 //! The waiting requests sit in a per-pool deque behind a mutex held only to push or pop; the
-//! counters the stats read are atomics. Uses `upstream`, `pool`, `admission`, `stats`,
-//! `event_log`, `front_end` (client facts) and `timing`.
+//! counters the stats read are atomics. Uses `upstream`, `pool`, `admission`, `cluster`,
+//! `stats`, `event_log`, `front_end` (client facts) and `timing`.
 
 use crate::front_end::ClientFacts;
 use crate::stats::QueueGauges;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use request_id::RequestId;
+use shared::QueueStream;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -37,6 +40,7 @@ mod record;
 mod request_id;
 mod send;
 mod sender;
+mod shared;
 mod store;
 
 pub(crate) use intake::{enqueue, Intake};
@@ -150,6 +154,9 @@ pub(crate) struct BlindQueue {
     drained: AtomicBool,
     /// Set at construction for memory queues, once the journal is open for durable ones.
     store: OnceLock<QueueStore>,
+    /// Cluster mode: the shared stream (the local store then only keeps what spilled while
+    /// Redis was unreachable).
+    shared: Option<QueueStream>,
     counters: QueueCounters,
 }
 
@@ -165,7 +172,11 @@ impl Drop for Reservation<'_> {
 }
 
 impl BlindQueue {
-    pub(crate) fn new(settings: QueueSettings) -> Arc<Self> {
+    /// The queue of `settings`; shared through `shared`'s cluster by the pool of that id.
+    pub(crate) fn new(
+        settings: QueueSettings,
+        shared: Option<(&Arc<crate::cluster::Cluster>, &str)>,
+    ) -> Arc<Self> {
         let store = OnceLock::new();
         if settings.journal_dir.is_none() {
             let _ = store.set(QueueStore::Memory);
@@ -177,8 +188,37 @@ impl BlindQueue {
             closing: AtomicBool::new(false),
             drained: AtomicBool::new(false),
             store,
+            shared: shared.map(|(cluster, pool)| QueueStream::new(cluster, pool)),
             counters: QueueCounters::default(),
         })
+    }
+
+    /// The shared stream, in cluster mode.
+    pub(crate) fn shared(&self) -> Option<&QueueStream> {
+        self.shared.as_ref()
+    }
+
+    /// A request taken into the shared stream (or spilled for it).
+    fn count_accepted(&self) {
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request found in a journal: queued here, or in cluster mode kept for the stream.
+    fn recovered(&self, req: QueuedRequest) {
+        match &self.shared {
+            Some(stream) => stream.spill(req),
+            None => self.push_recovered(req),
+        }
+    }
+
+    /// A request read from the shared stream, queued for this instance's workers.
+    fn push_fetched(&self, req: QueuedRequest) {
+        self.push_recovered(req);
+    }
+
+    /// Count one request refused because the queue is full.
+    fn count_rejected(&self) {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     fn deque(&self) -> MutexGuard<'_, VecDeque<QueuedRequest>> {
@@ -287,7 +327,7 @@ impl BlindQueue {
     pub(crate) fn stats(&self) -> QueueStats {
         let c = &self.counters;
         QueueStats {
-            pending: c.waiting.load(Ordering::Acquire),
+            pending: self.pending(),
             in_flight: c.in_flight.load(Ordering::Acquire),
             accepted: c.accepted.load(Ordering::Relaxed),
             sent: c.sent.load(Ordering::Relaxed),
@@ -310,8 +350,18 @@ impl std::fmt::Debug for BlindQueue {
 }
 
 impl QueueGauges for BlindQueue {
+    /// Waiting here; in cluster mode, in the shared queue (when last asked) plus what waits
+    /// to be moved into it.
     fn pending(&self) -> usize {
-        self.counters.waiting.load(Ordering::Acquire)
+        let here = self.counters.waiting.load(Ordering::Acquire);
+        match &self.shared {
+            Some(stream) => {
+                let shared = usize::try_from(stream.length()).unwrap_or(usize::MAX);
+                let in_flight = self.counters.in_flight.load(Ordering::Acquire);
+                shared.saturating_sub(in_flight).max(here) + stream.spilled()
+            }
+            None => here,
+        }
     }
 
     fn in_flight(&self) -> usize {
@@ -352,16 +402,19 @@ mod tests {
     use super::*;
 
     fn queue(max_length: usize) -> Arc<BlindQueue> {
-        BlindQueue::new(QueueSettings {
-            max_length,
-            requeue_delay: Duration::from_millis(1),
-            workers: 1,
-            spool_bytes: 10,
-            max_body_bytes: 100,
-            spool_dir: PathBuf::from("/tmp"),
-            fsync: false,
-            journal_dir: None,
-        })
+        BlindQueue::new(
+            QueueSettings {
+                max_length,
+                requeue_delay: Duration::from_millis(1),
+                workers: 1,
+                spool_bytes: 10,
+                max_body_bytes: 100,
+                spool_dir: PathBuf::from("/tmp"),
+                fsync: false,
+                journal_dir: None,
+            },
+            None,
+        )
     }
 
     fn request() -> QueuedRequest {

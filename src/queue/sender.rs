@@ -1,11 +1,13 @@
 //! The blind queue's Pingora background service: it opens the journals (adopting what earlier
 //! processes left) before the proxy starts serving, runs the senders, keeps adopting segments
-//! that processes leave behind (an upgrade's old process), and drains the queues on shutdown.
+//! that processes leave behind (an upgrade's old process), feeds the senders of a cluster's
+//! shared queues from Redis, and drains the queues on shutdown.
 
 use super::journal::QueueJournal;
 use super::send::{Delivery, Outcome, Report};
 use super::store::QueueStore;
 use super::{BlindQueue, QueuedRequest};
+use crate::cluster::ClusterFault;
 use crate::event_log::{redact, Transaction, CONSOLE_ONLY};
 use crate::pool::Pool;
 use async_trait::async_trait;
@@ -20,6 +22,10 @@ use tokio::task::JoinHandle;
 
 /// How often segments left by other processes are looked for.
 const ADOPT_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the shared stream is looked at when nothing arrived locally.
+const FETCH_POLL: Duration = Duration::from_millis(50);
+/// How often the shared stream's length is asked (the stats).
+const MEASURE_INTERVAL: Duration = Duration::from_secs(1);
 /// Time kept back from the shutdown timeout to write what is left before Pingora stops.
 const DRAIN_MARGIN: Duration = Duration::from_millis(500);
 
@@ -67,7 +73,7 @@ impl QueueSender {
                         );
                     }
                     let _ = queue.store.set(QueueStore::Journal(journal));
-                    recovered.into_iter().for_each(|r| queue.push_recovered(r));
+                    recovered.into_iter().for_each(|r| queue.recovered(r));
                 }
                 Ok(Err(e)) => log::error!(
                     "[{}] queue journal in {}: {e}; queued requests get 503",
@@ -95,6 +101,9 @@ impl QueueSender {
             if queue.is_durable() && queue.store().is_some() {
                 tasks.push(tokio::spawn(adopter(queue.clone())));
             }
+            if queue.shared().is_some() {
+                tasks.push(tokio::spawn(fetcher(pool.clone(), queue.clone())));
+            }
         }
         tasks
     }
@@ -119,6 +128,29 @@ impl QueueSender {
         tasks.iter().for_each(JoinHandle::abort);
         for (pool, queue) in &self.queues {
             let left = busy(queue);
+            if let Some(stream) = queue.shared() {
+                let spilled = stream.spilled();
+                if let Some(store) = queue.store().filter(|_| queue.is_durable()) {
+                    store.close().await;
+                }
+                if left > 0 {
+                    log::warn!(
+                        "[{}] queue: {left} requests left in the cluster's queue; another instance takes them over after cluster.queue_claim_idle_ms",
+                        pool.id
+                    );
+                }
+                if spilled > 0 && !queue.is_durable() {
+                    queue
+                        .counters
+                        .dropped
+                        .fetch_add(spilled as u64, Ordering::Relaxed);
+                    log::error!(
+                        "[{}] queue: {spilled} requests accepted while Redis was unreachable dropped at shutdown (set queue_dir to keep them)",
+                        pool.id
+                    );
+                }
+                continue;
+            }
             match queue.store().filter(|_| queue.is_durable()) {
                 Some(store) => {
                     store.close().await;
@@ -190,10 +222,81 @@ async fn worker(pool: Arc<Pool>, queue: Arc<BlindQueue>, connector: Arc<Connecto
         };
         pool.metrics.observe(status, &report.perf);
         log_report(&pool, &req, &report);
-        if let Some(store) = queue.store() {
+        if let Some(stream) = queue.shared() {
+            stream.done(req.id).await;
+        } else if let Some(store) = queue.store() {
             store.done(req.id, req.body.spool_file().cloned()).await;
         }
         queue.finished(matches!(report.outcome, Outcome::Delivered { .. }));
+    }
+}
+
+/// Cluster mode: keep this instance's workers supplied from the shared stream (new entries,
+/// then entries other instances left idle), renew what it holds, and move what spilled while
+/// Redis was unreachable into the stream.
+async fn fetcher(pool: Arc<Pool>, queue: Arc<BlindQueue>) {
+    let Some(stream) = queue.shared() else {
+        return;
+    };
+    let cluster = stream.cluster.clone();
+    let claim_idle = cluster.settings.queue_claim_idle;
+    let spool = queue.settings.spool_dir.clone();
+    let mut group_ready = false;
+    let mut next_claim = Instant::now();
+    let mut next_renewal = Instant::now() + claim_idle / 3;
+    let mut next_measure = Instant::now();
+    while !queue.is_closing() {
+        if !cluster.is_reachable() {
+            group_ready = false;
+            tokio::time::sleep(FETCH_POLL * 2).await;
+            continue;
+        }
+        if !group_ready {
+            match stream.ensure_group().await {
+                Ok(()) => group_ready = true,
+                Err(e) => {
+                    // Unreachable is the cluster's to log (once per change).
+                    if let ClusterFault::Refused(e) = e {
+                        log::error!("[{}] queue: the cluster's consumer group: {e}", pool.id);
+                    }
+                    tokio::time::sleep(FETCH_POLL * 4).await;
+                    continue;
+                }
+            }
+        }
+        stream.catch_up(queue.store()).await;
+        let now = Instant::now();
+        if now >= next_renewal {
+            stream.renew().await;
+            next_renewal = now + claim_idle / 3;
+        }
+        if now >= next_measure {
+            stream.measure().await;
+            next_measure = now + MEASURE_INTERVAL;
+        }
+        let free = |q: &BlindQueue| {
+            let s = q.counters.waiting.load(Ordering::Acquire)
+                + q.counters.in_flight.load(Ordering::Acquire);
+            q.settings.workers.saturating_sub(s)
+        };
+        let mut got = 0;
+        if free(&queue) > 0 && now >= next_claim {
+            if let Ok(taken) = stream.claim(free(&queue), &spool).await {
+                got += taken.len();
+                taken.into_iter().for_each(|r| queue.push_fetched(r));
+            }
+            next_claim = now + (claim_idle / 4).max(FETCH_POLL);
+        }
+        if free(&queue) > 0 {
+            if let Ok(fetched) = stream.fetch(free(&queue), &spool).await {
+                got += fetched.len();
+                fetched.into_iter().for_each(|r| queue.push_fetched(r));
+            }
+        }
+        if got == 0 {
+            // Nothing new (or no worker free): wait for a local intake or the next poll.
+            let _ = tokio::time::timeout(FETCH_POLL, stream.added.notified()).await;
+        }
     }
 }
 
@@ -204,7 +307,7 @@ async fn adopter(queue: Arc<BlindQueue>) {
             return;
         };
         for req in store.adopt().await {
-            queue.push_recovered(req);
+            queue.recovered(req);
         }
     }
 }

@@ -28,6 +28,7 @@ pub(crate) use listeners::{listen_addr, local_addr};
 pub(crate) use privileges::{identity, Identity, IdentityError};
 pub(crate) use settings::{ListenerSettings, PoolEntry, ProcessSettings, Settings, TlsListener};
 
+use crate::cluster::{Cluster, ClusterHeartbeat};
 use crate::event_log::{self, EventLogSettings, WebLog};
 use crate::front_end::{FrontEnd, RequestQueue};
 use crate::pool::{Pool, RouteTable};
@@ -253,13 +254,25 @@ fn check_writable(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-/// The pools and their queues, each built from its settings, in config order.
-fn build_pools(entries: Vec<PoolEntry>) -> (Vec<Arc<Pool>>, QueueTable) {
+/// The pools and their queues, each built from its settings, in config order; in cluster
+/// mode their limits and queues are shared unless the pool opts out (`cluster_limits`,
+/// `cluster_queue`).
+fn build_pools(
+    entries: Vec<PoolEntry>,
+    cluster: Option<&Arc<Cluster>>,
+) -> (Vec<Arc<Pool>>, QueueTable) {
     let mut pools = Vec::with_capacity(entries.len());
     let mut queues = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
-        pools.push(Arc::new(Pool::new(index, entry.pool)));
-        queues.push(entry.queue.map(BlindQueue::new));
+        let id = entry.pool.id.clone();
+        let limits = cluster.filter(|_| entry.cluster_limits);
+        pools.push(Arc::new(Pool::new(index, entry.pool, limits)));
+        let shared = cluster.filter(|_| entry.cluster_queue);
+        queues.push(
+            entry
+                .queue
+                .map(|settings| BlindQueue::new(settings, shared.map(|c| (c, id.as_str())))),
+        );
     }
     (pools, QueueTable::new(queues))
 }
@@ -326,11 +339,13 @@ fn build(s: Settings, upgrade: bool) -> Result<Server, StartError> {
         pools,
         stats,
         request_log,
+        cluster,
         ..
     } = s;
     let idle_timeout_sec = front_end.idle_timeout_sec;
     let max_head_size = front_end.head_limits.max_size;
-    let (pools, queues) = build_pools(pools);
+    let cluster = cluster.map(Cluster::new);
+    let (pools, queues) = build_pools(pools, cluster.as_ref());
     start_balancers(&pools, &mut server)?;
     check_queue_dirs(&pools, &queues)?;
     let conf = server.configuration.clone();
@@ -358,15 +373,18 @@ fn build(s: Settings, upgrade: bool) -> Result<Server, StartError> {
     }
     let sockets = Arc::new(SocketTable::default());
     let front = Arc::new(FrontEnd::new(front_end));
-    let hub = Arc::new(stats_hub(
-        &pools,
-        &queues,
-        &stats,
-        &listeners,
-        connections.clone(),
-        sockets.clone(),
-        front.request_queue.clone(),
-    ));
+    let hub = Arc::new(
+        stats_hub(
+            &pools,
+            &queues,
+            &stats,
+            &listeners,
+            connections.clone(),
+            sockets.clone(),
+            front.request_queue.clone(),
+        )
+        .with_cluster(cluster.clone()),
+    );
     server.add_service(background_service("stats", StatsTicker(hub.clone())));
     let dumped = hub.clone();
     event_log::dump_source(move || dumped.document());
@@ -395,6 +413,12 @@ fn build(s: Settings, upgrade: bool) -> Result<Server, StartError> {
     let door = FrontDoor::new(proxy, parts);
     let service = ClientListeners::new(door, client_listeners(&listeners)?);
     let proxy_handle = server.add_service(service);
+    if let Some(cluster) = &cluster {
+        // Redis is asked (for at most a second) before the first request is accepted.
+        let heartbeat = ClusterHeartbeat(cluster.clone());
+        let handle = server.add_service(background_service("cluster", heartbeat));
+        proxy_handle.add_dependency(&handle);
+    }
     if let Some(sender) = sender {
         // Journals are open and replayed before the first request is accepted.
         let handle = server.add_service(background_service("blind queue", sender));

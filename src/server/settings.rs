@@ -25,6 +25,8 @@ pub(crate) struct Settings {
     pub(crate) secrets: Vec<String>,
     /// pixl-server's event-log keys (`log_columns`, `log_filters`, `log_crashes`, ...).
     pub(crate) logging: crate::event_log::LogOptions,
+    /// The `cluster` section; `None` = cluster mode off.
+    pub(crate) cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 /// A pool and, with `use_queue`, its blind queue.
@@ -32,6 +34,10 @@ pub(crate) struct Settings {
 pub(crate) struct PoolEntry {
     pub(crate) pool: PoolSettings,
     pub(crate) queue: Option<QueueSettings>,
+    /// Cluster mode: `cluster_limits` (the pool's limits are shared).
+    pub(crate) cluster_limits: bool,
+    /// Cluster mode: `cluster_queue` (the pool's queue is shared).
+    pub(crate) cluster_queue: bool,
 }
 
 /// The process: pixl-server's top-level keys and poolgate's own.

@@ -9,6 +9,7 @@ use super::refusals::RefusedRequests;
 use super::report::{Gauges, PhaseSummary};
 use super::second::PoolStats;
 use super::sockets::SocketTable;
+use crate::cluster::{Cluster, ClusterFigures};
 use crate::event_log;
 use crate::front_end::RequestQueue;
 use crate::timing::clock;
@@ -72,6 +73,8 @@ pub(crate) struct StatsHub {
     hostname: String,
     /// The listening address (`web.server.ip`).
     ip: String,
+    /// Cluster mode's membership (the `cluster` object).
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl StatsHub {
@@ -95,7 +98,19 @@ impl StatsHub {
             cpu_pct: AtomicU64::new(0f64.to_bits()),
             hostname: event_log::hostname(),
             ip,
+            cluster: None,
         }
+    }
+
+    /// Show cluster mode's figures too.
+    pub(crate) fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Cluster mode's figures, in cluster mode.
+    pub(crate) fn cluster(&self) -> Option<ClusterFigures> {
+        self.cluster.as_ref().map(|c| c.figures())
     }
 
     pub(crate) fn pools(&self) -> &[PoolFigures] {
@@ -138,7 +153,7 @@ impl StatsHub {
             .collect();
         let web = self.web.last_second();
         let total = web.total();
-        json!({
+        let mut doc = json!({
             "pools": pools,
             "web": {
                 "server": {
@@ -163,7 +178,23 @@ impl StatsHub {
                     "running": self.request_queue.running(),
                 },
             },
-        })
+        });
+        if let (Some(c), Some(obj)) = (self.cluster(), doc.as_object_mut()) {
+            obj.insert(
+                "cluster".into(),
+                json!({
+                    "instance": c.instance,
+                    "redis": c.redis,
+                    "live_instances": c.live_instances,
+                    "redis_reachable": c.redis_reachable,
+                    "redis_rtt_ms": (c.redis_rtt_ms * 1000.0).round() / 1000.0,
+                    "local_decisions": c.local_decisions,
+                    "queue_taken_over": c.queue_taken_over,
+                    "reachability_changes": c.reachability_changes,
+                }),
+            );
+        }
+        doc
     }
 
     /// The per-second line: `scale`, then the pool's figures, then `cpu_pct`.

@@ -8,8 +8,8 @@ use crate::front_end::HeadFault;
 use crate::timing::{PerfTimer, Phase};
 use once_cell::sync::Lazy;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, TextEncoder,
 };
 
 struct Families {
@@ -23,6 +23,55 @@ struct Families {
     client_connections: IntGauge,
     log_dropped: IntGauge,
     refused: IntCounterVec,
+    cluster: Lazy<ClusterFamilies>,
+}
+
+/// Cluster mode's metrics, registered only in cluster mode (the first scrape that has them).
+struct ClusterFamilies {
+    live: IntGauge,
+    reachable: IntGauge,
+    rtt: Gauge,
+    local_decisions: IntCounter,
+    taken_over: IntCounter,
+    changes: IntCounter,
+}
+
+fn plain_counter(name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|_| unreachable!("valid static metric"));
+    let _ = prometheus::register(Box::new(c.clone()));
+    c
+}
+
+fn cluster_families() -> ClusterFamilies {
+    let rtt = Gauge::new(
+        "poolgate_cluster_redis_rtt_seconds",
+        "Smoothed round-trip time of the cluster's Redis operations.",
+    )
+    .unwrap_or_else(|_| unreachable!("valid static metric"));
+    let _ = prometheus::register(Box::new(rtt.clone()));
+    ClusterFamilies {
+        live: gauge(
+            "poolgate_cluster_live_instances",
+            "Live poolgate instances of the cluster, as the last heartbeat counted them.",
+        ),
+        reachable: gauge(
+            "poolgate_cluster_redis_reachable",
+            "1 while the cluster's Redis answers, 0 while decisions follow cluster.on_redis_error.",
+        ),
+        rtt,
+        local_decisions: plain_counter(
+            "poolgate_cluster_local_decisions_total",
+            "Admissions decided without Redis because it could not be reached.",
+        ),
+        taken_over: plain_counter(
+            "poolgate_cluster_queue_taken_over_total",
+            "Queued requests taken over from instances that stopped sending them.",
+        ),
+        changes: plain_counter(
+            "poolgate_cluster_reachability_changes_total",
+            "Changes of the cluster's Redis reachability.",
+        ),
+    }
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -95,6 +144,7 @@ static FAMILIES: Lazy<Families> = Lazy::new(|| {
             "Requests refused at the front door before any pool saw them, by reason.",
             &["reason"],
         ),
+        cluster: Lazy::new(cluster_families),
     }
 });
 
@@ -200,6 +250,18 @@ pub(super) fn render(hub: &StatsHub) -> String {
         let counter = f.refused.with_label_values(&[fault.label()]);
         let seen = hub.refused.count(fault);
         counter.inc_by(seen.saturating_sub(counter.get()));
+    }
+    if let Some(c) = hub.cluster() {
+        let m = &*f.cluster;
+        m.live.set(gauge(c.live_instances));
+        m.reachable.set(i64::from(c.redis_reachable));
+        m.rtt.set(c.redis_rtt_ms / 1000.0);
+        let catch_up = |counter: &IntCounter, seen: u64| {
+            counter.inc_by(seen.saturating_sub(counter.get()));
+        };
+        catch_up(&m.local_decisions, c.local_decisions);
+        catch_up(&m.taken_over, c.queue_taken_over);
+        catch_up(&m.changes, c.reachability_changes);
     }
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);

@@ -63,6 +63,40 @@ pub(crate) struct FileConfig {
     pub(crate) web_server: WebServerConfig,
     #[serde(rename = "PixlProxy")]
     pub(crate) proxy: ProxyConfig,
+    /// poolgate: cluster mode (limits and queues shared on Redis); off without `redis_url`.
+    pub(crate) cluster: ClusterConfig,
+}
+
+/// poolgate's `cluster` section: several instances share their pools' limits and blind
+/// queues on one Redis. Cluster mode is on when `redis_url` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ClusterConfig {
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` or `rediss://...`; empty = cluster mode off.
+    pub(crate) redis_url: String,
+    /// Every key is `{<key_prefix>}:...`.
+    pub(crate) key_prefix: String,
+    /// An instance's lease: its slots are freed this long after it dies.
+    pub(crate) lease_ms: u64,
+    /// One Redis operation at most.
+    pub(crate) timeout_ms: u64,
+    /// `local`, `open` or `closed`: what decisions do while Redis cannot be reached.
+    pub(crate) on_redis_error: String,
+    /// How long a queued request held by an instance stays untouched before another takes it.
+    pub(crate) queue_claim_idle_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: String::new(),
+            key_prefix: "poolgate".into(),
+            lease_ms: 3000,
+            timeout_ms: 50,
+            on_redis_error: "local".into(),
+            queue_claim_idle_ms: 10_000,
+        }
+    }
 }
 
 impl Default for FileConfig {
@@ -90,6 +124,7 @@ impl Default for FileConfig {
             config_overrides_file: String::new(),
             web_server: WebServerConfig::default(),
             proxy: ProxyConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -232,6 +267,12 @@ pub(crate) struct PoolConfig {
     /// Write an error line for every failed back-end request.
     #[serde(deserialize_with = "forms::flag")]
     pub(crate) log_errors: bool,
+    /// poolgate, cluster mode: count this pool's limits across the cluster (`false`: each
+    /// instance its own).
+    pub(crate) cluster_limits: bool,
+    /// poolgate, cluster mode: keep this pool's blind queue on Redis, shared (`false`: each
+    /// instance its own).
+    pub(crate) cluster_queue: bool,
 }
 
 /// poolgate: how a pool checks its targets in the background.
@@ -326,6 +367,8 @@ impl Default for PoolConfig {
             log_transactions: false,
             log_perf_ms: 0,
             log_errors: true,
+            cluster_limits: true,
+            cluster_queue: true,
         }
     }
 }
@@ -374,6 +417,7 @@ impl FileConfig {
         for token in &mut out.proxy.stats_api_tokens {
             *token = REDACTED.into();
         }
+        out.cluster.redis_url = crate::cluster::display_url(&out.cluster.redis_url);
         out
     }
 }

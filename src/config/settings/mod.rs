@@ -6,7 +6,8 @@
 //! (`PixlProxy.pools`, `PixlProxy.serve_static_files`); the listeners and the front end in
 //! `front_end.rs` (with `static_files.rs`, and the bind addresses in `bind.rs`); a pool in
 //! `pools.rs` with its targets (`targets.rs`), limits, retries and degraded hints
-//! (`traffic.rs`) and queue (`queue.rs`); the stats in `stats.rs`.
+//! (`traffic.rs`) and queue (`queue.rs`); the stats in `stats.rs`; cluster mode in
+//! `cluster.rs`.
 //!
 //! Every regex and every value from a fixed set is checked whether or not the feature that
 //! uses it is on (`http_regex_log` without `http_log_requests`, `load_balancing` on a pool of
@@ -17,6 +18,7 @@
 //! `event_log`).
 
 mod bind;
+mod cluster;
 mod front_end;
 mod logging;
 mod pools;
@@ -54,6 +56,9 @@ pub(crate) fn settings(cfg: &FileConfig) -> Result<Settings, Vec<Problem>> {
         .filter(|_| web.http_log_requests);
     let secrets = secrets(&stats.api.tokens, &pools);
     let logging = logging::log_options(cfg, &mut problems);
+    let cluster = cluster::cluster(cfg, &mut problems);
+    let mut secrets = secrets;
+    secrets.extend(crate::cluster::url_password(&cfg.cluster.redis_url));
     match (front_end, problems.0.is_empty()) {
         (Some(front_end), true) => Ok(Settings {
             process,
@@ -64,6 +69,7 @@ pub(crate) fn settings(cfg: &FileConfig) -> Result<Settings, Vec<Problem>> {
             request_log,
             secrets,
             logging,
+            cluster,
         }),
         _ => Err(problems.0),
     }

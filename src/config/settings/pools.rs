@@ -77,7 +77,12 @@ pub(super) fn pool_entry(
         recording,
         metrics: !cfg.proxy.metrics_uri.is_empty(),
     };
-    Some(PoolEntry { pool, queue })
+    Some(PoolEntry {
+        pool,
+        queue,
+        cluster_limits: p.cluster_limits,
+        cluster_queue: p.cluster_queue,
+    })
 }
 
 /// What a pool's per-second figures must keep: everything for the stats API, the Prometheus

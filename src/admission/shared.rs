@@ -1,0 +1,227 @@
+//! A pool's limits counted by every instance of a cluster on Redis (cluster mode,
+//! `cluster_limits`): one admission script per request (one round trip) takes the client's
+//! counters, the pool's second and a concurrency slot together or none of them; the slot is a
+//! lease this instance renews while the request runs and gives back off the request path.
+//! Clients refused by a per-client limit are refused locally for the rest of their window.
+//!
+//! When Redis cannot be reached the decision follows `cluster.on_redis_error`: `local`
+//! enforces this instance's share (the limit divided by the last known number of live
+//! instances) with the process's own counters, `open` admits, `closed` refuses with 503.
+
+use super::local::{ConcurrencySlot, LocalLimits};
+use super::over_limit::OverLimitClients;
+use super::{LimitSettings, Refusal};
+use crate::cluster::{Cluster, ClusterFault, RedisErrorPolicy, SlotRegistry};
+use crate::timing::clock;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Error replies are logged at most once per this many ms.
+const ERROR_LOG_INTERVAL_MS: u64 = 10_000;
+
+#[derive(Debug)]
+pub(crate) struct SharedLimits {
+    cluster: Arc<Cluster>,
+    settings: LimitSettings,
+    registry: Arc<SlotRegistry>,
+    /// `{prefix}:pool:<id>:rps`: the base of the pool's per-second counters.
+    rate_key: String,
+    /// `{prefix}:pool:<id>:ip:`: the base of the clients' counters.
+    client_key: String,
+    /// The fallback's counters (`on_redis_error: local`).
+    fallback: LocalLimits,
+    over: OverLimitClients,
+    last_error_log: AtomicU64,
+}
+
+/// A shared concurrency slot; dropping it gives the slot back.
+#[derive(Debug)]
+pub(crate) struct SharedSlot {
+    cluster: Arc<Cluster>,
+    registry: Arc<SlotRegistry>,
+    seq: u64,
+}
+
+impl Drop for SharedSlot {
+    fn drop(&mut self) {
+        self.registry.release(self.seq);
+        self.cluster
+            .release(self.registry.key().clone(), self.cluster.member(self.seq));
+    }
+}
+
+/// What an admitted request holds (for its `Drop`: the slot goes back with it).
+#[derive(Debug, Default)]
+#[allow(dead_code, reason = "the slots are held for their Drop")]
+pub(crate) enum Hold {
+    #[default]
+    Nothing,
+    Local(ConcurrencySlot),
+    Shared(SharedSlot),
+}
+
+impl SharedLimits {
+    pub(crate) fn new(cluster: &Arc<Cluster>, pool: &str, settings: &LimitSettings) -> Self {
+        let registry = SlotRegistry::new(cluster.pool_key(pool, "conc"));
+        cluster.register(registry.clone());
+        SharedLimits {
+            cluster: cluster.clone(),
+            settings: *settings,
+            registry,
+            rate_key: cluster.pool_key(pool, "rps"),
+            client_key: cluster.pool_key(pool, "ip:"),
+            fallback: LocalLimits::new(settings),
+            over: OverLimitClients::new(),
+            last_error_log: AtomicU64::new(0),
+        }
+    }
+
+    fn limits_clients(&self) -> bool {
+        self.settings.per_client_per_sec > 0 || self.settings.per_client_per_min > 0
+    }
+
+    fn limits_pool(&self) -> bool {
+        self.settings.max_concurrent > 0 || self.settings.max_per_sec > 0
+    }
+
+    /// Admit one request: the client's limits (when `client` is known) and, with `pool_wide`,
+    /// the pool's.
+    pub(crate) async fn admit(
+        &self,
+        client: Option<IpAddr>,
+        pool_wide: bool,
+    ) -> Result<Hold, Refusal> {
+        let client = client.filter(|_| self.limits_clients());
+        let pool_wide = pool_wide && self.limits_pool();
+        if client.is_none() && !pool_wide {
+            return Ok(Hold::Nothing);
+        }
+        let now_ms = clock::unix_ms();
+        if let Some(refusal) = client.and_then(|ip| self.over.refused(ip, now_ms)) {
+            return Err(refusal);
+        }
+        let Ok(mut connection) = self.cluster.connection() else {
+            return self.fallback(client, pool_wide);
+        };
+        let takes_slot = pool_wide && self.settings.max_concurrent > 0;
+        let seq = self.cluster.next_seq();
+        if takes_slot {
+            // Held before it is asked for, so a heartbeat in between renews it too.
+            self.registry.hold(seq);
+        }
+        let mut call = self.cluster.scripts.admit.prepare_invoke();
+        let client_key = match client {
+            Some(ip) => format!("{}{ip}", self.client_key),
+            None => String::new(),
+        };
+        let per_client = |limit: u32| if client.is_some() { limit } else { 0 };
+        call.key(&**self.registry.key())
+            .key(&self.rate_key)
+            .key(client_key)
+            .arg(self.cluster.member(seq))
+            .arg(u64::try_from(self.cluster.settings.lease.as_millis()).unwrap_or(u64::MAX))
+            .arg(self.settings.max_concurrent)
+            .arg(self.settings.max_per_sec)
+            .arg(per_client(self.settings.per_client_per_sec))
+            .arg(per_client(self.settings.per_client_per_min))
+            .arg(u8::from(pool_wide));
+        let answer = self
+            .cluster
+            .bounded("admission", call.invoke_async::<Vec<i64>>(&mut connection))
+            .await;
+        match answer {
+            Ok(reply) if reply.first() == Some(&1) => Ok(match takes_slot {
+                true => Hold::Shared(SharedSlot {
+                    cluster: self.cluster.clone(),
+                    registry: self.registry.clone(),
+                    seq,
+                }),
+                false => Hold::Nothing,
+            }),
+            Ok(reply) => {
+                if takes_slot {
+                    self.registry.release(seq);
+                }
+                let refusal = self.refusal(&reply);
+                if let (Some(ip), Some(secs)) = (client, refusal.retry_after_sec()) {
+                    self.over
+                        .remember(ip, refusal.clone(), now_ms + secs * 1000, now_ms);
+                }
+                Err(refusal)
+            }
+            Err(fault) => {
+                if takes_slot {
+                    // The script may still run once Redis answers: take the slot back then.
+                    self.registry.release(seq);
+                    self.cluster
+                        .release(self.registry.key().clone(), self.cluster.member(seq));
+                }
+                if let ClusterFault::Refused(e) = fault {
+                    self.log_error(&e, now_ms);
+                }
+                self.fallback(client, pool_wide)
+            }
+        }
+    }
+
+    /// The refusal a script's `{0, kind, retry_after}` stands for.
+    fn refusal(&self, reply: &[i64]) -> Refusal {
+        let kind = reply.get(1).copied().unwrap_or(1);
+        let retry_after_sec = reply
+            .get(2)
+            .map_or(1, |s| u64::try_from(*s).unwrap_or(1).max(1));
+        let s = &self.settings;
+        match kind {
+            2 => Refusal::Rate {
+                limit: s.max_per_sec,
+            },
+            3 => Refusal::Client {
+                key: "max_requests_per_sec_per_ip",
+                limit: s.per_client_per_sec,
+                retry_after_sec,
+            },
+            4 => Refusal::Client {
+                key: "max_requests_per_min_per_ip",
+                limit: s.per_client_per_min,
+                retry_after_sec,
+            },
+            _ => Refusal::Concurrency {
+                limit: s.max_concurrent,
+            },
+        }
+    }
+
+    fn fallback(&self, client: Option<IpAddr>, pool_wide: bool) -> Result<Hold, Refusal> {
+        self.cluster.count_local_decision();
+        match self.cluster.settings.on_redis_error {
+            RedisErrorPolicy::Open => Ok(Hold::Nothing),
+            RedisErrorPolicy::Closed => Err(Refusal::Unavailable),
+            RedisErrorPolicy::Local => {
+                self.fallback
+                    .set_share(&self.settings, self.cluster.live_instances());
+                match pool_wide {
+                    true => self
+                        .fallback
+                        .admit(client)
+                        .map(|slot| slot.map_or(Hold::Nothing, Hold::Local)),
+                    false => self.fallback.admit_client(client).map(|()| Hold::Nothing),
+                }
+            }
+        }
+    }
+
+    fn log_error(&self, e: &str, now_ms: u64) {
+        let last = self.last_error_log.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) >= ERROR_LOG_INTERVAL_MS
+            && self
+                .last_error_log
+                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::error!(
+                "cluster: admission script failed: {e}; deciding by cluster.on_redis_error"
+            );
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The concurrency slots this instance holds in a pool's shared set (`max_concurrent_requests`
+//! in cluster mode): the heartbeat renews their leases, so a long request keeps its slot, and
+//! a slot whose request is over (or whose admission timed out) is no longer renewed and
+//! expires even if its release never reaches Redis.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Shards of the held set: admissions on different threads rarely meet on one lock.
+const SHARDS: usize = 16;
+
+/// One pool's held slots, by sequence number (the member in Redis is `<instance>:<seq>`).
+#[derive(Debug)]
+pub(crate) struct SlotRegistry {
+    /// The pool's concurrency set in Redis.
+    key: Arc<str>,
+    shards: Vec<Mutex<HashSet<u64>>>,
+}
+
+/// A slot to take out of its pool's set (sent to the heartbeat's releaser).
+#[derive(Debug)]
+pub(crate) struct SlotRelease {
+    pub(crate) key: Arc<str>,
+    pub(crate) member: String,
+}
+
+impl SlotRegistry {
+    pub(crate) fn new(key: String) -> Arc<Self> {
+        Arc::new(SlotRegistry {
+            key: Arc::from(key),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashSet::new())).collect(),
+        })
+    }
+
+    fn shard(&self, seq: u64) -> MutexGuard<'_, HashSet<u64>> {
+        // A poisoned shard only means another thread panicked mid-insert; the set is usable.
+        self.shards[(seq as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pool's concurrency set in Redis.
+    pub(crate) fn key(&self) -> &Arc<str> {
+        &self.key
+    }
+
+    /// `seq` is (or may be, while its admission is on its way) held by this instance.
+    pub(crate) fn hold(&self, seq: u64) {
+        self.shard(seq).insert(seq);
+    }
+
+    /// `seq` is no longer held.
+    pub(crate) fn release(&self, seq: u64) {
+        self.shard(seq).remove(&seq);
+    }
+
+    /// Every slot held now.
+    pub(crate) fn held(&self) -> Vec<u64> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            let held = shard.lock().unwrap_or_else(|p| p.into_inner());
+            all.extend(held.iter().copied());
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_slots_are_listed_until_released() {
+        let r = SlotRegistry::new("k".into());
+        for seq in 0..40 {
+            r.hold(seq);
+        }
+        r.release(7);
+        let mut held = r.held();
+        held.sort_unstable();
+        assert_eq!(held.len(), 39);
+        assert!(!held.contains(&7));
+        assert_eq!(&**r.key(), "k");
+    }
+}
