@@ -273,7 +273,7 @@ impl Cluster {
         // The first answer at start is no change; one after an outage is.
         if !was && self.counters.changes.load(Ordering::Relaxed) > 0 {
             self.counters.changes.fetch_add(1, Ordering::Relaxed);
-            log::info!(
+            log::warn!(
                 "cluster: Redis reachable again; shared limits and queue in use ({live} live instances)"
             );
         }

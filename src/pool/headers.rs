@@ -79,37 +79,56 @@ impl RequestRules {
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// `X-Forwarded-For` with the client's address appended (or alone when there is none yet),
-/// written byte by byte: this runs for every proxied request.
+/// written byte by byte: this runs for every proxied request. The address is written on the
+/// stack first, so the value is allocated once at its exact size (a `Vec` with spare capacity
+/// would cost `Bytes` a second allocation when it becomes the header value).
 fn forwarded_for(prev: Option<&HeaderValue>, ip: IpAddr) -> Vec<u8> {
     let prev = prev
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty());
-    let mut out = Vec::with_capacity(prev.map_or(0, |p| p.len() + 2) + 15);
+    // The longest IPv6 text (an IPv4-mapped address in full) is 45 bytes.
+    let mut text = [0u8; 48];
+    let len = write_ip(&mut text, ip);
+    let ip_text = &text[..len];
+    let mut out = Vec::with_capacity(prev.map_or(0, |p| p.len() + 2) + ip_text.len());
     if let Some(prev) = prev {
         out.extend_from_slice(prev.as_bytes());
         out.extend_from_slice(b", ");
     }
+    out.extend_from_slice(ip_text);
+    out
+}
+
+/// Write `ip` as text at the start of `buf`; returns its length.
+fn write_ip(buf: &mut [u8; 48], ip: IpAddr) -> usize {
     match ip {
         IpAddr::V4(v4) => {
+            let mut len = 0;
+            let mut push = |b: u8| {
+                buf[len] = b;
+                len += 1;
+            };
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    push(b'.');
                 }
                 if octet >= 100 {
-                    out.push(b'0' + octet / 100);
+                    push(b'0' + octet / 100);
                 }
                 if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
+                    push(b'0' + octet / 10 % 10);
                 }
-                out.push(b'0' + octet % 10);
+                push(b'0' + octet % 10);
             }
+            len
         }
         IpAddr::V6(v6) => {
             use std::io::Write;
-            let _ = write!(out, "{v6}");
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{v6}");
+            usize::try_from(cursor.position()).unwrap_or(0)
         }
     }
-    out
 }
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1) that never travel to the next hop.

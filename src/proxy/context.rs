@@ -42,8 +42,9 @@ pub(crate) struct RequestCtx {
     pub(super) socket: Option<Arc<SocketEntry>>,
     /// Request body bytes read from the client so far (`http_max_upload_size`).
     pub(super) body_received: u64,
-    /// Compresses the response body when the client gets it encoded.
-    pub(super) encoder: Option<ResponseEncoder>,
+    /// Compresses the response body when the client gets it encoded; boxed, as most
+    /// responses go uncompressed and the context is copied with Pingora's request future.
+    pub(super) encoder: Option<Box<ResponseEncoder>>,
     /// Bodies kept for `http_log_request_details` (only while it is on).
     pub(super) bodies: Option<Box<crate::event_log::BodyCapture>>,
     /// Requests pending, running and sockets open on arrival (`http_log_perf` only).
@@ -82,11 +83,9 @@ impl RequestCtx {
 
 /// The phase timing of the back-end request, for admitted requests.
 impl RequestCtx {
-    /// End `phase` now.
-    pub(super) fn lap(&mut self, phase: Phase) {
-        if let Some(perf) = &mut self.perf {
-            perf.lap(phase);
-        }
+    /// End `phase` now; the clock reading, when the request is timed.
+    pub(super) fn lap(&mut self, phase: Phase) -> Option<Instant> {
+        self.perf.as_mut().map(|perf| perf.lap(phase))
     }
 
     /// Record `phase` as empty without reading the clock.

@@ -144,7 +144,9 @@ impl ProxyHttp for PoolProxy {
         }
         let chosen = pool.choose(&key, &ctx.tried).await?;
         match timed {
-            true => ctx.lap(Phase::Dns),
+            true => {
+                ctx.lap(Phase::Dns);
+            }
             false => ctx.skip_phase(Phase::Dns),
         }
         ctx.chosen = Some(chosen);
@@ -164,13 +166,17 @@ impl ProxyHttp for PoolProxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.lap(Phase::Connect);
+        let connected = ctx.lap(Phase::Connect);
         if let Some(pool) = &ctx.pool {
             pool.metrics.connected(reused);
-            // Pingora's read timeout is the body's; the time to the header is watched here.
+            // Pingora's read timeout is the body's; the time to the header is watched here,
+            // from the connect lap's clock reading.
             let deadline = pool.connect.first_byte_deadline();
             let addr = peer._address.as_inet().copied();
-            ctx.first_byte = deadline.map(|limit| FirstByteWatch::arm(fd, addr, limit));
+            ctx.first_byte = deadline.map(|limit| match connected {
+                Some(now) => FirstByteWatch::arm_from(fd, addr, limit, now),
+                None => FirstByteWatch::arm(fd, addr, limit),
+            });
         }
         Ok(())
     }
@@ -189,7 +195,9 @@ impl ProxyHttp for PoolProxy {
         ctx.body_received += len;
         self.front.upload_limit.check(ctx.body_received)?;
         ctx.sent(len);
-        if let Some(watch) = &ctx.first_byte {
+        // Only a chunk that went out moves the deadline (a bodiless request's single call,
+        // with no chunk, would read the clock and lock a shard for nothing).
+        if let (Some(watch), true) = (&ctx.first_byte, len > 0) {
             watch.push_on();
         }
         if end_of_stream {
@@ -303,10 +311,11 @@ impl ProxyHttp for PoolProxy {
         self.front
             .finish_response(upstream_response, ctx.client.tls)?;
         let whole_up_to = pool.min_stream_size;
-        ctx.encoder =
-            self.front
-                .compression
-                .begin(session.req_header(), upstream_response, whole_up_to);
+        ctx.encoder = self
+            .front
+            .compression
+            .begin(session.req_header(), upstream_response, whole_up_to)
+            .map(Box::new);
         Ok(())
     }
 

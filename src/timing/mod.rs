@@ -91,12 +91,14 @@ impl PerfTimer {
         }
     }
 
-    /// End `phase` now: the time since the previous lap is added to it.
-    pub(crate) fn lap(&mut self, phase: Phase) {
+    /// End `phase` now: the time since the previous lap is added to it. Returns the clock
+    /// reading, for a caller that needs the time too.
+    pub(crate) fn lap(&mut self, phase: Phase) -> Instant {
         let now = Instant::now();
         let took = now - self.last;
         self.last = now;
         self.add(phase, took);
+        now
     }
 
     fn add(&mut self, phase: Phase, took: Duration) {

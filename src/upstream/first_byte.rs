@@ -137,13 +137,23 @@ impl FirstByteWatch {
     /// Start watching the connection on `fd` to the back end `peer`: the response header must
     /// arrive within `limit` of now (or of the last request body chunk).
     pub(crate) fn arm(fd: RawFd, peer: Option<SocketAddr>, limit: Duration) -> FirstByteWatch {
+        FirstByteWatch::arm_from(fd, peer, limit, Instant::now())
+    }
+
+    /// `arm`, counting `limit` from `now`, a clock reading the caller already has.
+    pub(crate) fn arm_from(
+        fd: RawFd,
+        peer: Option<SocketAddr>,
+        limit: Duration,
+        now: Instant,
+    ) -> FirstByteWatch {
         let table = &*TABLE;
         let id = table.next_id.fetch_add(1, Ordering::Relaxed);
         table.shard(id).push(Slot {
             id,
             fd,
             peer,
-            deadline: Instant::now() + limit,
+            deadline: now + limit,
             timed_out: false,
         });
         if table.armed.fetch_add(1, Ordering::AcqRel) == 0 {

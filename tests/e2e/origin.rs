@@ -16,6 +16,9 @@
 //! - anything else: 200 with a JSON description of the request (method, uri, headers, body
 //!   length and checksum).
 //!
+//! Besides it, `resetting()` closes every connection without an answer and `silent()` keeps
+//! every connection open without ever answering.
+//!
 //! Every accepted connection is counted; every request's arrival time and `X-Proxy-Request-Id`
 //! are recorded, and so is every description (for requests whose answer nobody reads).
 
@@ -82,6 +85,18 @@ impl Origin {
     /// Descriptions of the requests answered by the describing route so far.
     pub fn described(&self) -> Vec<serde_json::Value> {
         self.counters.described.lock().expect("described").clone()
+    }
+    /// The most `/slow/MS` requests that were ever being answered at once.
+    pub fn slow_max(&self) -> usize {
+        self.counters.slow_max.load(Ordering::SeqCst)
+    }
+    /// How many requests arrived in each wall-clock second (Unix seconds).
+    pub fn arrivals_per_second(&self) -> std::collections::BTreeMap<u64, usize> {
+        let mut per_second = std::collections::BTreeMap::new();
+        for (ms, _) in self.arrivals() {
+            *per_second.entry(ms / 1000).or_insert(0) += 1;
+        }
+        per_second
     }
     /// Wait (bounded) until `done` holds for the origin.
     pub fn wait_until(&self, limit: Duration, done: impl Fn(&Origin) -> bool) -> bool {
@@ -199,6 +214,34 @@ pub fn resetting() -> Origin {
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf).await;
             drop(stream);
+        }
+    });
+    Origin {
+        addr,
+        counters,
+        rt: Some(rt),
+    }
+}
+
+/// A back end that accepts connections and reads what comes, but never answers (until the
+/// client gives up): whatever is sent to it stays unfinished.
+pub fn silent() -> Origin {
+    let rt = runtime();
+    let counters = Arc::new(Counters::default());
+    let (std_listener, addr) = bind();
+    let c = counters.clone();
+    rt.spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::from_std(std_listener).expect("origin listener");
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            c.connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
         }
     });
     Origin {
