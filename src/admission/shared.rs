@@ -119,7 +119,10 @@ impl SharedLimits {
         call.key(&**self.registry.key())
             .key(&self.rate_key)
             .key(client_key)
-            .arg(self.cluster.member(seq))
+            .arg(match takes_slot {
+                true => self.cluster.member(seq),
+                false => String::new(),
+            })
             .arg(u64::try_from(self.cluster.settings.lease.as_millis()).unwrap_or(u64::MAX))
             .arg(self.settings.max_concurrent)
             .arg(self.settings.max_per_sec)

@@ -20,6 +20,10 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
 
+/// The answer of a shared queue's intake while the cluster's Redis cannot be reached and
+/// `cluster.on_redis_error` is `closed`.
+const UNAVAILABLE: &str = "Proxy queue is unavailable: the cluster's Redis cannot be reached.";
+
 /// What the intake did with a request, for the proxy to answer.
 #[derive(Debug)]
 pub(crate) enum Intake {
@@ -68,12 +72,7 @@ pub(crate) async fn enqueue(
     // Per-client limits apply here; the pool-wide ones on each send.
     match pool.admission.admit_client(client.ip).await {
         Ok(()) => {}
-        Err(Refusal::Unavailable) => {
-            return Ok(refused(
-                503,
-                "Proxy queue is unavailable: the cluster's Redis cannot be reached.",
-            ))
-        }
+        Err(Refusal::Unavailable) => return Ok(refused(503, UNAVAILABLE)),
         Err(refusal) => return Ok(Intake::Throttled(refusal)),
     }
     if queue.is_closing() {
@@ -89,27 +88,16 @@ pub(crate) async fn enqueue(
         Ok(place) => place,
         Err(pending) => return Ok(full(session, pool, pending as u64)),
     };
-    let id = RequestId::new();
-    let Some((body, framed)) = read_body(session, &queue.settings, id).await? else {
-        let why = format!(
-            "Request body is larger than http_max_upload_size ({} bytes).",
-            queue.settings.max_body_bytes
-        );
-        session.set_keepalive(None);
-        return Ok(refused(413, why));
+    let req = match take_request(session, &queue.settings, client).await? {
+        Ok(req) => req,
+        Err(refusal) => return Ok(refusal),
     };
     if queue.is_closing() {
         // Shutdown began while the body was arriving.
+        remove_spool(&req.body).await;
         return Ok(refused(503, "Proxy queue is shutting down."));
     }
-    let req = QueuedRequest {
-        id,
-        enqueued_ms: clock::unix_ms(),
-        client,
-        header: session.req_header().clone(),
-        framed,
-        body,
-    };
+    let id = req.id;
     if let Err(e) = store.put(&req).await {
         log::error!("[{}] queue journal write failed: {e}", pool.id);
         remove_spool(&req.body).await;
@@ -118,6 +106,32 @@ pub(crate) async fn enqueue(
     log::debug!("[{}] queued request {id} ({})", pool.id, describe(session));
     queue.push(place, req);
     Ok(Intake::Queued(id))
+}
+
+/// The request with its body read (spooled beyond `queue_spool_bytes`), or the 413 for a body
+/// over `http_max_upload_size`.
+async fn take_request(
+    session: &mut Session,
+    settings: &QueueSettings,
+    client: ClientFacts,
+) -> Result<std::result::Result<QueuedRequest, Intake>> {
+    let id = RequestId::new();
+    let Some((body, framed)) = read_body(session, settings, id).await? else {
+        let why = format!(
+            "Request body is larger than http_max_upload_size ({} bytes).",
+            settings.max_body_bytes
+        );
+        session.set_keepalive(None);
+        return Ok(Err(refused(413, why)));
+    };
+    Ok(Ok(QueuedRequest {
+        id,
+        enqueued_ms: clock::unix_ms(),
+        client,
+        header: session.req_header().clone(),
+        framed,
+        body,
+    }))
 }
 
 /// 429 for a full queue, logged with the request.
@@ -144,23 +158,11 @@ async fn enqueue_shared(
     stream: &QueueStream,
     client: ClientFacts,
 ) -> Result<Intake> {
-    let id = RequestId::new();
-    let Some((body, framed)) = read_body(session, &queue.settings, id).await? else {
-        let why = format!(
-            "Request body is larger than http_max_upload_size ({} bytes).",
-            queue.settings.max_body_bytes
-        );
-        session.set_keepalive(None);
-        return Ok(refused(413, why));
+    let req = match take_request(session, &queue.settings, client).await? {
+        Ok(req) => req,
+        Err(refusal) => return Ok(refusal),
     };
-    let req = QueuedRequest {
-        id,
-        enqueued_ms: clock::unix_ms(),
-        client,
-        header: session.req_header().clone(),
-        framed,
-        body,
-    };
+    let id = req.id;
     match stream.put(&req, queue.settings.max_length).await {
         Ok(Put::Added) => {
             remove_spool(&req.body).await;
@@ -184,10 +186,7 @@ async fn enqueue_shared(
     }
     if stream.cluster.settings.on_redis_error == RedisErrorPolicy::Closed {
         remove_spool(&req.body).await;
-        return Ok(refused(
-            503,
-            "Proxy queue is unavailable: the cluster's Redis cannot be reached.",
-        ));
+        return Ok(refused(503, UNAVAILABLE));
     }
     let Some(store) = queue.store() else {
         remove_spool(&req.body).await;
