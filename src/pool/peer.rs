@@ -57,23 +57,29 @@ impl PeerSettings {
         shorter(self.ttfb_timeout, self.body_timeout)
     }
 
-    /// The first-byte deadline the streaming path keeps itself (`upstream::FirstByteWatch`),
-    /// when Pingora's per-read timeout (the body-gap one) does not already give it. HTTP/2
-    /// back ends carry many requests on one connection, which the watch cannot cut for one:
-    /// there each read waits the shorter of the two timeouts instead.
-    pub(crate) fn first_byte_deadline(&self) -> Option<Duration> {
-        if self.http2 {
-            return None;
-        }
-        let ttfb = self.ttfb_timeout?;
-        (self.body_timeout.is_none_or(|body| ttfb < body)).then_some(ttfb)
+    /// Whether the streaming path keeps this pool's back-end deadlines itself
+    /// (`upstream::ResponseWatch`: the first byte apart from the body's gaps, and no Pingora
+    /// timer per read) instead of giving Pingora a read timeout: HTTP/1 back ends with either
+    /// limit. HTTP/2 back ends carry many requests on one connection, which the watch cannot
+    /// cut for one: there each read waits the shorter of the two timeouts instead.
+    pub(crate) fn watches_responses(&self) -> bool {
+        !self.http2 && (self.ttfb_timeout.is_some() || self.body_timeout.is_some())
     }
 
-    /// Pingora's per-read timeout on the streaming path.
+    /// The setting the wait for the header (`header_read_timeout`) comes from.
+    pub(crate) fn header_limit_key(&self) -> &'static str {
+        match (self.ttfb_timeout, self.body_timeout) {
+            (Some(ttfb), Some(body)) if body < ttfb => "http_body_timeout_ms",
+            (None, Some(_)) => "http_body_timeout_ms",
+            _ => "http_timeout_ms",
+        }
+    }
+
+    /// Pingora's per-read timeout on the streaming path: none where poolgate watches.
     fn streaming_read_timeout(&self) -> Option<Duration> {
         match self.http2 {
             true => self.header_read_timeout(),
-            false => self.body_timeout,
+            false => None,
         }
     }
 }
@@ -122,8 +128,8 @@ impl Pool {
         let o = &mut peer.options;
         o.connection_timeout = self.connect.ttfb_timeout;
         o.total_connection_timeout = self.connect.ttfb_timeout;
-        // Per read, so it bounds the body's gaps; the first byte has its own deadline (see
-        // `PeerSettings::first_byte_deadline`). poolgate's own client sets its timeouts itself.
+        // HTTP/2 only: over HTTP/1 both deadlines are poolgate's (see
+        // `PeerSettings::watches_responses`). poolgate's own client sets its timeouts itself.
         o.read_timeout = self.connect.streaming_read_timeout();
         o.write_timeout = self.connect.ttfb_timeout;
         o.verify_cert = self.connect.verify_tls;
@@ -173,34 +179,32 @@ mod tests {
     }
 
     #[test]
-    fn the_streaming_path_reads_with_the_body_timeout_and_watches_the_first_byte() {
+    fn the_streaming_path_to_http1_watches_both_deadlines_itself() {
         let s = settings(Some(1000), Some(300_000), false);
-        assert_eq!(s.streaming_read_timeout(), Some(Duration::from_secs(300)));
-        assert_eq!(s.first_byte_deadline(), Some(Duration::from_secs(1)));
+        assert_eq!(s.streaming_read_timeout(), None);
+        assert!(s.watches_responses());
         assert_eq!(s.header_read_timeout(), Some(Duration::from_secs(1)));
+        assert_eq!(s.header_limit_key(), "http_timeout_ms");
         let no_body_limit = settings(Some(1000), None, false);
-        assert_eq!(no_body_limit.streaming_read_timeout(), None);
-        assert_eq!(
-            no_body_limit.first_byte_deadline(),
-            Some(Duration::from_secs(1))
-        );
+        assert!(no_body_limit.watches_responses());
+        assert!(!settings(None, None, false).watches_responses());
     }
 
     #[test]
-    fn a_first_byte_limit_at_or_over_the_body_limit_needs_no_watch() {
+    fn a_first_byte_limit_over_the_body_limit_waits_the_body_limit() {
         let s = settings(Some(600_000), Some(300_000), false);
-        assert_eq!(s.first_byte_deadline(), None);
         assert_eq!(s.header_read_timeout(), Some(Duration::from_secs(300)));
+        assert_eq!(s.header_limit_key(), "http_body_timeout_ms");
         let none = settings(None, Some(300_000), false);
-        assert_eq!(none.first_byte_deadline(), None);
         assert_eq!(none.header_read_timeout(), Some(Duration::from_secs(300)));
+        assert_eq!(none.header_limit_key(), "http_body_timeout_ms");
         assert_eq!(settings(None, None, false).header_read_timeout(), None);
     }
 
     #[test]
     fn http2_back_ends_read_with_the_shorter_timeout() {
         let s = settings(Some(1000), Some(300_000), true);
-        assert_eq!(s.first_byte_deadline(), None);
+        assert!(!s.watches_responses());
         assert_eq!(s.streaming_read_timeout(), Some(Duration::from_secs(1)));
     }
 }

@@ -7,7 +7,7 @@ use crate::front_end::{ClientFacts, ResponseEncoder, RunningRequest};
 use crate::pool::{Chosen, Pool};
 use crate::stats::SocketEntry;
 use crate::timing::{PerfTimer, Phase};
-use crate::upstream::FirstByteWatch;
+use crate::upstream::ResponseWatch;
 use pingora::{ErrorType, OkOrErr, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub(crate) struct RequestCtx {
     /// given back when the context is dropped.
     pub(super) running: Option<RunningRequest>,
     /// The current streaming attempt's first-byte deadline (`http_timeout_ms`).
-    pub(super) first_byte: Option<FirstByteWatch>,
+    pub(super) watch: Option<ResponseWatch>,
 }
 
 impl RequestCtx {

@@ -8,7 +8,7 @@
 //!                          413 · queue · 429 ·
 //!                          buffered exchange or tunnel (exchange/) · streaming (below)
 //! upstream_peer          target choice and peer (pool)
-//! connected_to_upstream  connect phase, metrics, the first-byte deadline (upstream)
+//! connected_to_upstream  connect phase, metrics, the back-end deadlines (upstream)
 //! request_body_filter    upload limit (front_end), send phase
 //! fail_to_connect        failure accounting (context.rs)
 //! error_while_proxy      a passed first-byte deadline is a timeout, never retried
@@ -38,7 +38,7 @@ use crate::pool::RouteTable;
 use crate::queue::QueueTable;
 use crate::stats::{StatsApi, StatsHub};
 use crate::timing::{request_header_size, Phase};
-use crate::upstream::FirstByteWatch;
+use crate::upstream::{ResponseWatch, WatchLimits};
 use async_trait::async_trait;
 use decision::RequestKind;
 use pingora::connectors::http::Connector;
@@ -169,13 +169,12 @@ impl ProxyHttp for PoolProxy {
         let connected = ctx.lap(Phase::Connect);
         if let Some(pool) = &ctx.pool {
             pool.metrics.connected(reused);
-            // Pingora's read timeout is the body's; the time to the header is watched here,
-            // from the connect lap's clock reading.
-            let deadline = pool.connect.first_byte_deadline();
+            // Over HTTP/1 Pingora reads with no timeout: the time to the header and the body's
+            // gaps are watched here, from the connect lap's clock reading.
             let addr = peer._address.as_inet().copied();
-            ctx.first_byte = deadline.map(|limit| match connected {
-                Some(now) => FirstByteWatch::arm_from(fd, addr, limit, now),
-                None => FirstByteWatch::arm(fd, addr, limit),
+            ctx.watch = WatchLimits::for_streaming(&pool.connect).map(|limits| match connected {
+                Some(now) => ResponseWatch::arm_from(fd, addr, limits, now),
+                None => ResponseWatch::arm(fd, addr, limits),
             });
         }
         Ok(())
@@ -197,7 +196,7 @@ impl ProxyHttp for PoolProxy {
         ctx.sent(len);
         // Only a chunk that went out moves the deadline (a bodiless request's single call,
         // with no chunk, would read the clock and lock a shard for nothing).
-        if let (Some(watch), true) = (&ctx.first_byte, len > 0) {
+        if let (Some(watch), true) = (&ctx.watch, len > 0) {
             watch.push_on();
         }
         if end_of_stream {
@@ -216,11 +215,18 @@ impl ProxyHttp for PoolProxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        let timed_out = ctx.first_byte.take().filter(|w| w.timed_out());
+        let timed_out = ctx.watch.take().filter(|w| w.timed_out());
         let mut e = match &timed_out {
             Some(watch) => {
-                let ms = watch.limit().as_millis();
-                let why = format!("no response header within http_timeout_ms ({ms} ms)");
+                let why = match watch.what_passed() {
+                    (key, limit, true) => format!(
+                        "reading body, timeout: nothing from the back end within {key} ({} ms)",
+                        limit.as_millis()
+                    ),
+                    (key, limit, false) => {
+                        format!("no response header within {key} ({} ms)", limit.as_millis())
+                    }
+                };
                 Error::because(ErrorType::ReadTimedout, why, e).into_up()
             }
             None => e,
@@ -268,13 +274,16 @@ impl ProxyHttp for PoolProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.lap(Phase::Wait);
-        if let Some(watch) = &ctx.first_byte {
-            watch.stop();
-        }
+        let now = ctx.lap(Phase::Wait);
         let status = upstream_response.status.as_u16();
         let bodiless =
             session.req_header().method == http::Method::HEAD || status == 204 || status == 304;
+        if let Some(watch) = &mut ctx.watch {
+            match bodiless {
+                true => watch.stop(),
+                false => watch.header_arrived(now.unwrap_or_else(Instant::now)),
+            }
+        }
         if bodiless {
             ctx.release_permit();
         }
@@ -288,9 +297,22 @@ impl ProxyHttp for PoolProxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
-        ctx.received(body.as_ref().map_or(0, |b| b.len() as u64));
+        let len = body.as_ref().map_or(0, |b| b.len() as u64);
+        ctx.received(len);
         if let Some(chunk) = body {
             crate::event_log::BodyCapture::response(&mut ctx.bodies, chunk);
+        }
+        if let Some(watch) = &ctx.watch {
+            match end_of_stream {
+                // A body that ends with its connection (no length, no chunks) would look whole
+                // when the watch cut it: that end is the timeout's.
+                true if watch.timed_out() => {
+                    return Error::e_explain(ErrorType::ReadTimedout, "the body's gap timed out")
+                }
+                true => {}
+                false if len > 0 => watch.push_on(),
+                false => {}
+            }
         }
         // The back end is done: free the permit before the client sees the end of the body.
         if end_of_stream {

@@ -6,15 +6,15 @@
 //! it (retry loops, redirects, delivery to the client or draining) is their own. The pool's
 //! `http_timeout_ms` bounds the wait for the whole response header (after the request went
 //! out), `http_body_timeout_ms` each read of the body after it. Also owns the streaming path's
-//! first-byte deadline (`first_byte.rs`), which Pingora's proxy cannot keep apart from the
-//! body's read timeout.
+//! back-end deadlines (`response_watch.rs`: the first byte apart from the body's gaps, which
+//! Pingora's proxy cannot keep apart, and both without a Pingora timer per read).
 //!
 //! Uses `pool` (targets, peers, rules), `front_end` (client facts, the upload limit) and
 //! `timing`.
 
-mod first_byte;
+mod response_watch;
 
-pub(crate) use first_byte::FirstByteWatch;
+pub(crate) use response_watch::{ResponseWatch, WatchLimits};
 
 use crate::front_end::{ClientFacts, UploadLimit};
 use crate::pool::{strip_hop_by_hop, HopUrl, Pool, Target, TargetResolver, BACKEND_IDLE_TIMEOUT};

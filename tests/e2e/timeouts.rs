@@ -194,6 +194,56 @@ async fn a_body_that_stalls_past_http_body_timeout_ms_is_cut() {
 }
 
 #[tokio::test]
+async fn a_body_ended_by_its_connection_that_stalls_is_cut_not_ended() {
+    // No length and no chunks: the body ends when the back end closes. A cut one must not
+    // reach the client as a whole body (the last chunk of a chunked answer).
+    let origin = Scripted::start(|_, s| {
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nhello",
+        );
+        let _ = s.flush();
+        std::thread::sleep(Duration::from_secs(12));
+        false
+    });
+    let pg = Poolgate::start(&pools(
+        origin.port,
+        "http_timeout_ms: 1000, http_body_timeout_ms: 1500",
+    ));
+    let addr = pg.addr();
+    let (reply, took) = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let started = Instant::now();
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Proxy: stream\r\n\r\n")
+            .expect("write");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            started.elapsed(),
+        )
+    })
+    .await
+    .expect("join");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("hello"), "{reply:?}");
+    assert!(
+        !reply.ends_with("0\r\n\r\n"),
+        "the cut body reads as whole: {reply:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(10),
+        "cut after about 1.5 s, took {took:?}"
+    );
+    assert!(
+        pg.wait_for_event_log("reading body, timeout"),
+        "the log says why:\n{}",
+        std::fs::read_to_string(pg.dir().join("event.log")).unwrap_or_default()
+    );
+}
+
+#[tokio::test]
 async fn a_back_end_without_a_header_within_http_timeout_ms_gets_504() {
     // The first request is answered (its connection is kept), the others never are.
     let origin = Scripted::start(|n, s| {

@@ -1,22 +1,27 @@
-//! The first-byte deadline of the streaming path (PixlProxy `http_timeout_ms`, "time to first
-//! byte"), apart from the gaps in the body (`http_body_timeout_ms`).
+//! The streaming path's back-end deadlines (PixlProxy `http_timeout_ms`, "time to first
+//! byte", and poolgate's `http_body_timeout_ms`, the gaps in the response body), kept apart.
 //!
 //! Pingora's proxy has one read timeout per back-end read, for the response header and for
 //! every body read alike, and its upstream session cannot be reached from the hooks once the
-//! request is under way. So the streaming path gives Pingora the body-gap timeout and keeps
-//! the first-byte deadline here. Arming a watch puts the connection's descriptor and deadline
-//! in a sharded table (pushed on by every request body chunk, so an upload at the client's pace
-//! is not cut; the time counts from the last one). One sweeper thread for the whole process
-//! looks at the table every `TICK` while any watch is armed (and sleeps otherwise): a watch
-//! whose header has not arrived by its deadline gets its socket shut down, which ends
-//! Pingora's wait at once; the proxy then reports the request as a back-end timeout (504).
+//! request is under way; its timeout also costs a timer (three allocations and a locked
+//! table) for every read. So the streaming path to HTTP/1 back ends gives Pingora no read
+//! timeout and keeps both deadlines here. Arming a watch puts the connection's descriptor and
+//! deadline in a sharded table: until the response header arrives the deadline is the first
+//! byte's (pushed on by every request body chunk, so an upload at the client's pace is not
+//! cut; the time counts from the last one); from the header on it is the body's gap, pushed
+//! on by every body chunk read. One sweeper thread for the whole process looks at the table
+//! every `TICK` while any watch is armed (and sleeps otherwise): a watch past its deadline
+//! gets its socket shut down, which ends Pingora's wait at once; the proxy then reports the
+//! request as a back-end timeout (504 before the header, a cut body after it).
 //!
-//! A request pays two uncontended shard locks (arm, stop), no task, no timer and no system
-//! call. The sweeper never touches a socket that is no longer this attempt's: stopping a
-//! watch (the header's arrival, the end of the attempt, dropping it) takes the same shard lock
-//! the sweeper takes, and before it shuts a socket down the sweeper checks that the
-//! descriptor is still connected to the back end the watch was armed for.
+//! A bodiless request with a one-read answer pays three uncontended shard locks (arm, the
+//! header, the end), no task, no timer and no system call. The sweeper never touches a
+//! socket that is no longer this attempt's: stopping a watch (the end of the body, the end of
+//! the attempt, dropping it) takes the same shard lock the sweeper takes, and before it shuts
+//! a socket down the sweeper checks that the descriptor is still connected to the back end
+//! the watch was armed for.
 
+use crate::pool::PeerSettings;
 use nix::sys::socket::{getpeername, shutdown, Shutdown, SockaddrStorage};
 use once_cell::sync::Lazy;
 use std::net::SocketAddr;
@@ -124,36 +129,64 @@ const WAITING: u8 = 0;
 const OVER: u8 = 1;
 const TIMED_OUT: u8 = 2;
 
-/// The first-byte deadline of one streaming attempt.
+/// The limits one watch keeps, from the pool's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WatchLimits {
+    /// The wait for the response header (after the request's last body chunk).
+    pub(crate) header: Duration,
+    /// The setting `header` comes from, for the error message.
+    pub(crate) header_key: &'static str,
+    /// The longest gap in the response body once the header arrived; `None`: no limit.
+    pub(crate) body_gap: Option<Duration>,
+}
+
+impl WatchLimits {
+    /// What the streaming path watches for a pool, if anything (see
+    /// `PeerSettings::watches_responses`).
+    pub(crate) fn for_streaming(settings: &PeerSettings) -> Option<WatchLimits> {
+        if !settings.watches_responses() {
+            return None;
+        }
+        Some(WatchLimits {
+            header: settings.header_read_timeout()?,
+            header_key: settings.header_limit_key(),
+            body_gap: settings.body_timeout,
+        })
+    }
+}
+
+/// The back-end deadlines of one streaming attempt.
 #[derive(Debug)]
-pub(crate) struct FirstByteWatch {
+pub(crate) struct ResponseWatch {
     id: u64,
-    limit: Duration,
+    limits: WatchLimits,
+    /// The header arrived: the deadline is the body gap's.
+    in_body: bool,
     /// Set when the watch is stopped: whether it had timed out by then.
     state: AtomicU8,
 }
 
-impl FirstByteWatch {
+impl ResponseWatch {
     /// Start watching the connection on `fd` to the back end `peer`: the response header must
-    /// arrive within `limit` of now (or of the last request body chunk).
-    pub(crate) fn arm(fd: RawFd, peer: Option<SocketAddr>, limit: Duration) -> FirstByteWatch {
-        FirstByteWatch::arm_from(fd, peer, limit, Instant::now())
+    /// arrive within `limits.header` of now (or of the last request body chunk).
+    pub(crate) fn arm(fd: RawFd, peer: Option<SocketAddr>, limits: WatchLimits) -> ResponseWatch {
+        ResponseWatch::arm_from(fd, peer, limits, Instant::now())
     }
 
-    /// `arm`, counting `limit` from `now`, a clock reading the caller already has.
+    /// `arm`, counting from `now`, a clock reading the caller already has.
     pub(crate) fn arm_from(
         fd: RawFd,
         peer: Option<SocketAddr>,
-        limit: Duration,
+        limits: WatchLimits,
         now: Instant,
-    ) -> FirstByteWatch {
+    ) -> ResponseWatch {
         let table = &*TABLE;
         let id = table.next_id.fetch_add(1, Ordering::Relaxed);
         table.shard(id).push(Slot {
             id,
             fd,
             peer,
-            deadline: now + limit,
+            deadline: now + limits.header,
             timed_out: false,
         });
         if table.armed.fetch_add(1, Ordering::AcqRel) == 0 {
@@ -161,22 +194,53 @@ impl FirstByteWatch {
                 sweeper.unpark();
             }
         }
-        FirstByteWatch {
+        ResponseWatch {
             id,
-            limit,
+            limits,
+            in_body: false,
             state: AtomicU8::new(WAITING),
         }
     }
 
-    /// A request body chunk went to the back end: the deadline counts from now.
-    pub(crate) fn push_on(&self) {
-        let deadline = Instant::now() + self.limit;
-        if let Some(slot) = TABLE.shard(self.id).iter_mut().find(|s| s.id == self.id) {
-            slot.deadline = deadline;
+    /// The limit that applies now.
+    fn current_limit(&self) -> Duration {
+        match (self.in_body, self.limits.body_gap) {
+            (true, Some(gap)) => gap,
+            _ => self.limits.header,
         }
     }
 
-    /// The response header arrived (or the attempt ended): stop watching.
+    /// A request body chunk went to the back end, or a response body chunk came from it: the
+    /// deadline counts from now.
+    pub(crate) fn push_on(&self) {
+        self.move_deadline(Instant::now() + self.current_limit());
+    }
+
+    fn move_deadline(&self, deadline: Instant) {
+        if self.state.load(Ordering::Acquire) != WAITING {
+            return;
+        }
+        if let Some(slot) = TABLE.shard(self.id).iter_mut().find(|s| s.id == self.id) {
+            // A passed deadline stays passed: its socket may already be cut.
+            if !slot.timed_out {
+                slot.deadline = deadline;
+            }
+        }
+    }
+
+    /// The response header arrived at `now`: from here on the body's gaps are watched, or
+    /// nothing when they have no limit.
+    pub(crate) fn header_arrived(&mut self, now: Instant) {
+        match self.limits.body_gap {
+            Some(gap) => {
+                self.in_body = true;
+                self.move_deadline(now + gap);
+            }
+            None => self.stop(),
+        }
+    }
+
+    /// The attempt is over (the body ended, or it failed): stop watching.
     pub(crate) fn stop(&self) {
         if self.state.load(Ordering::Acquire) != WAITING {
             return;
@@ -193,19 +257,23 @@ impl FirstByteWatch {
         self.state.store(state, Ordering::Release);
     }
 
-    /// Whether the deadline passed and the connection was cut (this also stops the watch).
+    /// Whether a deadline passed and the connection was cut (this also stops the watch).
     pub(crate) fn timed_out(&self) -> bool {
         self.stop();
         self.state.load(Ordering::Acquire) == TIMED_OUT
     }
 
-    /// The limit, for the error message.
-    pub(crate) fn limit(&self) -> Duration {
-        self.limit
+    /// What passed, for the error message: the setting and its limit; `true` when it was a
+    /// gap in the body.
+    pub(crate) fn what_passed(&self) -> (&'static str, Duration, bool) {
+        match (self.in_body, self.limits.body_gap) {
+            (true, Some(gap)) => ("http_body_timeout_ms", gap, true),
+            _ => (self.limits.header_key, self.limits.header, false),
+        }
     }
 }
 
-impl Drop for FirstByteWatch {
+impl Drop for ResponseWatch {
     fn drop(&mut self) {
         self.stop();
     }
@@ -216,6 +284,14 @@ mod tests {
     use super::*;
     use std::os::unix::io::AsRawFd;
     use tokio::io::AsyncReadExt;
+
+    fn header_only(ms: u64) -> WatchLimits {
+        WatchLimits {
+            header: Duration::from_millis(ms),
+            header_key: "http_timeout_ms",
+            body_gap: None,
+        }
+    }
 
     async fn pair() -> (tokio::net::TcpStream, tokio::net::TcpStream, SocketAddr) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -232,7 +308,7 @@ mod tests {
     #[tokio::test]
     async fn a_silent_back_end_is_cut_at_the_deadline() {
         let (mut client, _server, addr) = pair().await;
-        let watch = FirstByteWatch::arm(client.as_raw_fd(), Some(addr), Duration::from_millis(100));
+        let watch = ResponseWatch::arm(client.as_raw_fd(), Some(addr), header_only(100));
         let started = Instant::now();
         let mut buf = [0u8; 8];
         let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await;
@@ -244,7 +320,7 @@ mod tests {
     #[tokio::test]
     async fn a_stopped_watch_leaves_the_socket_alone() {
         let (client, _server, addr) = pair().await;
-        let watch = FirstByteWatch::arm(client.as_raw_fd(), Some(addr), Duration::from_millis(50));
+        let watch = ResponseWatch::arm(client.as_raw_fd(), Some(addr), header_only(50));
         watch.stop();
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(!watch.timed_out());
@@ -259,11 +335,7 @@ mod tests {
     async fn a_socket_connected_elsewhere_is_left_alone() {
         let (client, _server, addr) = pair().await;
         let elsewhere = SocketAddr::from(([127, 0, 0, 1], addr.port().wrapping_add(1)));
-        let watch = FirstByteWatch::arm(
-            client.as_raw_fd(),
-            Some(elsewhere),
-            Duration::from_millis(20),
-        );
+        let watch = ResponseWatch::arm(client.as_raw_fd(), Some(elsewhere), header_only(20));
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(watch.timed_out(), "the deadline passed");
         let mut probe = [0u8; 1];
@@ -276,11 +348,41 @@ mod tests {
     #[tokio::test]
     async fn body_chunks_push_the_deadline_on() {
         let (client, _server, addr) = pair().await;
-        let watch = FirstByteWatch::arm(client.as_raw_fd(), Some(addr), Duration::from_millis(600));
+        let watch = ResponseWatch::arm(client.as_raw_fd(), Some(addr), header_only(600));
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_millis(200)).await;
             watch.push_on();
         }
         assert!(!watch.timed_out(), "1 s in, but just after the last chunk");
+    }
+
+    #[tokio::test]
+    async fn after_the_header_the_body_gap_is_watched() {
+        let (mut client, _server, addr) = pair().await;
+        let limits = WatchLimits {
+            header: Duration::from_secs(60),
+            header_key: "http_timeout_ms",
+            body_gap: Some(Duration::from_millis(100)),
+        };
+        let mut watch = ResponseWatch::arm(client.as_raw_fd(), Some(addr), limits);
+        watch.header_arrived(Instant::now());
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        assert!(watch.timed_out());
+        assert_eq!(
+            watch.what_passed(),
+            ("http_body_timeout_ms", Duration::from_millis(100), true)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_header_with_no_body_limit_ends_the_watch() {
+        let (client, _server, addr) = pair().await;
+        let mut watch = ResponseWatch::arm(client.as_raw_fd(), Some(addr), header_only(50));
+        watch.header_arrived(Instant::now());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!watch.timed_out());
+        assert_eq!(watch.what_passed().0, "http_timeout_ms");
     }
 }
