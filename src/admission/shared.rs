@@ -1,7 +1,8 @@
 //! A pool's limits counted by every instance of a cluster on Redis (cluster mode,
 //! `cluster_limits`): one admission script per request (one round trip) takes the client's
 //! counters, the pool's second and a concurrency slot together or none of them; the slot is a
-//! lease this instance renews while the request runs and gives back off the request path.
+//! lease this instance renews while the request runs and gives back off the request path
+//! (the pool's next admission takes it out of the set in its own round trip).
 //! Clients refused by a per-client limit are refused locally for the rest of their window.
 //!
 //! When Redis cannot be reached the decision follows `cluster.on_redis_error`: `local`
@@ -11,7 +12,9 @@
 use super::local::{ConcurrencySlot, LocalLimits};
 use super::over_limit::OverLimitClients;
 use super::{LimitSettings, Refusal};
-use crate::cluster::{Cluster, ClusterFault, RedisErrorPolicy, SlotRegistry};
+use crate::cluster::{
+    Cluster, ClusterFault, RedisErrorPolicy, SlotRegistry, RELEASES_PER_ADMISSION,
+};
 use crate::timing::clock;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,8 +49,7 @@ pub(crate) struct SharedSlot {
 impl Drop for SharedSlot {
     fn drop(&mut self) {
         self.registry.release(self.seq);
-        self.cluster
-            .release(self.registry.key().clone(), self.cluster.member(self.seq));
+        self.registry.defer_release(self.cluster.member(self.seq));
     }
 }
 
@@ -129,6 +131,11 @@ impl SharedLimits {
             .arg(per_client(self.settings.per_client_per_sec))
             .arg(per_client(self.settings.per_client_per_min))
             .arg(u8::from(pool_wide));
+        let released = self.registry.take_released(RELEASES_PER_ADMISSION);
+        call.arg(released.len());
+        for member in &released {
+            call.arg(member);
+        }
         let answer = self
             .cluster
             .bounded("admission", call.invoke_async::<Vec<i64>>(&mut connection))
@@ -157,8 +164,7 @@ impl SharedLimits {
                 if takes_slot {
                     // The script may still run once Redis answers: take the slot back then.
                     self.registry.release(seq);
-                    self.cluster
-                        .release(self.registry.key().clone(), self.cluster.member(seq));
+                    self.registry.defer_release(self.cluster.member(seq));
                 }
                 if let ClusterFault::Refused(e) = fault {
                     self.log_error(&e, now_ms);

@@ -6,17 +6,49 @@
 //! at once and apply `cluster.on_redis_error`, so a hung Redis costs a request at most one
 //! operation timeout and a flood of requests costs it nothing. A Redis error reply (a script
 //! error, a missing group) does not open the circuit: the server answered.
+//!
+//! Each thread that asks gets a connection of its own, whose task runs on that thread's
+//! runtime: a request's round trip then wakes no other thread (through the heartbeat's
+//! connection, whose task lives on the background runtime, every admission cost two context
+//! switches). Until a thread's connection has answered a `PING` the thread uses the
+//! heartbeat's.
 
 use super::scripts::Scripts;
-use super::slots::{SlotRegistry, SlotRelease};
+use super::slots::SlotRegistry;
 use super::{display_url, ClusterSettings};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::RedisError;
+use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+/// How a thread's own connection is made: the heartbeat's client and settings.
+#[derive(Clone)]
+pub(super) struct ConnectionRecipe {
+    pub(super) client: redis::Client,
+    pub(super) config: ConnectionManagerConfig,
+}
+
+/// Where a thread's own connection is.
+const CHECKING: u8 = 0;
+const READY: u8 = 1;
+const FAILED: u8 = 2;
+
+/// One thread's connection to one cluster's Redis.
+struct ThreadConnection {
+    cluster: u64,
+    connection: ConnectionManager,
+    state: Arc<AtomicU8>,
+}
+
+thread_local! {
+    static THREAD_CONNECTIONS: RefCell<Vec<ThreadConnection>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Tells clusters apart in the threads' connection lists (tests build several).
+static NEXT_CLUSTER_ID: AtomicU64 = AtomicU64::new(0);
 
 /// Why a cluster operation gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +97,9 @@ pub(crate) struct Cluster {
     /// Set by the heartbeat service in its runtime, which lives as long as the process (the
     /// connection's own task runs there; callers on any runtime send through it).
     connection: OnceLock<ConnectionManager>,
+    /// Set with `connection`: how each thread makes its own.
+    recipe: OnceLock<ConnectionRecipe>,
+    id: u64,
     pub(crate) scripts: Scripts,
     reachable: AtomicBool,
     /// When the heartbeat last succeeded, in ms since `started`.
@@ -73,8 +108,6 @@ pub(crate) struct Cluster {
     live: AtomicUsize,
     counters: Counters,
     next_seq: AtomicU64,
-    releases: UnboundedSender<SlotRelease>,
-    release_queue: Mutex<Option<UnboundedReceiver<SlotRelease>>>,
     registries: Mutex<Vec<Arc<SlotRegistry>>>,
 }
 
@@ -94,12 +127,13 @@ impl Cluster {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "host".into());
         let start_ms = crate::timing::clock::unix_ms();
-        let (releases, queue) = unbounded_channel();
         Arc::new(Cluster {
             instance: format!("{host}:{}:{start_ms}", std::process::id()),
             shown_url: display_url(&settings.redis_url),
             settings,
             connection: OnceLock::new(),
+            recipe: OnceLock::new(),
+            id: NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed),
             scripts: Scripts::new(),
             // Taken as reachable until the first heartbeat (before the proxy serves) finds
             // otherwise, so that finding is logged and counted as a change.
@@ -109,8 +143,6 @@ impl Cluster {
             live: AtomicUsize::new(1),
             counters: Counters::default(),
             next_seq: AtomicU64::new(0),
-            releases,
-            release_queue: Mutex::new(Some(queue)),
             registries: Mutex::new(Vec::new()),
         })
     }
@@ -159,20 +191,8 @@ impl Cluster {
         format!("{}:{seq}", self.instance)
     }
 
-    /// Give a slot back, off the request path (batched by the heartbeat's releaser; a lost
-    /// release only keeps the slot until its lease ends).
-    pub(crate) fn release(&self, key: Arc<str>, member: String) {
-        let _ = self.releases.send(SlotRelease { key, member });
-    }
-
-    pub(super) fn take_release_queue(&self) -> Option<UnboundedReceiver<SlotRelease>> {
-        self.release_queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-    }
-
-    pub(super) fn set_connection(&self, connection: ConnectionManager) {
+    pub(super) fn set_connection(&self, connection: ConnectionManager, recipe: ConnectionRecipe) {
+        let _ = self.recipe.set(recipe);
         let _ = self.connection.set(connection);
     }
 
@@ -181,10 +201,62 @@ impl Cluster {
         if !self.is_reachable() {
             return Err(ClusterFault::Unreachable);
         }
+        if let Some(own) = self.thread_connection() {
+            return Ok(own);
+        }
         self.connection
             .get()
             .cloned()
             .ok_or(ClusterFault::Unreachable)
+    }
+
+    /// This thread's own connection once it has answered; made (and checked by a task on
+    /// this thread's runtime) on first use, checked again after a failed check.
+    fn thread_connection(&self) -> Option<ConnectionManager> {
+        let recipe = self.recipe.get()?;
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        THREAD_CONNECTIONS.with_borrow_mut(|connections| {
+            let at = connections.iter().position(|c| c.cluster == self.id);
+            let own = match at {
+                Some(i) => &connections[i],
+                None => {
+                    let connection = ConnectionManager::new_lazy_with_config(
+                        recipe.client.clone(),
+                        recipe.config.clone(),
+                    )
+                    .ok()?;
+                    connections.push(ThreadConnection {
+                        cluster: self.id,
+                        connection,
+                        state: Arc::new(AtomicU8::new(FAILED)),
+                    });
+                    connections.last()?
+                }
+            };
+            match own.state.load(Ordering::Acquire) {
+                READY => Some(own.connection.clone()),
+                CHECKING => None,
+                _ => {
+                    own.state.store(CHECKING, Ordering::Release);
+                    let (mut connection, state) = (own.connection.clone(), own.state.clone());
+                    let limit = self.settings.timeout.max(Duration::from_secs(1));
+                    runtime.spawn(async move {
+                        let ping = redis::cmd("PING");
+                        let answered = tokio::time::timeout(
+                            limit,
+                            ping.query_async::<String>(&mut connection),
+                        )
+                        .await;
+                        let now = match answered {
+                            Ok(Ok(_)) => READY,
+                            _ => FAILED,
+                        };
+                        state.store(now, Ordering::Release);
+                    });
+                    None
+                }
+            }
+        })
     }
 
     /// The connection whatever the circuit says (the heartbeat's probe).

@@ -2,13 +2,14 @@
 //! (a bounded wait: an unreachable Redis delays the start by at most a second and the
 //! instance starts on its fallback), then renews this instance's lease every `lease_ms / 3`
 //! (every 200 ms while Redis is unreachable, which is also how the circuit closes again),
-//! with the leases of the slots it holds, and sends released slots back in batches.
+//! with the leases of the slots it holds, and sends released slots back in batches (those no
+//! admission has taken out of their set within `RELEASE_TICK`).
 //!
 //! An instance whose heartbeat has not got through for two thirds of its lease stops trusting
 //! the shared counts (the others may already have dropped its slots) and falls back.
 
-use super::engine::Cluster;
-use super::slots::SlotRelease;
+use super::engine::{Cluster, ConnectionRecipe};
+use super::slots::RELEASES_PER_ADMISSION;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -16,20 +17,19 @@ use pingora::services::ServiceReadyNotifier;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The probe interval while Redis is unreachable.
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 /// The longest the start waits for Redis.
 const START_WAIT: Duration = Duration::from_secs(1);
-/// Releases sent in one pipeline at most.
-const RELEASE_BATCH: usize = 256;
+/// How often the releaser looks for released slots that no admission has taken along.
+const RELEASE_TICK: Duration = Duration::from_millis(10);
 
 /// Runs the heartbeat and the releaser of one instance.
 pub(crate) struct ClusterHeartbeat(pub(crate) Arc<Cluster>);
 
 impl ClusterHeartbeat {
-    fn connect(&self) -> Option<ConnectionManager> {
+    fn connect(&self) -> Option<(ConnectionManager, ConnectionRecipe)> {
         let cluster = &self.0;
         if cluster.settings.redis_url.starts_with("rediss://") {
             // rustls needs its process-wide provider, the one Pingora's TLS uses.
@@ -53,8 +53,12 @@ impl ClusterHeartbeat {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(200));
+        let recipe = ConnectionRecipe {
+            client: client.clone(),
+            config: config.clone(),
+        };
         match ConnectionManager::new_lazy_with_config(client, config) {
-            Ok(connection) => Some(connection),
+            Ok(connection) => Some((connection, recipe)),
             Err(e) => {
                 log::error!("cluster: Redis at {}: {e}", cluster.shown_url());
                 None
@@ -159,11 +163,11 @@ impl BackgroundService for ClusterHeartbeat {
         ready: ServiceReadyNotifier,
     ) {
         let cluster = self.0.clone();
-        let Some(connection) = self.connect() else {
+        let Some((connection, recipe)) = self.connect() else {
             ready.notify_ready();
             return;
         };
-        cluster.set_connection(connection);
+        cluster.set_connection(connection, recipe);
         let beat_limit = (cluster.settings.lease / 3).max(cluster.settings.timeout);
         if self.beat(START_WAIT.max(cluster.settings.timeout)).await {
             log::info!(
@@ -182,9 +186,7 @@ impl BackgroundService for ClusterHeartbeat {
             );
         }
         ready.notify_ready();
-        let releaser = cluster
-            .take_release_queue()
-            .map(|queue| tokio::spawn(releaser(cluster.clone(), queue)));
+        let releaser = tokio::spawn(releaser(cluster.clone()));
         loop {
             let wait = match cluster.is_reachable() {
                 true => cluster.settings.lease / 3,
@@ -207,28 +209,38 @@ impl BackgroundService for ClusterHeartbeat {
             }
         }
         self.leave().await;
-        if let Some(task) = releaser {
-            task.abort();
-        }
+        releaser.abort();
     }
 }
 
-/// Send released slots back, a pipeline per batch. While Redis is unreachable they are
-/// dropped: their leases, no longer renewed, end by themselves.
-async fn releaser(cluster: Arc<Cluster>, mut queue: UnboundedReceiver<SlotRelease>) {
-    let mut batch: Vec<SlotRelease> = Vec::with_capacity(RELEASE_BATCH);
-    while queue.recv_many(&mut batch, RELEASE_BATCH).await > 0 {
+/// Send released slots back that no admission took along, a pipeline per tick. While Redis
+/// is unreachable they are dropped: their leases, no longer renewed, end by themselves.
+async fn releaser(cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(RELEASE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for registry in cluster.registries() {
+            loop {
+                let members = registry.take_released(RELEASES_PER_ADMISSION);
+                if members.is_empty() {
+                    break;
+                }
+                pipe.cmd("ZREM")
+                    .arg(&**registry.key())
+                    .arg(members)
+                    .ignore();
+                any = true;
+            }
+        }
+        if !any {
+            continue;
+        }
         let Ok(mut connection) = cluster.connection() else {
-            batch.clear();
             continue;
         };
-        let mut pipe = redis::pipe();
-        for release in batch.drain(..) {
-            pipe.cmd("ZREM")
-                .arg(&*release.key)
-                .arg(release.member)
-                .ignore();
-        }
         let _ = cluster
             .bounded("release", pipe.query_async::<()>(&mut connection))
             .await;

@@ -25,7 +25,7 @@ mod slots;
 
 pub(crate) use engine::{Cluster, ClusterFault, ClusterFigures};
 pub(crate) use heartbeat::ClusterHeartbeat;
-pub(crate) use slots::SlotRegistry;
+pub(crate) use slots::{SlotRegistry, RELEASES_PER_ADMISSION};
 
 use std::time::Duration;
 

@@ -9,11 +9,16 @@ use redis::Script;
 /// Redis ms), 2 the base of the pool's per-second counters, 3 the base of the client's
 /// counters. ARGV: 1 member, 2 lease ms, 3 `max_concurrent_requests`, 4
 /// `max_requests_per_sec`, 5 `max_requests_per_sec_per_ip`, 6 `max_requests_per_min_per_ip`,
-/// 7 `1` to check the pool-wide limits (`0`: the client's only, the queue's intake).
+/// 7 `1` to check the pool-wide limits (`0`: the client's only, the queue's intake), 8 the
+/// number of released members that follow, 9.. those members (taken out of the concurrency
+/// set first: slots given back since the pool's last admission).
 /// Returns `{1, 0, 0}` when admitted (every counter taken), else `{0, kind, retry_after_sec}`
 /// with kind 1 concurrency, 2 rate, 3 client per second, 4 client per minute; nothing is
-/// counted for a refused request.
+/// counted for a refused request. A counter gets its expiry when it is created (its first
+/// `INCR`), not on every admission.
 const ADMIT: &str = r"
+local released = tonumber(ARGV[8])
+if released > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV, 9, 8 + released)) end
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -37,9 +42,9 @@ if pool and max_rate > 0 then
   kr = KEYS[2] .. ':' .. sec
   if tonumber(redis.call('GET', kr) or '0') >= max_rate then return {0, 2, 0} end
 end
-if ks then redis.call('INCR', ks); redis.call('EXPIRE', ks, 3) end
-if km then redis.call('INCR', km); redis.call('EXPIRE', km, 120) end
-if kr then redis.call('INCR', kr); redis.call('EXPIRE', kr, 3) end
+if ks and redis.call('INCR', ks) == 1 then redis.call('EXPIRE', ks, 3) end
+if km and redis.call('INCR', km) == 1 then redis.call('EXPIRE', km, 120) end
+if kr and redis.call('INCR', kr) == 1 then redis.call('EXPIRE', kr, 3) end
 if pool and max_conc > 0 then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 end

@@ -1,7 +1,10 @@
 //! The concurrency slots this instance holds in a pool's shared set (`max_concurrent_requests`
 //! in cluster mode): the heartbeat renews their leases, so a long request keeps its slot, and
 //! a slot whose request is over (or whose admission timed out) is no longer renewed and
-//! expires even if its release never reaches Redis.
+//! expires even if its release never reaches Redis. Released slots wait here for the next
+//! admission to the pool, which takes them out of the set in its own round trip, or for the
+//! heartbeat's releaser, whichever comes first: giving a slot back wakes no other thread and
+//! costs no round trip of its own.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,20 +18,19 @@ pub(crate) struct SlotRegistry {
     /// The pool's concurrency set in Redis.
     key: Arc<str>,
     shards: Vec<Mutex<HashSet<u64>>>,
+    /// Members given back and not yet taken out of the set in Redis.
+    released: Mutex<Vec<String>>,
 }
 
-/// A slot to take out of its pool's set (sent to the heartbeat's releaser).
-#[derive(Debug)]
-pub(crate) struct SlotRelease {
-    pub(crate) key: Arc<str>,
-    pub(crate) member: String,
-}
+/// The most released members one admission takes out of the set.
+pub(crate) const RELEASES_PER_ADMISSION: usize = 64;
 
 impl SlotRegistry {
     pub(crate) fn new(key: String) -> Arc<Self> {
         Arc::new(SlotRegistry {
             key: Arc::from(key),
             shards: (0..SHARDS).map(|_| Mutex::new(HashSet::new())).collect(),
+            released: Mutex::new(Vec::new()),
         })
     }
 
@@ -52,6 +54,26 @@ impl SlotRegistry {
     /// `seq` is no longer held.
     pub(crate) fn release(&self, seq: u64) {
         self.shard(seq).remove(&seq);
+    }
+
+    /// `member` is to be taken out of the set in Redis (by the next admission or the
+    /// releaser). Bounded: past 65 536 waiting (Redis long unreachable) a member is dropped,
+    /// and its lease, no longer renewed, ends by itself.
+    pub(crate) fn defer_release(&self, member: String) {
+        let mut released = self.released.lock().unwrap_or_else(|p| p.into_inner());
+        if released.len() < 65_536 {
+            released.push(member);
+        }
+    }
+
+    /// Up to `max` released members, taken to be sent.
+    pub(crate) fn take_released(&self, max: usize) -> Vec<String> {
+        let mut released = self.released.lock().unwrap_or_else(|p| p.into_inner());
+        if released.len() <= max {
+            return std::mem::take(&mut *released);
+        }
+        let rest = released.len() - max;
+        released.split_off(rest)
     }
 
     /// Every slot held now.
@@ -81,5 +103,16 @@ mod tests {
         assert_eq!(held.len(), 39);
         assert!(!held.contains(&7));
         assert_eq!(&**r.key(), "k");
+    }
+
+    #[test]
+    fn released_members_are_taken_in_batches() {
+        let r = SlotRegistry::new("k".into());
+        for i in 0..5 {
+            r.defer_release(format!("m{i}"));
+        }
+        assert_eq!(r.take_released(3).len(), 3);
+        assert_eq!(r.take_released(3).len(), 2);
+        assert!(r.take_released(3).is_empty());
     }
 }
