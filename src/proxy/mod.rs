@@ -169,6 +169,8 @@ impl ProxyHttp for PoolProxy {
         let connected = ctx.lap(Phase::Connect);
         if let Some(pool) = &ctx.pool {
             pool.metrics.connected(reused);
+            let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
+            ctx.on_target = target.and_then(|t| t.activity.connected(reused));
             // Pingora's read timeout is the body's; the time to the header is watched here,
             // from the connect lap's clock reading.
             let deadline = pool.connect.first_byte_deadline();
