@@ -8,7 +8,7 @@
 use crate::event_log::{hostname, EventLine, Transaction};
 use crate::front_end::{ClientFacts, FrontEnd};
 use crate::pool::{Pool, RouteRequest, RouteTable};
-use crate::stats::{PoolStats, Recording};
+use crate::stats::{Answered, PoolStats, Recording};
 use crate::timing::{PerfTimer, Phase};
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::IpAddr;
@@ -68,9 +68,15 @@ impl Fixture {
         self.front.finish_response(resp, tls)
     }
 
-    /// The web server's per-second record of one request (`PoolStats::record_total`).
+    /// The web server's per-second record of one request (`PoolStats::record_total`), a
+    /// 200 over plain HTTP/1.1.
     pub fn record_web_request(&self, total: Duration, bytes_out: u64, bytes_in: u64) {
-        self.web.record_total(total, bytes_out, bytes_in);
+        let answered = Answered {
+            status: 200,
+            tls: false,
+            h2: false,
+        };
+        self.web.record_total(total, bytes_out, bytes_in, answered);
     }
 }
 
@@ -93,9 +99,9 @@ impl BenchPool<'_> {
         self.0.response_rules.apply(resp)
     }
 
-    /// The pool's per-second record of a finished request (`PoolStats::record`).
+    /// The pool's per-second record of a finished request answered 200 (`PoolStats::record`).
     pub fn record_stats(&self, perf: &Timer) {
-        self.0.stats.record(&perf.0);
+        self.0.stats.record(&perf.0, 200);
     }
 
     /// The pool's Prometheus record of a finished request (`PoolMetrics::observe`).
@@ -110,10 +116,10 @@ impl BenchPool<'_> {
         let pool = self.0;
         pool.stats.start_request();
         pool.stats.end_request();
-        pool.stats.record(&perf.0);
+        pool.stats.record(&perf.0, status);
         pool.metrics.observe(status, &perf.0);
         if !pool.retry.is_success(status) {
-            pool.record_failed_attempt();
+            pool.record_failed_attempt(None);
         }
     }
 

@@ -98,6 +98,11 @@ impl RequestQueue {
         self.running.load(Ordering::Acquire)
     }
 
+    /// `http_max_concurrent_requests` and `http_max_queue_length` (0 = no limit).
+    pub(crate) fn limits(&self) -> (usize, usize) {
+        (self.settings.max_running, self.settings.max_pending)
+    }
+
     /// Let a request in: at once, after its turn in the queue, or not at all.
     pub(crate) async fn enter(&self, path_and_query: &str) -> Result<RunningRequest, QueueFull> {
         let Some(slots) = &self.slots else {

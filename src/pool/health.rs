@@ -1,6 +1,7 @@
 //! Active health checks of balanced targets (`health_check`), run by pingora-load-balancing's
 //! background service: a TCP connect, or an HTTP GET whose status must match `status_match`.
-//! Each target is checked with its own Host and TLS name; changes are logged.
+//! Each target is checked with its own Host and TLS name; changes are logged, and each check's
+//! result and each change are kept on the target for the stats (`target_state.rs`).
 
 use super::target::{Target, TargetIndex};
 use async_trait::async_trait;
@@ -141,10 +142,18 @@ impl HealthCheck for TargetHealthCheck {
         if let Err(e) = &outcome {
             log::debug!("[{}] health check of {addr}: {e}", self.pool_id);
         }
+        let result = outcome.as_ref().map(|_| ()).map_err(|e| match &e.context {
+            Some(why) => why.to_string(),
+            None => e.to_string(),
+        });
+        target.health.checked(result);
         outcome
     }
 
     async fn health_status_change(&self, backend: &Backend, healthy: bool) {
+        if let Some(target) = self.target_of(backend) {
+            target.health.changed(healthy);
+        }
         let name = self.target_of(backend).map(Target::base_url);
         let state = if healthy {
             "healthy again"

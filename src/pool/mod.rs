@@ -2,11 +2,13 @@
 //! reach it. Owns routing (`routing.rs`: which pool a request goes to), the targets with their
 //! balancing, health checks and DNS (`targets.rs`, `health.rs`, `dns.rs`), the Pingora peers
 //! (`peer.rs`), the header rules (`headers.rs`, `scrub.rs`), the retry policy and its back-off
-//! (`retry.rs`), redirect following (`redirect.rs`) and the degraded hint (`degraded.rs`).
+//! (`retry.rs`), redirect following (`redirect.rs`), the degraded hint (`degraded.rs`), what
+//! each target has been through (`target_state.rs`) and what the stats read of a pool
+//! (`view.rs`).
 //!
 //! A `Pool` is built from its `PoolSettings` at start. Uses `admission` (its limits), `stats`
-//! (its per-second figures and metrics), `event_log` (its logging policy), `front_end` (the
-//! client facts and header pairs) and `timing`.
+//! (its per-second figures, metrics and recent errors), `event_log` (its logging policy),
+//! `front_end` (the client facts and header pairs) and `timing`.
 
 mod degraded;
 mod dns;
@@ -18,7 +20,9 @@ mod retry;
 mod routing;
 mod scrub;
 mod target;
+mod target_state;
 mod targets;
+mod view;
 
 pub(crate) use degraded::DegradedMonitor;
 pub(crate) use dns::TargetResolver;
@@ -30,6 +34,7 @@ pub(crate) use retry::{RetryDelay, RetryPolicy, SuccessCodes};
 pub(crate) use routing::{RouteCriteria, RouteRequest, RouteTable, DEFAULT_POOL_ID};
 pub(crate) use scrub::ScrubRule;
 pub(crate) use target::{default_port, Target};
+pub(crate) use target_state::OnTarget;
 pub(crate) use targets::{
     BalanceSettings, Balancing, Chosen, HashOn, TargetAddress, TargetSet, TargetSettings,
 };
@@ -38,7 +43,7 @@ use crate::admission::{LimitSettings, PoolAdmission};
 use crate::cluster::Cluster;
 use crate::event_log::LogPolicy;
 use crate::front_end::ClientFacts;
-use crate::stats::{PoolMetrics, PoolStats, Recording};
+use crate::stats::{PoolMetrics, PoolStats, RecentErrors, Recording, RECENT_ERRORS};
 use pingora::http::RequestHeader;
 use pingora::Result;
 use std::net::{IpAddr, SocketAddr};
@@ -93,15 +98,22 @@ pub(crate) struct Pool {
     /// Prometheus handles, bound to this pool.
     pub(crate) metrics: PoolMetrics,
     pub(crate) min_stream_size: u64,
+    /// The limits as configured, for the stats (`admission` enforces them).
+    limits: LimitSettings,
+    /// The pool's last failed requests (`web.errors`), kept when its figures are.
+    pub(crate) errors: RecentErrors,
 }
 
 impl Pool {
     /// The pool of `settings`, the `index`-th in the config; its limits are shared with the
     /// instances of `cluster` when one is given.
     pub(crate) fn new(index: usize, s: PoolSettings, cluster: Option<&Arc<Cluster>>) -> Pool {
+        let full = s.recording == Recording::Full;
         Pool {
             index,
-            targets: TargetSet::new(&s.id, &s.targets),
+            targets: TargetSet::new(&s.id, &s.targets, full),
+            limits: s.limits,
+            errors: RecentErrors::new(if full { RECENT_ERRORS } else { 0 }),
             admission: PoolAdmission::new(&s.limits, &s.id, cluster),
             stats: Arc::new(PoolStats::new(s.recording)),
             metrics: PoolMetrics::new(&s.id, s.metrics),
@@ -195,9 +207,13 @@ impl Pool {
         })
     }
 
-    /// One attempt to the back end failed (connect error, reset, timeout, error status).
-    pub(crate) fn record_failed_attempt(&self) {
+    /// One attempt to the back end failed (connect error, reset, timeout, error status), on
+    /// the target of that index when one was chosen.
+    pub(crate) fn record_failed_attempt(&self, target: Option<usize>) {
         self.stats.record_error();
+        if let Some(target) = target.and_then(|i| self.targets.get(i)) {
+            target.activity.failed();
+        }
     }
 }
 

@@ -87,6 +87,7 @@ impl Pool {
         left: u32,
     ) {
         self.metrics.retried();
+        self.stats.record_retry();
         let delay = self
             .retry
             .delay

@@ -7,7 +7,7 @@
 //! request path only reads an atomically swapped selector: no DNS, no locks.
 
 use super::health::{HealthSettings, TargetHealthCheck};
-use super::target::{Target, TargetIndex};
+use super::target::{Target, TargetIndex, Watch};
 use async_trait::async_trait;
 use pingora::server::Server;
 use pingora::services::background::GenBackgroundService;
@@ -87,7 +87,8 @@ pub(crate) struct Chosen {
 #[derive(Debug)]
 pub(crate) enum TargetSet {
     /// PixlProxy's `target_hostname`/`target_port`, resolved per request (`cache_dns_sec`).
-    Single(Target),
+    /// (Boxed: a target is several times the size of the balanced variant.)
+    Single(Box<Target>),
     /// poolgate's `targets` (or a single target with `health_check`).
     Balanced {
         targets: Arc<Vec<Target>>,
@@ -96,17 +97,24 @@ pub(crate) enum TargetSet {
 }
 
 impl TargetSet {
-    pub(crate) fn new(pool_id: &str, s: &TargetSettings) -> Self {
+    /// The targets of `s`; `recording` when their request figures are read (the stats).
+    pub(crate) fn new(pool_id: &str, s: &TargetSettings, recording: bool) -> Self {
+        let mut watch = Watch {
+            recording,
+            checked: false,
+        };
         let Some(balance) = &s.balanced else {
             // Config guarantees a single target here.
             let t = s.targets.first();
             let (tls, host, port) = t.map_or((false, "", 0), |t| (t.tls, t.host.as_str(), t.port));
-            return TargetSet::Single(Target::new(tls, host, port, s.cache_dns_sec));
+            let target = Target::new(tls, host, port, s.cache_dns_sec, watch);
+            return TargetSet::Single(Box::new(target));
         };
+        watch.checked = balance.health.is_some();
         let targets: Arc<Vec<Target>> = Arc::new(
             s.targets
                 .iter()
-                .map(|t| Target::new(t.tls, &t.host, t.port, 0))
+                .map(|t| Target::new(t.tls, &t.host, t.port, 0, watch))
                 .collect(),
         );
         let health = balance.health.as_ref().map(|h| {
@@ -127,14 +135,14 @@ impl TargetSet {
 
     pub(super) fn get(&self, index: usize) -> Option<&Target> {
         match self {
-            TargetSet::Single(t) => (index == 0).then_some(t),
+            TargetSet::Single(t) => (index == 0).then_some(&**t),
             TargetSet::Balanced { targets, .. } => targets.get(index),
         }
     }
 
     pub(super) fn all(&self) -> &[Target] {
         match self {
-            TargetSet::Single(t) => std::slice::from_ref(t),
+            TargetSet::Single(t) => std::slice::from_ref(&**t),
             TargetSet::Balanced { targets, .. } => targets,
         }
     }

@@ -4,7 +4,7 @@
 
 use crate::admission::Permit;
 use crate::front_end::{ClientFacts, ResponseEncoder, RunningRequest};
-use crate::pool::{Chosen, Pool};
+use crate::pool::{Chosen, OnTarget, Pool};
 use crate::stats::SocketEntry;
 use crate::timing::{PerfTimer, Phase};
 use crate::upstream::ResponseWatch;
@@ -27,6 +27,9 @@ pub(crate) struct RequestCtx {
     pub(super) tried: Vec<SocketAddr>,
     /// The target of the current streaming attempt.
     pub(super) chosen: Option<Chosen>,
+    /// The current streaming attempt counted as in progress on its target (the stats'
+    /// `targets`), until the back end is done with it.
+    pub(super) on_target: Option<OnTarget>,
     /// The final failure was already counted in the pool's per-second errors.
     final_error_counted: bool,
     /// The request went through the buffered exchange (which counts its own errors).
@@ -75,9 +78,11 @@ impl RequestCtx {
         pool.stats.start_request();
     }
 
-    /// Give the pool's permit back (the back end is done with this request).
+    /// Give the pool's permit back (the back end is done with this request), and the
+    /// request's place among its target's requests in progress.
     pub(super) fn release_permit(&mut self) {
         self.permit = None;
+        self.on_target = None;
     }
 }
 
@@ -123,7 +128,7 @@ impl RequestCtx {
     /// A connect failed: counted in the pool's errors once, here.
     pub(super) fn connect_failed(&mut self) {
         if let Some(pool) = &self.pool {
-            pool.record_failed_attempt();
+            pool.record_failed_attempt(self.chosen.map(|c| c.target));
             self.final_error_counted = true;
         }
     }

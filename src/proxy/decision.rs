@@ -5,6 +5,7 @@
 
 use super::context::RequestCtx;
 use super::exchange::{Exchange, ExchangeState};
+use super::request_end::note_error;
 use super::{reply, PoolProxy};
 use crate::admission::Refusal;
 use crate::front_end::request_head::http2_authority_fault;
@@ -15,6 +16,7 @@ use crate::stats::Endpoint;
 use crate::timing::PerfTimer;
 use pingora::proxy::Session;
 use pingora::Result;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// What a request is.
@@ -124,6 +126,13 @@ impl PoolProxy {
         let pool = ctx.pool()?;
         let tls = ctx.client.tls;
         let intake = queue::enqueue(session, pool, queue, ctx.client).await?;
+        if let Intake::Refused { status, why } = &intake {
+            if *status == 429 {
+                pool.stats.record_throttled();
+            }
+            let cause = || Cow::Owned(why.clone());
+            note_error(&pool.errors, Some(&pool.id), session, *status, None, cause);
+        }
         match (&intake, intake.json()) {
             (Intake::Throttled(refusal), _) => self.refuse(session, ctx, refusal).await,
             (_, Some((status, body))) => reply::json(session, &self.front, tls, status, body).await,
@@ -141,6 +150,11 @@ impl PoolProxy {
     ) -> Result<()> {
         let pool = ctx.pool()?;
         pool.metrics.throttled();
+        pool.stats.record_throttled();
+        let (status, cause) = (refusal.status(), || {
+            Cow::Owned(refusal.message(&pool.id).trim_end().to_string())
+        });
+        note_error(&pool.errors, Some(&pool.id), session, status, None, cause);
         // Refusals for an unreachable Redis are logged once per outage, by the cluster.
         if *refusal != Refusal::Unavailable {
             log::warn!("[{}] {}", pool.id, refusal.message(&pool.id).trim_end());
@@ -161,6 +175,9 @@ impl PoolProxy {
         self.stats
             .refused
             .record(fault, ctx.client.ip, line.as_bytes());
+        let hub = &self.stats;
+        let cause = || Cow::Borrowed(fault.reason());
+        note_error(&hub.errors, None, session, fault.status(), None, cause);
         reply::head_fault(session, &self.front, ctx.client.tls, fault).await
     }
 
@@ -189,6 +206,8 @@ impl PoolProxy {
             });
             crate::event_log::error("WebServer", 429, msg, data);
         }
+        let cause = || Cow::Owned(full.message());
+        note_error(&self.stats.errors, None, session, 429, None, cause);
         let body = format!("429 Too Many Requests: {}.\n", full.message());
         reply::text(session, &self.front, ctx.client.tls, 429, body).await
     }

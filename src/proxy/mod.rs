@@ -169,6 +169,8 @@ impl ProxyHttp for PoolProxy {
         let connected = ctx.lap(Phase::Connect);
         if let Some(pool) = &ctx.pool {
             pool.metrics.connected(reused);
+            let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
+            ctx.on_target = target.and_then(|t| t.activity.connected(reused));
             // Over HTTP/1 Pingora reads with no timeout: the time to the header and the body's
             // gaps are watched here, from the connect lap's clock reading.
             let addr = peer._address.as_inet().copied();

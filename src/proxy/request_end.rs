@@ -1,14 +1,17 @@
-//! What happens when a request ends, whatever path it took: the pool's per-second figures and
-//! metrics, the console line, the pool's transaction or error line, the client connection's
-//! entry in `web.sockets`, and the web server's own figures, recent requests and request log.
+//! What happens when a request ends, whatever path it took: the pool's per-second figures,
+//! metrics and recent errors, the console line, the pool's transaction or error line, the
+//! client connection's entry in `web.sockets`, and the web server's own figures, recent
+//! requests and request log.
 
 use super::context::RequestCtx;
 use crate::event_log::{self, Transaction, WebLog, WebRequest};
 use crate::front_end::canonical_ip;
-use crate::pool::Pool;
-use crate::stats::StatsHub;
+use crate::pool::{Pool, Target};
+use crate::stats::{Answered, ErrorEntry, RecentErrors, StatsHub};
 use pingora::proxy::Session;
 use pingora::Error;
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(super) fn finish(
@@ -25,7 +28,7 @@ pub(super) fn finish(
     }
     let ctx = &*ctx;
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    record_pool(ctx, e.is_some(), status);
+    record_pool(session, ctx, e, status);
     console_line(session, e, ctx.pool.as_deref(), status);
     log_transaction(session, e, ctx, status);
     let (bytes_in, bytes_out) = (session.body_bytes_read(), session.body_bytes_sent());
@@ -46,7 +49,12 @@ pub(super) fn finish(
     let total = ctx
         .arrived
         .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-    hub.web.record_total(total, bytes_out, bytes_in);
+    let answered = Answered {
+        status,
+        tls: ctx.client.tls,
+        h2: session.is_http2(),
+    };
+    hub.web.record_total(total, bytes_out, bytes_in, answered);
     if web_log.is_on() || hub.recent.is_on() || client_gone.is_some() {
         let req = web_request(session, ctx, status, total, (bytes_in, bytes_out));
         if let (Some(e), Some((socket, before))) = (client_gone, &socket_before) {
@@ -186,18 +194,58 @@ fn log_transaction(session: &Session, e: Option<&Error>, ctx: &RequestCtx, statu
     .log(&pool.logging);
 }
 
-/// Feed the pool's per-second figures (back-off, degraded hints, the stats) and metrics.
-/// Only requests admitted to their pool have a phase timer (stopped in `finish`); queued ones
-/// are counted by the queue's sender.
-fn record_pool(ctx: &RequestCtx, failed: bool, status: u16) {
+/// Feed the pool's per-second figures (back-off, degraded hints, the stats), metrics and
+/// recent errors. Only requests admitted to their pool have a phase timer (stopped in
+/// `finish`); queued ones are counted by the queue's sender.
+fn record_pool(session: &Session, ctx: &RequestCtx, e: Option<&Error>, status: u16) {
     let (Some(pool), Some(perf), false) = (&ctx.pool, &ctx.perf, ctx.queued) else {
         return;
     };
+    let answer = if e.is_some() { 0 } else { status };
     pool.stats.end_request();
-    pool.stats.record(perf);
-    pool.metrics.observe(if failed { 0 } else { status }, perf);
-    let failed = failed || !pool.retry.is_success(status);
-    if failed && ctx.failure_uncounted() {
-        pool.record_failed_attempt();
+    pool.stats.record(perf, answer);
+    pool.metrics.observe(answer, perf);
+    let failed = e.is_some() || !pool.retry.is_success(status);
+    if !failed {
+        return;
     }
+    let target = ctx.chosen.as_ref().and_then(|c| pool.target(c));
+    if ctx.failure_uncounted() {
+        pool.record_failed_attempt(ctx.chosen.map(|c| c.target));
+    }
+    note_error(
+        &pool.errors,
+        Some(&pool.id),
+        session,
+        status,
+        target,
+        || match e {
+            Some(e) => e.to_string().into(),
+            None => format!("HTTP {status} from the back end").into(),
+        },
+    );
+}
+
+/// Keep a failed or refused request in `errors` (the stats' `web.errors`) under `pool`, with
+/// the cause `cause` gives; nothing is built when no stats API shows them.
+pub(super) fn note_error(
+    errors: &RecentErrors,
+    pool: Option<&Arc<str>>,
+    session: &Session,
+    status: u16,
+    target: Option<&Target>,
+    cause: impl FnOnce() -> Cow<'static, str>,
+) {
+    errors.record(|| {
+        let req = session.req_header();
+        ErrorEntry {
+            when_ms: crate::timing::clock::unix_ms(),
+            pool: pool.cloned(),
+            status,
+            cause: cause(),
+            method: req.method.clone(),
+            uri: req.uri.clone(),
+            target: target.map(|t| t.base_url().to_string()),
+        }
+    });
 }

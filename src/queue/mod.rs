@@ -367,6 +367,10 @@ impl QueueGauges for BlindQueue {
     fn in_flight(&self) -> usize {
         self.counters.in_flight.load(Ordering::Acquire)
     }
+
+    fn max_length(&self) -> usize {
+        self.settings.max_length
+    }
 }
 
 /// Every pool's queue, by the pool's place in the config (`Pool::index`); `None` for pools

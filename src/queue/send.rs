@@ -35,8 +35,10 @@ pub(super) struct Report {
     pub(super) resp_headers: Option<http::HeaderMap>,
 }
 
-type Failed = (Box<Error>, Option<SocketAddr>);
-type Answered = (u16, SocketAddr, http::HeaderMap);
+/// The error, the address and the index of the pool's target it failed on.
+type Failed = (Box<Error>, Option<SocketAddr>, Option<usize>);
+/// The status, the address and index of the target that answered, the headers.
+type Answered = (u16, SocketAddr, Option<usize>, http::HeaderMap);
 
 /// `queued request <id> (<method> <uri>)`, as the retry log line names it.
 struct Named<'a>(&'a QueuedRequest);
@@ -67,7 +69,7 @@ impl Delivery<'_> {
             let result = self.attempt(req, &tried, &key, &mut perf).await;
             drop(permit);
             match result {
-                Ok((code, addr, headers)) => {
+                Ok((code, addr, target, headers)) => {
                     (status, resp_headers) = (code, Some(headers));
                     if self.pool.retry.is_success(code) {
                         let outcome = Outcome::Delivered {
@@ -83,13 +85,14 @@ impl Delivery<'_> {
                     }
                     last = format!("HTTP {code}");
                     tried.push(addr);
+                    self.pool.record_failed_attempt(target);
                 }
-                Err((e, addr)) => {
+                Err((e, addr, target)) => {
                     last = e.to_string();
                     tried.extend(addr);
+                    self.pool.record_failed_attempt(target);
                 }
             }
-            self.pool.record_failed_attempt();
         }
         let outcome = Outcome::Failed {
             what: last,
@@ -148,10 +151,15 @@ impl Delivery<'_> {
             perf,
         );
         let mut answer = attempt.await.map_err(|failure| match failure {
-            Failure::Upstream { error, addr, .. } => (error, addr),
-            Failure::Client(error) => (error, None),
+            Failure::Upstream {
+                error,
+                addr,
+                target,
+                ..
+            } => (error, addr, target),
+            Failure::Client(error) => (error, None, None),
         })?;
-        let addr = answer.addr;
+        let (addr, target) = (answer.addr, answer.target);
         let headers = answer
             .header()
             .map_or_else(http::HeaderMap::new, |r| r.headers.clone());
@@ -159,7 +167,7 @@ impl Delivery<'_> {
             .session
             .read_response_body()
             .await
-            .map_err(|e| (e, Some(addr)))?
+            .map_err(|e| (e, Some(addr), target))?
         {
             perf.bytes_received += chunk.len() as u64;
         }
@@ -168,6 +176,6 @@ impl Delivery<'_> {
         answer
             .release(self.connector, self.pool.use_keep_alives)
             .await;
-        Ok((status, addr, headers))
+        Ok((status, addr, target, headers))
     }
 }

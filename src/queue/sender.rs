@@ -10,6 +10,7 @@ use super::{BlindQueue, QueuedRequest};
 use crate::cluster::ClusterFault;
 use crate::event_log::{redact, Transaction, CONSOLE_ONLY};
 use crate::pool::Pool;
+use crate::stats::ErrorEntry;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::server::ShutdownWatch;
@@ -215,12 +216,27 @@ async fn worker(pool: Arc<Pool>, queue: Arc<BlindQueue>, connector: Arc<Connecto
             connector: &connector,
         };
         let report = delivery.run(&req).await;
-        pool.stats.record(&report.perf);
         let status = match report.outcome {
             Outcome::Delivered { status, .. } => status,
             Outcome::Failed { .. } => report.status,
         };
+        pool.stats.record(&report.perf, status);
         pool.metrics.observe(status, &report.perf);
+        if let Outcome::Failed { what, attempts } = &report.outcome {
+            pool.errors.record(|| ErrorEntry {
+                when_ms: crate::timing::clock::unix_ms(),
+                pool: Some(pool.id.clone()),
+                status,
+                cause: format!(
+                    "queued request {}: {what} after {attempts} attempts",
+                    req.id
+                )
+                .into(),
+                method: req.header.method.clone(),
+                uri: req.header.uri.clone(),
+                target: None,
+            });
+        }
         log_report(&pool, &req, &report);
         if let Some(stream) = queue.shared() {
             stream.done(req.id).await;

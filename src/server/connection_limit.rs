@@ -67,6 +67,10 @@ impl ConnectionGauge for ConnectionLimit {
     fn open(&self) -> usize {
         ConnectionLimit::open(self)
     }
+
+    fn limit(&self) -> usize {
+        self.max
+    }
 }
 
 /// One open connection; dropping it (however the connection ends) frees the slot.

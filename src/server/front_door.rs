@@ -20,7 +20,7 @@ use super::head_reader::{answer_and_close, read_head, HeadRead};
 use crate::event_log::{WebLog, WebRequest};
 use crate::front_end::request_head::{first_line, method_of};
 use crate::front_end::{ClientTimeouts, FrontEnd, HeadFault};
-use crate::stats::{SocketTable, StatsHub};
+use crate::stats::{Answered, ErrorEntry, SocketTable, StatsHub};
 use bytes::BytesMut;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
@@ -202,7 +202,23 @@ impl<A: HttpServerApp + Send + Sync + 'static> FrontDoor<A> {
         let line = first_line(received);
         hub.refused.record(fault, at.peer.map(|p| p.ip()), line);
         let (bytes_in, bytes_out) = (received.len() as u64, answer.len() as u64);
-        hub.web.record_total(waited, bytes_out, bytes_in);
+        let answered = Answered {
+            status: fault.status(),
+            tls: at.tls,
+            h2: false,
+        };
+        hub.web.record_total(waited, bytes_out, bytes_in, answered);
+        hub.errors.record(|| ErrorEntry {
+            when_ms: crate::timing::clock::unix_ms(),
+            pool: None,
+            status: fault.status(),
+            cause: fault.reason().into(),
+            method: method
+                .and_then(|m| http::Method::from_bytes(m).ok())
+                .unwrap_or_else(|| http::Method::from_bytes(b"-").unwrap_or_default()),
+            uri: target_of(line),
+            target: None,
+        });
         let web_log = &self.parts.web_log;
         if web_log.is_on() || hub.recent.is_on() {
             let req = WebRequest {

@@ -34,7 +34,8 @@ use crate::front_end::{FrontEnd, RequestQueue};
 use crate::pool::{Pool, RouteTable};
 use crate::proxy::PoolProxy;
 use crate::queue::{BlindQueue, QueueSender, QueueTable};
-use crate::stats::{PoolFigures, PoolStats, QueueGauges, RecentRequests, Recording, StatsHub};
+use crate::stats::{History, PoolFigures, PoolStats, PoolView, QueueGauges, RecentRequests};
+use crate::stats::{Recording, StatsHub};
 use crate::stats::{SocketTable, StatsSettings, StatsTicker};
 use client_listener::{ClientListener, ClientListeners};
 use connection_limit::ConnectionLimit;
@@ -296,6 +297,8 @@ fn stats_hub(
             queue: queues
                 .of(p.index)
                 .map(|q| q.clone() as Arc<dyn QueueGauges>),
+            view: p.clone() as Arc<dyn PoolView>,
+            history: History::default(),
         })
         .collect();
     let web = match stats.api.uri.is_some() {

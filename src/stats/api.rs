@@ -3,12 +3,15 @@
 //! client's chain (the proxy headers' and the socket's, see `front_end::ClientFacts`) must be
 //! in `http_default_acl`, or the request must carry one of the stats API tokens as
 //! `Authorization: Bearer <token>` (so the stats can be read from outside the ACL). Anything
-//! else gets 403. `?html=1` serves a live page that draws the figures.
+//! else gets 403. `?html=1` serves the live page (`page/`): one self-contained HTML file with
+//! its style and scripts inline, assembled once from `page.html`, `page.css`, `charts.js` and
+//! `page.js`.
 
 use super::acl::Acl;
 use super::hub::StatsHub;
 use crate::front_end::ClientFacts;
 use bytes::Bytes;
+use once_cell::sync::Lazy;
 use pingora::http::RequestHeader;
 use regex::Regex;
 use serde_json::json;
@@ -100,7 +103,7 @@ impl StatsApi {
         if endpoint == Endpoint::Stats && flag("html=1") {
             // The page holds no data (it fetches the JSON with the same access rules), so it is
             // served to anyone: from outside the ACL it asks for a token.
-            let mut page = StatsAnswer::new(200, HTML, Bytes::from_static(LIVE_PAGE.as_bytes()));
+            let mut page = StatsAnswer::new(200, HTML, LIVE_PAGE.clone());
             page.page = true;
             return page;
         }
@@ -133,8 +136,15 @@ const HTML: &str = "text/html; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The live page (`?html=1`): one self-contained file that polls the JSON once a second and
-/// draws each pool's request rate and average time for the last five minutes.
-const LIVE_PAGE: &str = include_str!("page.html");
+/// shows the overview, the pools with their targets and history, and the recent errors and
+/// requests. Its parts are kept apart in the source and put together once.
+static LIVE_PAGE: Lazy<Bytes> = Lazy::new(|| {
+    let page = include_str!("page/page.html")
+        .replace("/*page.css*/", include_str!("page/page.css"))
+        .replace("/*charts.js*/", include_str!("page/charts.js"))
+        .replace("/*page.js*/", include_str!("page/page.js"));
+    Bytes::from(page)
+});
 
 /// Token comparison that takes the same time wherever the first difference is.
 fn same(a: &str, b: &str) -> bool {
@@ -160,6 +170,20 @@ mod tests {
             r.insert_header("Authorization", a).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn the_live_page_is_one_file_that_names_no_other_origin() {
+        let page = std::str::from_utf8(&LIVE_PAGE).unwrap();
+        assert!(page.starts_with("<!doctype html>") && page.trim_end().ends_with("</html>"));
+        for marker in ["/*page.css*/", "/*charts.js*/", "/*page.js*/"] {
+            assert!(!page.contains(marker), "{marker} left in the page");
+        }
+        assert!(page.contains("function chartSvg") && page.contains("function poll"));
+        assert!(page.contains(".verdict"));
+        for external in ["http://", "https://", "src=", "@import", "url("] {
+            assert!(!page.contains(external), "the page holds {external}");
+        }
     }
 
     #[test]

@@ -1,19 +1,23 @@
 //! What the stats API, the metrics and the per-second log lines read: every pool's last full
-//! second plus live gauges, the web server's own figures and recent requests, the process's
-//! CPU use, and the server facts. The ticker (a Pingora background service) runs at each second
-//! boundary: it clears the next second's slots, samples the CPU, and writes one "Average
-//! Performance Metrics" line (debug level 2) per pool that was busy.
+//! second plus live gauges, its view (limits, targets, recent errors) and its five-minute
+//! history, the web server's own figures, recent requests and errors, the process's CPU and
+//! memory use, and the server facts. The ticker (a Pingora background service) runs at each
+//! second boundary: it clears the next second's slots, adds the second that ended to every
+//! pool's history, samples the CPU and RSS, and writes one "Average Performance Metrics" line
+//! (debug level 2) per pool that was busy. The JSON itself is written by `document.rs`.
 
+use super::errors::{RecentErrors, RECENT_ERRORS};
+use super::history::History;
+use super::pool_view::PoolView;
 use super::recent::RecentRequests;
 use super::refusals::RefusedRequests;
-use super::report::{Gauges, PhaseSummary};
+use super::report::Gauges;
 use super::second::PoolStats;
 use super::sockets::SocketTable;
 use crate::cluster::{Cluster, ClusterFigures};
 use crate::event_log;
 use crate::front_end::RequestQueue;
 use crate::timing::clock;
-use crate::timing::ms_rounded;
 use async_trait::async_trait;
 use nix::sys::resource::{getrusage, UsageWho};
 use pingora::server::ShutdownWatch;
@@ -29,11 +33,15 @@ pub(crate) trait QueueGauges: Send + Sync {
     fn pending(&self) -> usize;
     /// Queued requests being sent now.
     fn in_flight(&self) -> usize;
+    /// `max_queue_length` (0 = no limit).
+    fn max_length(&self) -> usize;
 }
 
 /// The number of open client connections, as the stats read it.
 pub(crate) trait ConnectionGauge: Send + Sync {
     fn open(&self) -> usize;
+    /// `http_max_connections` (0 = no limit).
+    fn limit(&self) -> usize;
 }
 
 /// One pool's counters: what the hub reads of a pool.
@@ -42,6 +50,10 @@ pub(crate) struct PoolFigures {
     pub(crate) stats: Arc<PoolStats>,
     /// The pool's blind queue, when it has one (`use_queue`).
     pub(crate) queue: Option<Arc<dyn QueueGauges>>,
+    /// Its limits, targets and recent errors.
+    pub(crate) view: Arc<dyn PoolView>,
+    /// The last five minutes, one point a second (kept by the ticker).
+    pub(crate) history: History,
 }
 
 impl PoolFigures {
@@ -65,14 +77,18 @@ pub(crate) struct StatsHub {
     pub(crate) sockets: Arc<SocketTable>,
     /// Requests refused at the front door (`web.refused`).
     pub(crate) refused: RefusedRequests,
-    connections: Arc<dyn ConnectionGauge>,
+    /// Requests refused before any pool saw them (part of `web.errors`).
+    pub(crate) errors: RecentErrors,
+    pub(super) connections: Arc<dyn ConnectionGauge>,
     /// The front end's request queue (`web.queue`).
-    request_queue: Arc<RequestQueue>,
+    pub(super) request_queue: Arc<RequestQueue>,
     /// `cpu_pct` of the last full second, as `f64` bits.
     cpu_pct: AtomicU64,
-    hostname: String,
+    /// The process's resident memory at the last tick.
+    pub(super) rss_bytes: AtomicU64,
+    pub(super) hostname: String,
     /// The listening address (`web.server.ip`).
-    ip: String,
+    pub(super) ip: String,
     /// Cluster mode's membership (the `cluster` object).
     cluster: Option<Arc<Cluster>>,
 }
@@ -87,15 +103,22 @@ impl StatsHub {
         ip: String,
         request_queue: Arc<RequestQueue>,
     ) -> Self {
+        // Errors are kept only where the stats API shows them, as recent requests are.
+        let errors = match web.records_all() {
+            true => RECENT_ERRORS,
+            false => 0,
+        };
         StatsHub {
             pools,
             web,
             recent,
             sockets,
             refused: RefusedRequests::default(),
+            errors: RecentErrors::new(errors),
             connections,
             request_queue,
             cpu_pct: AtomicU64::new(0f64.to_bits()),
+            rss_bytes: AtomicU64::new(rss_bytes().unwrap_or(0)),
             hostname: event_log::hostname(),
             ip,
             cluster: None,
@@ -121,11 +144,11 @@ impl StatsHub {
         self.connections.open()
     }
 
-    fn cpu_pct(&self) -> f64 {
+    pub(super) fn cpu_pct(&self) -> f64 {
         f64::from_bits(self.cpu_pct.load(Ordering::Relaxed))
     }
 
-    fn gauges(&self, pool: &PoolFigures) -> Gauges {
+    pub(super) fn gauges(&self, pool: &PoolFigures) -> Gauges {
         let executing = pool.executing();
         Gauges {
             pending: pool.pending(),
@@ -133,68 +156,6 @@ impl StatsHub {
             client_conns: self.connections.open(),
             server_conns: executing,
         }
-    }
-
-    /// A pool's entry of the stats API: `counters`, `minimums`, `maximums`, `averages`,
-    /// `scale`, `cpu_pct`.
-    fn pool_json(&self, pool: &PoolFigures) -> Map<String, Value> {
-        let mut out = pool.stats.last_second().to_json(self.gauges(pool));
-        out.insert("scale".into(), 1000.into());
-        out.insert("cpu_pct".into(), json!(round2(self.cpu_pct())));
-        out
-    }
-
-    /// `{"pools": {...}, "web": {...}}`.
-    pub(crate) fn document(&self) -> Value {
-        let pools: Map<String, Value> = self
-            .pools
-            .iter()
-            .map(|p| (p.id.to_string(), Value::Object(self.pool_json(p))))
-            .collect();
-        let web = self.web.last_second();
-        let total = web.total();
-        let mut doc = json!({
-            "pools": pools,
-            "web": {
-                "server": {
-                    "uptime_sec": clock::uptime().as_secs(),
-                    "hostname": self.hostname,
-                    "ip": self.ip,
-                    "name": "poolgate",
-                    "version": env!("CARGO_PKG_VERSION"),
-                },
-                "stats": {
-                    "total": mma(total),
-                    "bytes_in": web.bytes_received,
-                    "bytes_out": web.bytes_sent,
-                    "num_requests": web.requests,
-                    "cur_sockets": self.connections.open(),
-                },
-                "sockets": self.sockets.to_json(),
-                "recent": self.recent.to_json(),
-                "refused": self.refused.to_json(),
-                "queue": {
-                    "pending": self.request_queue.pending(),
-                    "running": self.request_queue.running(),
-                },
-            },
-        });
-        if let (Some(c), Some(obj)) = (self.cluster(), doc.as_object_mut()) {
-            obj.insert(
-                "cluster".into(),
-                json!({
-                    "instance": c.instance,
-                    "redis": c.redis,
-                    "live_instances": c.live_instances,
-                    "redis_reachable": c.redis_reachable,
-                    "redis_rtt_ms": (c.redis_rtt_ms * 1000.0).round() / 1000.0,
-                    "local_decisions": c.local_decisions,
-                    "queue_taken_over": c.queue_taken_over,
-                    "reachability_changes": c.reachability_changes,
-                }),
-            );
-        }
-        doc
     }
 
     /// The per-second line: `scale`, then the pool's figures, then `cpu_pct`.
@@ -215,24 +176,17 @@ impl StatsHub {
     }
 }
 
-/// pixl-server-web's min/max/average object, in ms.
-fn mma(s: Option<&PhaseSummary>) -> Value {
-    let ms = |d: Duration| ms_rounded(d, 3);
-    match s {
-        Some(s) => json!({
-            "st": "mma",
-            "min": ms(s.min),
-            "max": ms(s.max),
-            "total": ms(s.sum),
-            "count": s.count,
-            "avg": ms(s.avg),
-        }),
-        None => json!({"st": "mma", "min": 0, "max": 0, "total": 0, "count": 0, "avg": 0}),
-    }
+pub(super) fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+/// The process's resident set size, from `VmRSS` in `/proc/self/status` (Linux; read by the
+/// ticker, never by a request).
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// User plus system CPU time of this process.
@@ -264,6 +218,14 @@ impl BackgroundService for StatsTicker {
             let now = clock::now_sec_exact();
             hub.pools.iter().for_each(|p| p.stats.prepare(now + 1));
             hub.web.prepare(now + 1);
+            for pool in hub.pools.iter().filter(|p| p.stats.records_all()) {
+                for sec in pool.history.due(now.saturating_sub(1)) {
+                    pool.history.record(sec, pool.stats.point(sec));
+                }
+            }
+            if let Some(rss) = rss_bytes() {
+                hub.rss_bytes.store(rss, Ordering::Relaxed);
+            }
             let cpu = cpu_time();
             if let (Some(before), Some(after)) = (last_cpu, cpu) {
                 let pct = (after.saturating_sub(before)).as_secs_f64() * 100.0;

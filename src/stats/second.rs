@@ -2,17 +2,20 @@
 //! last full second. PixlProxy's JSON stats and its "Average Performance Metrics" lines read
 //! requests, bytes, and per phase the minimum, maximum and average time; the retry back-off
 //! reads the errors of the previous second (`error_retry_delay_mult_ms`), the degraded monitor
-//! its request count and average time.
+//! its request count and average time; the live page and the stats' history read the answers
+//! by status class, refusals, retries and the total time's histogram (`histogram.rs`).
 //!
-//! Three slots of atomics, one per wall-clock second (`sec % 3`): requests record into the
-//! current second's slot, readers read the previous second's, and the stats ticker clears the
-//! next one ahead of time (a request that finds its slot stale clears it itself). No lock is
-//! taken per request, and nothing is recorded that no reader needs (`Recording`).
+//! Three slots of atomics (`slot.rs`), one per wall-clock second (`sec % 3`): requests record
+//! into the current second's slot, readers read the previous second's, and the stats ticker
+//! clears the next one ahead of time (a request that finds its slot stale clears it itself).
+//! No lock is taken per request, and nothing is recorded that no reader needs (`Recording`).
 
-use super::report::{PhaseSummary, SecondStats, COLUMNS};
+use super::history::Point;
+use super::report::SecondStats;
+use super::slot::{class_of, Slot};
 use crate::timing::clock;
-use crate::timing::{micros, PerfTimer};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::timing::PerfTimer;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A slot being cleared; samples that meet it are skipped.
@@ -29,58 +32,13 @@ pub(crate) enum Recording {
     Full,
 }
 
-#[derive(Default)]
-struct PhaseCells {
-    count: AtomicU64,
-    sum_us: AtomicU64,
-    min_us: AtomicU64,
-    max_us: AtomicU64,
-}
-
-#[derive(Default)]
-struct Slot {
-    sec: AtomicU32,
-    requests: AtomicU64,
-    errors: AtomicU64,
-    bytes_sent: AtomicU64,
-    bytes_received: AtomicU64,
-    /// `total` first, then `Phase::ALL`.
-    columns: [PhaseCells; COLUMNS.len()],
-}
-
-impl Slot {
-    fn clear(&self) {
-        for cell in [
-            &self.requests,
-            &self.errors,
-            &self.bytes_sent,
-            &self.bytes_received,
-        ] {
-            cell.store(0, Ordering::Relaxed);
-        }
-        for p in &self.columns {
-            p.count.store(0, Ordering::Relaxed);
-            p.sum_us.store(0, Ordering::Relaxed);
-            p.min_us.store(u64::MAX, Ordering::Relaxed);
-            p.max_us.store(0, Ordering::Relaxed);
-        }
-    }
-}
-
-impl PhaseCells {
-    fn add(&self, took: Duration) {
-        let us = micros(took);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-        // Minimum and maximum rarely move once a second has a few samples: a plain read
-        // first spares most requests two locked read-modify-writes.
-        if us < self.min_us.load(Ordering::Relaxed) {
-            self.min_us.fetch_min(us, Ordering::Relaxed);
-        }
-        if us > self.max_us.load(Ordering::Relaxed) {
-            self.max_us.fetch_max(us, Ordering::Relaxed);
-        }
-    }
+/// How a client request was answered, as the web server's figures count it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Answered {
+    /// The status written (0 = none).
+    pub(crate) status: u16,
+    pub(crate) tls: bool,
+    pub(crate) h2: bool,
 }
 
 /// What one pool did in the previous second, as back-off and degraded hints read it.
@@ -118,10 +76,15 @@ impl PoolStats {
         }
     }
 
-    /// Count one finished back-end request.
-    pub(crate) fn record(&self, perf: &PerfTimer) {
+    /// Whether everything is kept (a stats API, Prometheus or the per-second line reads it).
+    pub(crate) fn records_all(&self) -> bool {
+        self.recording == Recording::Full
+    }
+
+    /// Count one finished back-end request and the status it ended with (0 = no answer).
+    pub(crate) fn record(&self, perf: &PerfTimer, status: u16) {
         if self.recording != Recording::Off {
-            self.record_at(clock::now_sec(), perf);
+            self.record_at(clock::now_sec(), perf, status);
         }
     }
 
@@ -135,8 +98,34 @@ impl PoolStats {
         }
     }
 
-    /// Count one request known only by its total time and bytes (the web server's view).
-    pub(crate) fn record_total(&self, total: Duration, bytes_sent: u64, bytes_received: u64) {
+    /// Count one request refused by the pool's limits or its full queue (the live page).
+    pub(crate) fn record_throttled(&self) {
+        self.count_full(|slot| &slot.throttled);
+    }
+
+    /// Count one retried attempt (the live page).
+    pub(crate) fn record_retry(&self) {
+        self.count_full(|slot| &slot.retries);
+    }
+
+    fn count_full(&self, cell: impl Fn(&Slot) -> &AtomicU64) {
+        if self.recording != Recording::Full {
+            return;
+        }
+        if let Some(slot) = self.slot_for(clock::now_sec()) {
+            cell(slot).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Count one request known only by its total time, bytes and answer (the web server's
+    /// view).
+    pub(crate) fn record_total(
+        &self,
+        total: Duration,
+        bytes_sent: u64,
+        bytes_received: u64,
+        answered: Answered,
+    ) {
         if self.recording == Recording::Off {
             return;
         }
@@ -148,14 +137,23 @@ impl PoolStats {
         slot.bytes_received
             .fetch_add(bytes_received, Ordering::Relaxed);
         slot.columns[0].add(total);
+        if self.recording == Recording::Full {
+            slot.classes[class_of(answered.status)].fetch_add(1, Ordering::Relaxed);
+            if answered.tls {
+                slot.tls.fetch_add(1, Ordering::Relaxed);
+            }
+            if answered.h2 {
+                slot.h2.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
-    fn record_at(&self, sec: u32, perf: &PerfTimer) {
+    fn record_at(&self, sec: u32, perf: &PerfTimer, status: u16) {
         let Some(slot) = self.slot_for(sec) else {
             return;
         };
         slot.requests.fetch_add(1, Ordering::Relaxed);
-        slot.columns[0].add(perf.total());
+        let total_us = slot.columns[0].add(perf.total());
         if self.recording == Recording::Full {
             slot.bytes_sent
                 .fetch_add(perf.bytes_sent, Ordering::Relaxed);
@@ -164,6 +162,8 @@ impl PoolStats {
             for (phase, took) in perf.phases() {
                 slot.columns[1 + phase.index()].add(took);
             }
+            slot.classes[class_of(status)].fetch_add(1, Ordering::Relaxed);
+            slot.latency.add(total_us);
         }
     }
 
@@ -211,11 +211,7 @@ impl PoolStats {
                 avg_ms: 0.0,
             };
         }
-        let total = &slot.columns[0];
-        let (count, sum_us) = (
-            total.count.load(Ordering::Relaxed),
-            total.sum_us.load(Ordering::Relaxed),
-        );
+        let (count, sum_us) = slot.columns[0].count_and_sum();
         SecondSummary {
             requests: slot.requests.load(Ordering::Relaxed),
             errors: slot.errors.load(Ordering::Relaxed),
@@ -237,30 +233,16 @@ impl PoolStats {
         if slot.sec.load(Ordering::Acquire) != sec {
             return SecondStats::default();
         }
-        let us = |cell: &AtomicU64| Duration::from_micros(cell.load(Ordering::Relaxed));
-        let phases = COLUMNS
-            .iter()
-            .zip(&slot.columns)
-            .filter_map(|(name, cell)| {
-                let count = cell.count.load(Ordering::Relaxed);
-                (count > 0).then(|| {
-                    let sum = cell.sum_us.load(Ordering::Relaxed);
-                    let summary = PhaseSummary {
-                        min: us(&cell.min_us),
-                        max: us(&cell.max_us),
-                        avg: Duration::from_micros(sum / count),
-                        sum: Duration::from_micros(sum),
-                        count,
-                    };
-                    (*name, summary)
-                })
-            })
-            .collect();
-        SecondStats {
-            requests: slot.requests.load(Ordering::Relaxed),
-            bytes_sent: slot.bytes_sent.load(Ordering::Relaxed),
-            bytes_received: slot.bytes_received.load(Ordering::Relaxed),
-            phases,
+        slot.read()
+    }
+
+    /// Second `sec` as a point of the history (idle when the slots no longer hold it).
+    pub(crate) fn point(&self, sec: u32) -> Point {
+        let s = self.second(sec);
+        Point {
+            requests: s.requests,
+            errors: s.errors,
+            p99_us: s.percentile_us(0.99).unwrap_or(0),
         }
     }
 
@@ -300,9 +282,9 @@ mod tests {
     #[test]
     fn a_second_is_read_once_it_is_over_and_slots_are_reused() {
         let stats = PoolStats::new(Recording::Full);
-        stats.record_at(100, &timer());
-        stats.record_at(100, &timer());
-        stats.record_at(101, &timer());
+        stats.record_at(100, &timer(), 200);
+        stats.record_at(100, &timer(), 200);
+        stats.record_at(101, &timer(), 200);
         let s = stats.second(100);
         assert_eq!((s.requests, s.bytes_sent, s.bytes_received), (2, 20, 40));
         let names: Vec<_> = s.phases.iter().map(|(n, _)| *n).collect();
@@ -310,7 +292,7 @@ mod tests {
         assert!(s.phases[0].1.min <= s.phases[0].1.avg && s.phases[0].1.avg <= s.phases[0].1.max);
         assert_eq!(stats.second(101).requests, 1);
         // Second 103 reuses second 100's slot: cleared, not added to.
-        stats.record_at(103, &timer());
+        stats.record_at(103, &timer(), 200);
         assert_eq!(stats.second(103).requests, 1);
         assert_eq!(stats.second(100), SecondStats::default());
     }
@@ -319,15 +301,16 @@ mod tests {
     fn figures_nobody_reads_are_not_recorded() {
         let stats = PoolStats::new(Recording::Off);
         stats.start_request();
-        stats.record(&timer());
+        stats.record(&timer(), 200);
         stats.record_error();
-        stats.record_total(Duration::from_millis(5), 1, 2);
+        stats.record_throttled();
+        stats.record_total(Duration::from_millis(5), 1, 2, Answered::default());
         assert_eq!(stats.executing(), 0);
         assert_eq!(stats.second(clock::now_sec()).requests, 0);
         let read = PoolStats::new(Recording::Full);
         read.start_request();
         let sec = clock::now_sec();
-        read.record(&timer());
+        read.record(&timer(), 200);
         assert_eq!(read.executing(), 1);
         // (Unless the second turned over in between.)
         if clock::now_sec() == sec {
@@ -341,10 +324,10 @@ mod tests {
         stats.start_request();
         let mut t = PerfTimer::start_at(std::time::Instant::now());
         t.end(std::time::Instant::now() + Duration::from_millis(40));
-        stats.record_at(7, &t);
+        stats.record_at(7, &t, 200);
         let mut t = PerfTimer::start_at(std::time::Instant::now());
         t.end(std::time::Instant::now() + Duration::from_millis(20));
-        stats.record_at(7, &t);
+        stats.record_at(7, &t, 200);
         if let Some(slot) = stats.slot_for(7) {
             slot.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -359,6 +342,48 @@ mod tests {
             0,
             "an idle second counts nothing"
         );
+    }
+
+    #[test]
+    fn answers_refusals_and_retries_are_counted_for_the_live_page() {
+        let stats = PoolStats::new(Recording::Full);
+        stats.record_at(20, &timer(), 200);
+        stats.record_at(20, &timer(), 503);
+        stats.record_at(20, &timer(), 0);
+        if let Some(slot) = stats.slot_for(20) {
+            slot.throttled.fetch_add(2, Ordering::Relaxed);
+        }
+        let s = stats.second(20);
+        assert_eq!(s.classes, [0, 1, 0, 0, 1, 1]);
+        assert_eq!(s.throttled, 2);
+        assert!(s.percentile_us(0.99).is_some());
+        assert_eq!(stats.point(20).requests, 3);
+        assert_eq!(
+            stats.point(21),
+            Point::default(),
+            "a second not kept is idle"
+        );
+        let summary = PoolStats::new(Recording::Summary);
+        summary.record_at(20, &timer(), 503);
+        let s = summary.second(20);
+        assert_eq!(
+            (s.requests, s.classes),
+            (1, [0; 6]),
+            "classes are for Full only"
+        );
+        let web = PoolStats::new(Recording::Full);
+        let answered = Answered {
+            status: 404,
+            tls: true,
+            h2: false,
+        };
+        let sec = clock::now_sec();
+        web.record_total(Duration::from_millis(1), 1, 1, answered);
+        // (Unless the second turned over in between.)
+        if clock::now_sec() == sec {
+            let s = web.second(sec);
+            assert_eq!((s.tls, s.h2, s.classes[3]), (1, 0, 1));
+        }
     }
 
     #[test]

@@ -17,7 +17,9 @@ mod response_watch;
 pub(crate) use response_watch::{ResponseWatch, WatchLimits};
 
 use crate::front_end::{ClientFacts, UploadLimit};
-use crate::pool::{strip_hop_by_hop, HopUrl, Pool, Target, TargetResolver, BACKEND_IDLE_TIMEOUT};
+use crate::pool::{
+    strip_hop_by_hop, HopUrl, OnTarget, Pool, Target, TargetResolver, BACKEND_IDLE_TIMEOUT,
+};
 use crate::timing::{PerfTimer, Phase};
 use bytes::{Bytes, BytesMut};
 use http::Method;
@@ -104,6 +106,10 @@ pub(crate) struct Answer {
     peer: Box<HttpPeer>,
     pub(crate) status: u16,
     pub(crate) addr: SocketAddr,
+    /// The index of the pool's target that answered (`None`: a host a redirect named).
+    pub(crate) target: Option<usize>,
+    /// The request counts as in progress on that target until the answer is dropped.
+    _on_target: Option<OnTarget>,
     /// The whole request went out, so the connection may go back to the pool afterwards.
     reusable: bool,
 }
@@ -133,18 +139,28 @@ pub(crate) enum Failure {
         resendable: bool,
         stale: bool,
         addr: Option<SocketAddr>,
+        /// The index of the pool's target it failed on, when one was chosen.
+        target: Option<usize>,
     },
     /// The client failed (read error, gone, body over the upload limit): nothing more to do.
     Client(Box<Error>),
 }
 
+/// Where an attempt went: the address, and the pool's target of that index, if any.
+#[derive(Debug, Clone, Copy)]
+struct Destination {
+    addr: SocketAddr,
+    target: Option<usize>,
+}
+
 impl Failure {
-    fn upstream(error: Box<Error>, resendable: bool, addr: Option<SocketAddr>) -> Self {
+    fn upstream(error: Box<Error>, resendable: bool, to: Option<Destination>) -> Self {
         Failure::Upstream {
             error: error.into_up(),
             resendable,
             stale: false,
-            addr,
+            addr: to.map(|d| d.addr),
+            target: to.and_then(|d| d.target),
         }
     }
 }
@@ -163,7 +179,7 @@ pub(crate) async fn attempt(
     perf: &mut PerfTimer,
 ) -> std::result::Result<Answer, Failure> {
     perf.restart_lap();
-    let (peer, target, addr) = peer_for(pool, request.key, hop, tried)
+    let (peer, target, to) = peer_for(pool, request.key, hop, tried)
         .await
         .map_err(|e| Failure::upstream(e, true, None))?;
     perf.lap(Phase::Dns);
@@ -171,8 +187,10 @@ pub(crate) async fn attempt(
     let (mut up, reused) = connector
         .get_http_session(&*peer)
         .await
-        .map_err(|e| Failure::upstream(e, true, Some(addr)))?;
+        .map_err(|e| Failure::upstream(e, true, Some(to)))?;
     perf.lap(Phase::Connect);
+    let on_target = target.and_then(|t| t.activity.connected(reused));
+    let addr = to.addr;
     up.set_read_timeout(pool.connect.header_read_timeout());
     up.set_write_timeout(pool.connect.ttfb_timeout);
     let ttfb = pool.connect.ttfb_timeout;
@@ -181,13 +199,14 @@ pub(crate) async fn attempt(
         resendable: true,
         stale: reused,
         addr: Some(addr),
+        target: to.target,
     };
     up.write_request_header(Box::new(req))
         .await
         .map_err(stale)?;
     let replayable = body.replayable();
     let mut reusable = true;
-    match send_body(&mut up, body, addr).await {
+    match send_body(&mut up, body, to).await {
         Ok(sent) => {
             perf.bytes_sent += sent;
             perf.lap(Phase::Send);
@@ -198,6 +217,7 @@ pub(crate) async fn attempt(
                     resendable: replayable,
                     stale: reused && replayable,
                     addr: Some(addr),
+                    target: to.target,
                 })?;
         }
         Err(failure) => {
@@ -219,6 +239,8 @@ pub(crate) async fn attempt(
         peer,
         status,
         addr,
+        target: to.target,
+        _on_target: on_target,
         reusable,
     })
 }
@@ -229,17 +251,22 @@ async fn peer_for<'p>(
     key: &[u8],
     hop: &Hop<'_>,
     tried: &[SocketAddr],
-) -> Result<(Box<HttpPeer>, Option<&'p Target>, SocketAddr)> {
+) -> Result<(Box<HttpPeer>, Option<&'p Target>, Destination)> {
     let Some(url) = hop.elsewhere else {
         let chosen = pool.choose(key, tried).await?;
         let peer = pool.peer(&chosen, true)?;
-        return Ok((peer, pool.target(&chosen), chosen.addr));
+        let to = Destination {
+            addr: chosen.addr,
+            target: Some(chosen.target),
+        };
+        return Ok((peer, pool.target(&chosen), to));
     };
     let addr = TargetResolver::new(&url.host, url.port, 0)
         .resolve()
         .await?;
     let group = pool.redirect_group(&url.host, url.port);
-    Ok((pool.peer_at(addr, url.tls, &url.host, group), None, addr))
+    let to = Destination { addr, target: None };
+    Ok((pool.peer_at(addr, url.tls, &url.host, group), None, to))
 }
 
 /// The request as the back end sees it: the client's, on `hop`, after the pool's rules for
@@ -293,11 +320,11 @@ fn request_for(
 async fn send_body(
     up: &mut ClientSession,
     body: Body<'_>,
-    addr: SocketAddr,
+    to: Destination,
 ) -> std::result::Result<u64, Failure> {
     let replayable = body.replayable();
     let failed =
-        |error: Box<Error>, resendable: bool| Failure::upstream(error, resendable, Some(addr));
+        |error: Box<Error>, resendable: bool| Failure::upstream(error, resendable, Some(to));
     let sent = match body {
         Body::Empty => 0,
         Body::Kept(bytes) => {

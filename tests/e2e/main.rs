@@ -1,6 +1,7 @@
 //! End-to-end tests: the real poolgate binary, real origins on loopback, real HTTP clients.
 
 mod balancing;
+mod browser;
 mod check;
 mod cli;
 mod client_identity;

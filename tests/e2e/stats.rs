@@ -77,6 +77,26 @@ async fn the_stats_api_reports_the_last_full_second() {
     }
     assert_eq!(pool["scale"], 1000);
     assert!(pool["cpu_pct"].as_f64().is_some());
+    // poolgate's own figures of that second: the answers by class and the percentiles,
+    // between the fastest and the slowest request.
+    assert_eq!(pool["responses"]["2xx"], 50, "{seen}");
+    assert_eq!(pool["responses"]["5xx"], 0, "{seen}");
+    let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(-1.0);
+    let (p50, p99) = (
+        ms(&pool["percentiles"]["p50"]),
+        ms(&pool["percentiles"]["p99"]),
+    );
+    let (min, max) = (
+        ms(&pool["minimums"]["total"]),
+        ms(&pool["maximums"]["total"]),
+    );
+    assert!(min <= p50 && p50 <= p99 && p99 <= max, "{seen}");
+    assert!(
+        pool["dominant_phase"]
+            .as_str()
+            .is_some_and(|p| !p.is_empty()),
+        "{seen}"
+    );
     assert_eq!(seen["web"]["server"]["name"], "poolgate");
     let (_, pretty) = get(&pg, "/proxy-stats?pretty=1", None).await;
     assert!(pretty.contains("\n  \"pools\": {"), "{pretty}");
@@ -238,4 +258,136 @@ async fn uptime_counts_from_the_start_not_from_the_first_stats_request() {
     let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
     let uptime = doc["web"]["server"]["uptime_sec"].as_u64();
     assert!(uptime.is_some_and(|s| s >= 2), "{body}");
+}
+
+/// The keys of an object, in order.
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_stats_keep_five_minutes_of_history_targets_and_recent_errors_in_the_same_shape() {
+    let o = origin::http();
+    let dead = crate::harness::free_port();
+    let pools = format!(
+        "  pools:\n    limited: {{target_hostname: 127.0.0.1, target_port: {0}, uri_match: '^/limited', max_requests_per_sec: 1}}\n    broken: {{target_hostname: 127.0.0.1, target_port: {dead}, uri_match: '^/broken'}}\n    default: {{target_hostname: 127.0.0.1, target_port: {0}}}\n",
+        o.port()
+    );
+    let config = format!(
+        "threads: 2\nshutdown_timeout_sec: 1\nWebServer:\n  http_port: $PORT\n  http_bind_address: 127.0.0.1\n  http_max_connections: 64\nPixlProxy:\n  stats_uri_match: '^/proxy-stats'\n{pools}"
+    );
+    let pg = Poolgate::start(&config);
+    let read = || async {
+        let (status, body) = get(&pg, "/proxy-stats", None).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).expect("json")
+    };
+    let idle = read().await;
+    let c = client();
+    for _ in 0..20 {
+        assert_eq!(
+            c.get(pg.url("/x")).send().await.expect("send").status(),
+            200
+        );
+    }
+    let mut refused = 0;
+    for _ in 0..5 {
+        let status = c
+            .get(pg.url("/limited/y"))
+            .send()
+            .await
+            .expect("send")
+            .status();
+        refused += usize::from(status == 429);
+    }
+    assert!(
+        refused >= 3,
+        "at most two seconds began during five requests"
+    );
+    for _ in 0..2 {
+        let status = c
+            .get(pg.url("/broken/z"))
+            .send()
+            .await
+            .expect("send")
+            .status();
+        assert_eq!(status, 502);
+    }
+    // Until the ticker has put the 20 requests into the default pool's history.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = read().await;
+    let history_sum = |doc: &serde_json::Value| -> u64 {
+        let requests = doc["pools"]["default"]["history"]["requests"].as_array();
+        requests.map_or(0, |r| r.iter().filter_map(|n| n.as_u64()).sum())
+    };
+    while history_sum(&seen) < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        seen = read().await;
+    }
+    assert_eq!(history_sum(&seen), 20, "{seen:#}");
+    let history = &seen["pools"]["default"]["history"];
+    let points = history["requests"].as_array().map_or(0, |a| a.len()) as u64;
+    let span = history["end"].as_u64().unwrap_or(0) + 1 - history["start"].as_u64().unwrap_or(0);
+    assert_eq!(points, span, "one point a second: {history}");
+    assert_eq!(
+        history["p99_ms"].as_array().map(|a| a.len()),
+        Some(points as usize)
+    );
+    assert!(points <= 300);
+    // The dead target's failures and the recent errors, newest first, with pool and cause.
+    let target = &seen["pools"]["broken"]["targets"][0];
+    assert_eq!(target["url"], format!("http://127.0.0.1:{dead}"), "{seen}");
+    assert_eq!(target["health"], "unchecked", "no health_check: {seen}");
+    assert!(target["failures"].as_u64() >= Some(2), "{seen}");
+    let errors = seen["web"]["errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let broken: Vec<_> = errors.iter().filter(|e| e["pool"] == "broken").collect();
+    assert_eq!(broken.len(), 2, "{errors:#?}");
+    assert_eq!(broken[0]["status"], 502);
+    assert_eq!(broken[0]["uri"], "/broken/z");
+    assert_eq!(broken[0]["target"], format!("http://127.0.0.1:{dead}"));
+    let throttled: Vec<_> = errors.iter().filter(|e| e["pool"] == "limited").collect();
+    assert_eq!(throttled.len(), refused, "{errors:#?}");
+    assert_eq!(throttled[0]["status"], 429);
+    let cause = throttled[0]["cause"].as_str().unwrap_or("");
+    assert!(cause.contains("max_requests_per_sec"), "{cause}");
+    let whens: Vec<u64> = errors.iter().filter_map(|e| e["when"].as_u64()).collect();
+    assert!(
+        whens.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {whens:?}"
+    );
+    assert_eq!(
+        seen["pools"]["limited"]["limits"]["max_requests_per_sec"],
+        1
+    );
+    assert_eq!(seen["web"]["stats"]["max_sockets"], 64);
+    assert!(
+        seen["web"]["server"]["rss_bytes"].as_u64() > Some(1_000_000),
+        "{seen}"
+    );
+    // The same keys whether anything happened or not.
+    for pool in ["default", "limited", "broken"] {
+        let (before, after) = (&idle["pools"][pool], &seen["pools"][pool]);
+        assert_eq!(keys(before), keys(after), "{pool}");
+        for part in ["responses", "percentiles", "limits", "history"] {
+            assert_eq!(keys(&before[part]), keys(&after[part]), "{pool}.{part}");
+        }
+        assert_eq!(
+            keys(&before["targets"][0]),
+            keys(&after["targets"][0]),
+            "{pool}"
+        );
+    }
+    for part in ["server", "stats", "queue"] {
+        assert_eq!(
+            keys(&idle["web"][part]),
+            keys(&seen["web"][part]),
+            "web.{part}"
+        );
+    }
+    assert_eq!(keys(&idle["web"]), keys(&seen["web"]));
 }

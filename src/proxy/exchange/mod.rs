@@ -132,12 +132,13 @@ impl Exchange<'_> {
                     resendable,
                     stale,
                     addr,
+                    target,
                 }) => {
                     if stale && resendable && !stale_retry_used {
                         stale_retry_used = true;
                         continue;
                     }
-                    self.pool.record_failed_attempt();
+                    self.pool.record_failed_attempt(target);
                     tried.extend(addr);
                     if failures_left == 0 || !resendable {
                         return Err(error);
@@ -159,7 +160,7 @@ impl Exchange<'_> {
                 }
             }
             if !self.pool.retry.is_success(answer.status) {
-                self.pool.record_failed_attempt();
+                self.pool.record_failed_attempt(answer.target);
                 if failures_left > 0 && body.is_replayable() {
                     failures_left -= 1;
                     tried.push(answer.addr);

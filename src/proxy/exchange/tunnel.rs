@@ -67,8 +67,13 @@ impl Exchange<'_> {
             match attempt.await {
                 Ok(answer) => break answer,
                 Err(Failure::Client(e)) => return Err(e),
-                Err(Failure::Upstream { error, addr, .. }) => {
-                    self.pool.record_failed_attempt();
+                Err(Failure::Upstream {
+                    error,
+                    addr,
+                    target,
+                    ..
+                }) => {
+                    self.pool.record_failed_attempt(target);
                     tried.extend(addr);
                     if failures_left == 0 {
                         return Err(error);
