@@ -13,6 +13,7 @@
 //!
 //! Uses `cluster` (the Redis engine) and the leaf `timing` (its clock).
 
+mod batch;
 mod local;
 mod over_limit;
 mod per_client;

@@ -1,6 +1,7 @@
 //! A pool's limits counted by every instance of a cluster on Redis (cluster mode,
 //! `cluster_limits`): one admission script per request (one round trip) takes the client's
-//! counters, the pool's second and a concurrency slot together or none of them; the slot is a
+//! counters, the pool's second and a concurrency slot together or none of them (admissions
+//! that arrive while one is on its way go together in the next, `batch.rs`); the slot is a
 //! lease this instance renews while the request runs and gives back off the request path
 //! (the pool's next admission takes it out of the set in its own round trip).
 //! Clients refused by a per-client limit are refused locally for the rest of their window.
@@ -9,12 +10,11 @@
 //! enforces this instance's share (the limit divided by the last known number of live
 //! instances) with the process's own counters, `open` admits, `closed` refuses with 503.
 
+use super::batch::{AdmissionBatcher, AdmissionRequest};
 use super::local::{ConcurrencySlot, LocalLimits};
 use super::over_limit::OverLimitClients;
 use super::{LimitSettings, Refusal};
-use crate::cluster::{
-    Cluster, ClusterFault, RedisErrorPolicy, SlotRegistry, RELEASES_PER_ADMISSION,
-};
+use crate::cluster::{Cluster, ClusterFault, RedisErrorPolicy, SlotRegistry};
 use crate::timing::clock;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,8 +28,8 @@ pub(crate) struct SharedLimits {
     cluster: Arc<Cluster>,
     settings: LimitSettings,
     registry: Arc<SlotRegistry>,
-    /// `{prefix}:pool:<id>:rps`: the base of the pool's per-second counters.
-    rate_key: String,
+    /// Sends this pool's admissions to Redis, together while one is on its way.
+    batcher: Arc<AdmissionBatcher>,
     /// `{prefix}:pool:<id>:ip:`: the base of the clients' counters.
     client_key: String,
     /// The fallback's counters (`on_redis_error: local`).
@@ -70,8 +70,13 @@ impl SharedLimits {
         SharedLimits {
             cluster: cluster.clone(),
             settings: *settings,
+            batcher: AdmissionBatcher::new(
+                cluster.clone(),
+                registry.clone(),
+                cluster.pool_key(pool, "rps"),
+                *settings,
+            ),
             registry,
-            rate_key: cluster.pool_key(pool, "rps"),
             client_key: cluster.pool_key(pool, "ip:"),
             fallback: LocalLimits::new(settings),
             over: OverLimitClients::new(),
@@ -103,45 +108,29 @@ impl SharedLimits {
         if let Some(refusal) = client.and_then(|ip| self.over.refused(ip, now_ms)) {
             return Err(refusal);
         }
-        let Ok(mut connection) = self.cluster.connection() else {
+        if !self.cluster.is_reachable() {
             return self.fallback(client, pool_wide);
-        };
+        }
         let takes_slot = pool_wide && self.settings.max_concurrent > 0;
         let seq = self.cluster.next_seq();
         if takes_slot {
             // Held before it is asked for, so a heartbeat in between renews it too.
             self.registry.hold(seq);
         }
-        let mut call = self.cluster.scripts.admit.prepare_invoke();
-        let client_key = match client {
-            Some(ip) => format!("{}{ip}", self.client_key),
-            None => String::new(),
-        };
-        let per_client = |limit: u32| if client.is_some() { limit } else { 0 };
-        call.key(&**self.registry.key())
-            .key(&self.rate_key)
-            .key(client_key)
-            .arg(match takes_slot {
+        let request = AdmissionRequest {
+            member: match takes_slot {
                 true => self.cluster.member(seq),
                 false => String::new(),
-            })
-            .arg(u64::try_from(self.cluster.settings.lease.as_millis()).unwrap_or(u64::MAX))
-            .arg(self.settings.max_concurrent)
-            .arg(self.settings.max_per_sec)
-            .arg(per_client(self.settings.per_client_per_sec))
-            .arg(per_client(self.settings.per_client_per_min))
-            .arg(u8::from(pool_wide));
-        let released = self.registry.take_released(RELEASES_PER_ADMISSION);
-        call.arg(released.len());
-        for member in &released {
-            call.arg(member);
-        }
-        let answer = self
-            .cluster
-            .bounded("admission", call.invoke_async::<Vec<i64>>(&mut connection))
-            .await;
+            },
+            client_key: match client {
+                Some(ip) => format!("{}{ip}", self.client_key),
+                None => String::new(),
+            },
+            pool_wide,
+        };
+        let answer = self.batcher.decide(request).await;
         match answer {
-            Ok(reply) if reply.first() == Some(&1) => Ok(match takes_slot {
+            Ok(reply) if reply[0] == 1 => Ok(match takes_slot {
                 true => Hold::Shared(SharedSlot {
                     cluster: self.cluster.clone(),
                     registry: self.registry.clone(),

@@ -3,52 +3,88 @@
 
 use redis::Script;
 
-/// Admission of one request against a pool's shared limits, in one round trip.
+/// Admission of a batch of requests against a pool's shared limits, in one round trip (a
+/// single admission is a batch of one). Each request is decided in order, exactly as if it
+/// came alone: the counts the earlier ones took are counted for the later ones.
 ///
 /// KEYS: 1 the pool's concurrency set (member per admitted request, score = lease expiry in
-/// Redis ms), 2 the base of the pool's per-second counters, 3 the base of the client's
-/// counters. ARGV: 1 member, 2 lease ms, 3 `max_concurrent_requests`, 4
-/// `max_requests_per_sec`, 5 `max_requests_per_sec_per_ip`, 6 `max_requests_per_min_per_ip`,
-/// 7 `1` to check the pool-wide limits (`0`: the client's only, the queue's intake), 8 the
-/// number of released members that follow, 9.. those members (taken out of the concurrency
-/// set first: slots given back since the pool's last admission).
-/// Returns `{1, 0, 0}` when admitted (every counter taken), else `{0, kind, retry_after_sec}`
-/// with kind 1 concurrency, 2 rate, 3 client per second, 4 client per minute; nothing is
-/// counted for a refused request. A counter gets its expiry when it is created (its first
-/// `INCR`), not on every admission.
+/// Redis ms), 2 the base of the pool's per-second counters, 2 + i the base of request i's
+/// client counters (`''`: none). ARGV: 1 lease ms, 2 `max_concurrent_requests`, 3
+/// `max_requests_per_sec`, 4 `max_requests_per_sec_per_ip`, 5 `max_requests_per_min_per_ip`,
+/// 6 the number of requests n, 7 the number of released members r, then the r members (taken
+/// out of the concurrency set first: slots given back since the pool's last admission), then
+/// per request: its member (`''` when it takes no slot), `1` to check the pool-wide limits
+/// (`0`: the client's only, the queue's intake). Returns 3 numbers per request: `1, 0, 0`
+/// when admitted (every counter taken), else `0, kind, retry_after_sec` with kind 1
+/// concurrency, 2 rate, 3 client per second, 4 client per minute; nothing is counted for a
+/// refused request. A counter gets its expiry when it is created, not on every admission.
 const ADMIT: &str = r"
-local released = tonumber(ARGV[8])
-if released > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV, 9, 8 + released)) end
+local lease, max_conc, max_rate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local per_sec, per_min = tonumber(ARGV[4]), tonumber(ARGV[5])
+local n, released = tonumber(ARGV[6]), tonumber(ARGV[7])
+if released > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV, 8, 7 + released)) end
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
-local per_sec, per_min = tonumber(ARGV[5]), tonumber(ARGV[6])
-local ks, km, kr
-if per_sec > 0 then
-  ks = KEYS[3] .. ':s:' .. sec
-  if tonumber(redis.call('GET', ks) or '0') >= per_sec then return {0, 3, 1} end
+local conc_used, rate_used, rate_taken = 0, 0, 0
+local kr = KEYS[2] .. ':' .. sec
+local checked_pool = false
+local clients, out, added = {}, {}, {}
+local at = 8 + released
+for i = 1, n do
+  local member, pool = ARGV[at], ARGV[at + 1] == '1'
+  at = at + 2
+  local ck = KEYS[2 + i]
+  local ok, kind, retry = 1, 0, 0
+  local c
+  if ck ~= '' and (per_sec > 0 or per_min > 0) then
+    c = clients[ck]
+    if not c then
+      c = {ks = ck .. ':s:' .. sec, km = ck .. ':m:' .. math.floor(sec / 60), s = 0, m = 0, ds = 0, dm = 0}
+      if per_sec > 0 then c.s = tonumber(redis.call('GET', c.ks) or '0') end
+      if per_min > 0 then c.m = tonumber(redis.call('GET', c.km) or '0') end
+      clients[ck] = c
+    end
+    if per_sec > 0 and c.s + c.ds >= per_sec then ok, kind, retry = 0, 3, 1
+    elseif per_min > 0 and c.m + c.dm >= per_min then ok, kind, retry = 0, 4, 60 - sec % 60 end
+  end
+  if ok == 1 and pool and not checked_pool then
+    checked_pool = true
+    if max_conc > 0 then
+      redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+      conc_used = redis.call('ZCARD', KEYS[1])
+    end
+    if max_rate > 0 then rate_used = tonumber(redis.call('GET', kr) or '0') end
+  end
+  if ok == 1 and pool then
+    if max_conc > 0 and conc_used >= max_conc then ok, kind = 0, 1
+    elseif max_rate > 0 and rate_used + rate_taken >= max_rate then ok, kind = 0, 2 end
+  end
+  if ok == 1 then
+    if c then
+      if per_sec > 0 then c.ds = c.ds + 1 end
+      if per_min > 0 then c.dm = c.dm + 1 end
+    end
+    if pool then
+      if max_rate > 0 then rate_taken = rate_taken + 1 end
+      if max_conc > 0 then
+        conc_used = conc_used + 1
+        added[#added + 1] = now + lease
+        added[#added + 1] = member
+      end
+    end
+  end
+  out[#out + 1] = ok
+  out[#out + 1] = kind
+  out[#out + 1] = retry
 end
-if per_min > 0 then
-  km = KEYS[3] .. ':m:' .. math.floor(sec / 60)
-  if tonumber(redis.call('GET', km) or '0') >= per_min then return {0, 4, 60 - sec % 60} end
+if rate_taken > 0 and redis.call('INCRBY', kr, rate_taken) == rate_taken then redis.call('EXPIRE', kr, 3) end
+for _, c in pairs(clients) do
+  if c.ds > 0 and redis.call('INCRBY', c.ks, c.ds) == c.ds then redis.call('EXPIRE', c.ks, 3) end
+  if c.dm > 0 and redis.call('INCRBY', c.km, c.dm) == c.dm then redis.call('EXPIRE', c.km, 120) end
 end
-local max_conc, max_rate = tonumber(ARGV[3]), tonumber(ARGV[4])
-local pool = ARGV[7] == '1'
-if pool and max_conc > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  if redis.call('ZCARD', KEYS[1]) >= max_conc then return {0, 1, 0} end
-end
-if pool and max_rate > 0 then
-  kr = KEYS[2] .. ':' .. sec
-  if tonumber(redis.call('GET', kr) or '0') >= max_rate then return {0, 2, 0} end
-end
-if ks and redis.call('INCR', ks) == 1 then redis.call('EXPIRE', ks, 3) end
-if km and redis.call('INCR', km) == 1 then redis.call('EXPIRE', km, 120) end
-if kr and redis.call('INCR', kr) == 1 then redis.call('EXPIRE', kr, 3) end
-if pool and max_conc > 0 then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-end
-return {1, 0, 0}
+if #added > 0 then redis.call('ZADD', KEYS[1], unpack(added)) end
+return out
 ";
 
 /// The heartbeat: renew this instance's lease, forget dead instances, count the live ones,
