@@ -112,12 +112,15 @@ impl LocalLimits {
 
     /// Enforce `1 / instances` of every limit in `s` (at least 1 each): a cluster
     /// instance's share while the shared counts cannot be reached.
-    pub(super) fn set_share(&self, s: &LimitSettings, instances: usize) {
+    pub(super) fn set_share(&self, s: &LimitSettings, instances: usize, shared_in_flight: usize) {
         let n = instances.max(1);
         let share = |limit: u32| (limit / u32::try_from(n).unwrap_or(u32::MAX)).max(1);
         if let Some(c) = &self.concurrency {
-            c.max
-                .store((s.max_concurrent / n).max(1), Ordering::Relaxed);
+            // The requests this instance still runs on shared slots count against its share.
+            let own = (s.max_concurrent / n)
+                .max(1)
+                .saturating_sub(shared_in_flight);
+            c.max.store(own, Ordering::Relaxed);
         }
         if let Some(r) = &self.rate {
             r.max.store(share(s.max_per_sec), Ordering::Relaxed);
@@ -229,14 +232,18 @@ mod tests {
             per_client_per_min: 0,
         };
         let limits = LocalLimits::new(&s);
-        limits.set_share(&s, 3);
+        limits.set_share(&s, 3, 0);
         let held: Vec<_> = (0..4).filter_map(|_| limits.admit(None).ok()).collect();
         assert_eq!(held.len(), 1, "4 / 3 instances = 1 slot here");
         drop(held);
-        limits.set_share(&s, 1);
+        limits.set_share(&s, 1, 0);
         let held: Vec<_> = (0..5).filter_map(|_| limits.admit(None).ok()).collect();
         assert_eq!(held.len(), 4, "the whole limit alone");
-        limits.set_share(&s, 10);
+        drop(held);
+        limits.set_share(&s, 1, 3);
+        let held: Vec<_> = (0..5).filter_map(|_| limits.admit(None).ok()).collect();
+        assert_eq!(held.len(), 1, "3 of the 4 still run on shared slots");
+        limits.set_share(&s, 10, 0);
         assert_eq!(limits.rate.as_ref().unwrap().max.load(Ordering::Relaxed), 3);
         assert_eq!(limits.per_client[0].limit(), 1);
     }

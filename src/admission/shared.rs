@@ -196,8 +196,11 @@ impl SharedLimits {
             RedisErrorPolicy::Open => Ok(Hold::Nothing),
             RedisErrorPolicy::Closed => Err(Refusal::Unavailable),
             RedisErrorPolicy::Local => {
-                self.fallback
-                    .set_share(&self.settings, self.cluster.live_instances());
+                self.fallback.set_share(
+                    &self.settings,
+                    self.cluster.live_instances(),
+                    self.registry.held_count(),
+                );
                 match pool_wide {
                     true => self
                         .fallback

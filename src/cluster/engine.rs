@@ -20,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::RedisError;
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -31,16 +31,14 @@ pub(super) struct ConnectionRecipe {
     pub(super) config: ConnectionManagerConfig,
 }
 
-/// Where a thread's own connection is.
-const CHECKING: u8 = 0;
-const READY: u8 = 1;
-const FAILED: u8 = 2;
-
 /// One thread's connection to one cluster's Redis.
 struct ThreadConnection {
     cluster: u64,
     connection: ConnectionManager,
-    state: Arc<AtomicU8>,
+    /// The reachability generation (plus one) in which it last answered a `PING`; 0: never.
+    verified: Arc<AtomicU64>,
+    /// A `PING` is on its way.
+    checking: Arc<AtomicBool>,
 }
 
 thread_local! {
@@ -100,6 +98,9 @@ pub(crate) struct Cluster {
     /// Set with `connection`: how each thread makes its own.
     recipe: OnceLock<ConnectionRecipe>,
     id: u64,
+    /// Counts the times Redis became reachable again: a thread's connection is checked anew
+    /// after each (a restarted Redis leaves it a dead socket to find out about).
+    generation: AtomicU64,
     pub(crate) scripts: Scripts,
     reachable: AtomicBool,
     /// When the heartbeat last succeeded, in ms since `started`.
@@ -134,6 +135,7 @@ impl Cluster {
             connection: OnceLock::new(),
             recipe: OnceLock::new(),
             id: NEXT_CLUSTER_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
             scripts: Scripts::new(),
             // Taken as reachable until the first heartbeat (before the proxy serves) finds
             // otherwise, so that finding is logged and counted as a change.
@@ -210,11 +212,12 @@ impl Cluster {
             .ok_or(ClusterFault::Unreachable)
     }
 
-    /// This thread's own connection once it has answered; made (and checked by a task on
-    /// this thread's runtime) on first use, checked again after a failed check.
+    /// This thread's own connection once it has answered a `PING` since Redis was last
+    /// reachable again; made (and checked by a task on this thread's runtime) on first use.
     fn thread_connection(&self) -> Option<ConnectionManager> {
         let recipe = self.recipe.get()?;
         let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let generation = self.generation.load(Ordering::Acquire) + 1;
         THREAD_CONNECTIONS.with_borrow_mut(|connections| {
             let at = connections.iter().position(|c| c.cluster == self.id);
             let own = match at {
@@ -228,34 +231,34 @@ impl Cluster {
                     connections.push(ThreadConnection {
                         cluster: self.id,
                         connection,
-                        state: Arc::new(AtomicU8::new(FAILED)),
+                        verified: Arc::new(AtomicU64::new(0)),
+                        checking: Arc::new(AtomicBool::new(false)),
                     });
                     connections.last()?
                 }
             };
-            match own.state.load(Ordering::Acquire) {
-                READY => Some(own.connection.clone()),
-                CHECKING => None,
-                _ => {
-                    own.state.store(CHECKING, Ordering::Release);
-                    let (mut connection, state) = (own.connection.clone(), own.state.clone());
-                    let limit = self.settings.timeout.max(Duration::from_secs(1));
-                    runtime.spawn(async move {
-                        let ping = redis::cmd("PING");
-                        let answered = tokio::time::timeout(
-                            limit,
-                            ping.query_async::<String>(&mut connection),
-                        )
-                        .await;
-                        let now = match answered {
-                            Ok(Ok(_)) => READY,
-                            _ => FAILED,
-                        };
-                        state.store(now, Ordering::Release);
-                    });
-                    None
-                }
+            if own.verified.load(Ordering::Acquire) == generation {
+                return Some(own.connection.clone());
             }
+            if own.checking.swap(true, Ordering::AcqRel) {
+                return None;
+            }
+            let (mut connection, verified, checking) = (
+                own.connection.clone(),
+                own.verified.clone(),
+                own.checking.clone(),
+            );
+            let limit = self.settings.timeout.max(Duration::from_secs(1));
+            runtime.spawn(async move {
+                let ping = redis::cmd("PING");
+                let answered =
+                    tokio::time::timeout(limit, ping.query_async::<String>(&mut connection)).await;
+                if matches!(answered, Ok(Ok(_))) {
+                    verified.store(generation, Ordering::Release);
+                }
+                checking.store(false, Ordering::Release);
+            });
+            None
         })
     }
 
@@ -341,7 +344,12 @@ impl Cluster {
         self.live.store(live.max(1), Ordering::Release);
         let now = self.started.elapsed().as_millis() as u64;
         self.last_beat_ms.store(now, Ordering::Release);
-        let was = self.reachable.swap(true, Ordering::AcqRel);
+        let was = self.reachable.load(Ordering::Acquire);
+        if !was {
+            // Before the circuit closes, so no request uses an unchecked connection.
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        let was = self.reachable.swap(true, Ordering::AcqRel) || was;
         // The first answer at start is no change; one after an outage is.
         if !was && self.counters.changes.load(Ordering::Relaxed) > 0 {
             self.counters.changes.fetch_add(1, Ordering::Relaxed);

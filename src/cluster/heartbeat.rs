@@ -74,7 +74,11 @@ impl ClusterHeartbeat {
         };
         let mut call = cluster.scripts.heartbeat.prepare_invoke();
         call.key(cluster.key("live"));
-        call.arg(cluster.instance()).arg(lease_ms(cluster));
+        // After an outage Redis may have restarted without the slots this instance holds.
+        let restore = !cluster.is_reachable();
+        call.arg(cluster.instance())
+            .arg(lease_ms(cluster))
+            .arg(u8::from(restore));
         for registry in cluster.registries() {
             let held = registry.held();
             call.key(&**registry.key());
@@ -213,36 +217,29 @@ impl BackgroundService for ClusterHeartbeat {
     }
 }
 
-/// Send released slots back that no admission took along, a pipeline per tick. While Redis
-/// is unreachable they are dropped: their leases, no longer renewed, end by themselves.
+/// Send released slots back that no admission took along, one script call per pool and
+/// tick. While Redis is unreachable they are dropped: their leases, no longer renewed, end by
+/// themselves.
 async fn releaser(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(RELEASE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let mut pipe = redis::pipe();
-        let mut any = false;
         for registry in cluster.registries() {
             loop {
                 let members = registry.take_released(RELEASES_PER_ADMISSION);
                 if members.is_empty() {
                     break;
                 }
-                pipe.cmd("ZREM")
-                    .arg(&**registry.key())
-                    .arg(members)
-                    .ignore();
-                any = true;
+                let Ok(mut connection) = cluster.connection() else {
+                    continue;
+                };
+                let mut release = cluster.scripts.release.prepare_invoke();
+                release.key(&**registry.key()).arg(members);
+                let _ = cluster
+                    .bounded("release", release.invoke_async::<i64>(&mut connection))
+                    .await;
             }
         }
-        if !any {
-            continue;
-        }
-        let Ok(mut connection) = cluster.connection() else {
-            continue;
-        };
-        let _ = cluster
-            .bounded("release", pipe.query_async::<()>(&mut connection))
-            .await;
     }
 }

@@ -1,5 +1,12 @@
 //! The Lua scripts cluster mode runs on Redis. Each is atomic on the Redis side and takes its
 //! time from Redis `TIME`, so the clocks of the instances never matter.
+//!
+//! The limits' state (counters that live a second or a minute, slot leases of a few seconds,
+//! the live-instance set) is written neither to Redis's append-only file nor to its replicas
+//! (`redis.set_repl(redis.REPL_NONE)`): with `appendfsync always`, which the shared queue
+//! needs, every admission would otherwise wait for a disk flush. After a Redis restart the
+//! instances put the slots they hold back with their next heartbeat, before admissions use
+//! Redis again (see `HEARTBEAT`). Queued requests are written and flushed as usual.
 
 use redis::Script;
 
@@ -19,6 +26,7 @@ use redis::Script;
 /// concurrency, 2 rate, 3 client per second, 4 client per minute; nothing is counted for a
 /// refused request. A counter gets its expiry when it is created, not on every admission.
 const ADMIT: &str = r"
+redis.set_repl(redis.REPL_NONE)
 local lease, max_conc, max_rate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local per_sec, per_min = tonumber(ARGV[4]), tonumber(ARGV[5])
 local n, released = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -91,24 +99,39 @@ return out
 /// and renew the lease of every concurrency slot this instance holds.
 ///
 /// KEYS: 1 the live-instance set, 2.. the pools' concurrency sets. ARGV: 1 instance, 2 lease
-/// ms, then per pool in KEYS order: the number of members held, then the members. Returns the
-/// number of live instances.
+/// ms, 3 `1` to put the held slots back whether or not the set still has them (the first
+/// heartbeat after Redis was unreachable: it may have restarted without them), then per pool
+/// in KEYS order: the number of members held, then the members. Returns the number of live
+/// instances.
 const HEARTBEAT: &str = r"
+redis.set_repl(redis.REPL_NONE)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expiry = now + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local at = 3
+local restore = ARGV[3] == '1'
+local at = 4
 for k = 2, #KEYS do
   local n = tonumber(ARGV[at])
   at = at + 1
   for i = 1, n do
-    redis.call('ZADD', KEYS[k], 'XX', expiry, ARGV[at])
+    if restore then
+      redis.call('ZADD', KEYS[k], expiry, ARGV[at])
+    else
+      redis.call('ZADD', KEYS[k], 'XX', expiry, ARGV[at])
+    end
     at = at + 1
   end
 end
 return redis.call('ZCARD', KEYS[1])
+";
+
+/// Released slots no admission took along: KEYS 1 the pool's concurrency set, ARGV the
+/// members. Not written to the append-only file (see above).
+const RELEASE: &str = r"
+redis.set_repl(redis.REPL_NONE)
+return redis.call('ZREM', KEYS[1], unpack(ARGV))
 ";
 
 /// The blind queue's intake into a pool's stream.
@@ -128,6 +151,7 @@ return {1, redis.call('XADD', KEYS[1], '*', 'r', ARGV[2])}
 pub(crate) struct Scripts {
     pub(crate) admit: Script,
     pub(crate) heartbeat: Script,
+    pub(crate) release: Script,
     pub(crate) queue_put: Script,
 }
 
@@ -136,6 +160,7 @@ impl Scripts {
         Scripts {
             admit: Script::new(ADMIT),
             heartbeat: Script::new(HEARTBEAT),
+            release: Script::new(RELEASE),
             queue_put: Script::new(QUEUE_PUT),
         }
     }

@@ -7,6 +7,7 @@
 //! costs no round trip of its own.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Shards of the held set: admissions on different threads rarely meet on one lock.
@@ -18,6 +19,8 @@ pub(crate) struct SlotRegistry {
     /// The pool's concurrency set in Redis.
     key: Arc<str>,
     shards: Vec<Mutex<HashSet<u64>>>,
+    /// How many are held (for the fallback's share, which they count against).
+    count: AtomicUsize,
     /// Members given back and not yet taken out of the set in Redis.
     released: Mutex<Vec<String>>,
 }
@@ -30,6 +33,7 @@ impl SlotRegistry {
         Arc::new(SlotRegistry {
             key: Arc::from(key),
             shards: (0..SHARDS).map(|_| Mutex::new(HashSet::new())).collect(),
+            count: AtomicUsize::new(0),
             released: Mutex::new(Vec::new()),
         })
     }
@@ -48,12 +52,21 @@ impl SlotRegistry {
 
     /// `seq` is (or may be, while its admission is on its way) held by this instance.
     pub(crate) fn hold(&self, seq: u64) {
-        self.shard(seq).insert(seq);
+        if self.shard(seq).insert(seq) {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// `seq` is no longer held.
     pub(crate) fn release(&self, seq: u64) {
-        self.shard(seq).remove(&seq);
+        if self.shard(seq).remove(&seq) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many slots this instance holds now.
+    pub(crate) fn held_count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// `member` is to be taken out of the set in Redis (by the next admission or the
@@ -101,6 +114,9 @@ mod tests {
         let mut held = r.held();
         held.sort_unstable();
         assert_eq!(held.len(), 39);
+        assert_eq!(r.held_count(), 39);
+        r.release(7);
+        assert_eq!(r.held_count(), 39, "released once");
         assert!(!held.contains(&7));
         assert_eq!(&**r.key(), "k");
     }

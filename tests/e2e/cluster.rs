@@ -1098,3 +1098,92 @@ async fn per_client_limits_count_across_instances() {
         "3 a minute for the client, over both"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_decided_in_batches_admits_exactly_the_shared_limit() {
+    // 40 requests at once: while the first admission is on its way to Redis the others wait
+    // and go together; each is decided as if alone, so exactly 8 hold a slot at once.
+    let redis = RedisServer::start();
+    let o = origin::http();
+    let cluster = Cluster::on(&redis, "burst").lease(3000).timeout(1000);
+    let config = cluster.config(&pool("default", o.port(), "max_concurrent_requests: 8"));
+    let pg = instance(&config);
+    let c = client();
+    wait_live(&c, &pg, 1).await;
+    let sends: Vec<_> = (0..40)
+        .map(|_| {
+            let req = c.get(pg.url("/slow/2500")).send();
+            tokio::spawn(async move {
+                match req.await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        (status, resp.text().await.unwrap_or_default())
+                    }
+                    Err(e) => (0, e.to_string()),
+                }
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    let mut refused = 0;
+    for send in sends {
+        let (status, body) = send.await.expect("request task");
+        match status {
+            200 => admitted += 1,
+            429 => {
+                assert_eq!(body.trim_end(), concurrency_refusal(8));
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(o.slow_max(), 8, "exactly the limit at the origin at once");
+    assert!(
+        admitted >= 8 && refused >= 1,
+        "{admitted} admitted, {refused} refused"
+    );
+    let stats = cluster_stats(&c, &pg).await;
+    assert_eq!(
+        stats["local_decisions"], 0,
+        "every decision was Redis's: {stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_held_across_a_redis_restart_are_put_back_before_admissions_use_it_again() {
+    // The limits' state is kept out of the append-only file (an admission waits for no disk
+    // flush), so a restarted Redis comes back without the slots; the first heartbeat after
+    // the outage puts the held ones back.
+    let mut redis = RedisServer::start();
+    let o = origin::http();
+    let cluster = Cluster::on(&redis, "restore").lease(3000).timeout(250);
+    let config = cluster.config(&pool("default", o.port(), "max_concurrent_requests: 2"));
+    let pg = instance(&config);
+    let c = client();
+    wait_live(&c, &pg, 1).await;
+    let held = hold(&c, &pg, "/slow/8000", 2);
+    assert!(
+        within(PROMPT, || o.requests() == 2).await,
+        "both slow requests reached the origin"
+    );
+    redis.kill9();
+    redis.restart();
+    assert!(
+        logged(&pg, "cluster: Redis reachable again").await,
+        "{}",
+        pg.log()
+    );
+    let (status, body, _) = timed_get(&c, &pg, "/x").await;
+    assert_eq!(
+        (status, body.trim_end()),
+        (429, concurrency_refusal(2).as_str()),
+        "the two held slots are Redis's again\n{}\n{}",
+        pg.log(),
+        redis.dump()
+    );
+    let stats = cluster_stats(&c, &pg).await;
+    assert_eq!(stats["redis_reachable"], true, "{stats}");
+    for h in held {
+        h.await.expect("slow request");
+    }
+}
