@@ -18,8 +18,9 @@ const MAX_BATCH: usize = 64;
 /// One admission to decide.
 #[derive(Debug)]
 pub(super) struct AdmissionRequest {
-    /// The concurrency slot's member; empty when the request takes no slot.
-    pub(super) member: String,
+    /// The concurrency slot's sequence number (its member is `<instance>:<seq>`); `None` when
+    /// the request takes no slot.
+    pub(super) slot: Option<u64>,
     /// The base of the client's counters; empty when no client limit applies.
     pub(super) client_key: String,
     /// Whether the pool-wide limits apply (not for the queue's intake).
@@ -158,10 +159,14 @@ impl AdmissionBatcher {
         let s = &self.settings;
         let mut call = self.cluster.scripts.admit.prepare_invoke();
         call.key(&**self.registry.key()).key(&self.rate_key);
-        for (request, _) in batch {
-            call.key(&request.client_key);
+        // Client keys only when some request has one (most pools limit no client).
+        if batch.iter().any(|(r, _)| !r.client_key.is_empty()) {
+            for (request, _) in batch {
+                call.key(&request.client_key);
+            }
         }
-        call.arg(u64::try_from(self.cluster.settings.lease.as_millis()).unwrap_or(u64::MAX))
+        call.arg(self.cluster.member_prefix())
+            .arg(u64::try_from(self.cluster.settings.lease.as_millis()).unwrap_or(u64::MAX))
             .arg(s.max_concurrent)
             .arg(s.max_per_sec)
             .arg(s.per_client_per_sec)
@@ -169,11 +174,17 @@ impl AdmissionBatcher {
             .arg(batch.len());
         let released = self.registry.take_released(RELEASES_PER_ADMISSION);
         call.arg(released.len());
-        for member in &released {
-            call.arg(member);
+        for seq in &released {
+            call.arg(*seq);
         }
+        // One argument per request: its slot's number, `p` (pool-wide limits, no slot) or
+        // `c` (the client's limits only).
         for (request, _) in batch {
-            call.arg(&request.member).arg(u8::from(request.pool_wide));
+            match (request.slot, request.pool_wide) {
+                (Some(seq), _) => call.arg(seq),
+                (None, true) => call.arg("p"),
+                (None, false) => call.arg("c"),
+            };
         }
         self.cluster
             .bounded("admission", call.invoke_async::<Vec<i64>>(&mut connection))

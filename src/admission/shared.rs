@@ -41,7 +41,6 @@ pub(crate) struct SharedLimits {
 /// A shared concurrency slot; dropping it gives the slot back.
 #[derive(Debug)]
 pub(crate) struct SharedSlot {
-    cluster: Arc<Cluster>,
     registry: Arc<SlotRegistry>,
     seq: u64,
 }
@@ -49,7 +48,7 @@ pub(crate) struct SharedSlot {
 impl Drop for SharedSlot {
     fn drop(&mut self) {
         self.registry.release(self.seq);
-        self.registry.defer_release(self.cluster.member(self.seq));
+        self.registry.defer_release(self.seq);
     }
 }
 
@@ -118,10 +117,7 @@ impl SharedLimits {
             self.registry.hold(seq);
         }
         let request = AdmissionRequest {
-            member: match takes_slot {
-                true => self.cluster.member(seq),
-                false => String::new(),
-            },
+            slot: takes_slot.then_some(seq),
             client_key: match client {
                 Some(ip) => format!("{}{ip}", self.client_key),
                 None => String::new(),
@@ -132,7 +128,6 @@ impl SharedLimits {
         match answer {
             Ok(reply) if reply[0] == 1 => Ok(match takes_slot {
                 true => Hold::Shared(SharedSlot {
-                    cluster: self.cluster.clone(),
                     registry: self.registry.clone(),
                     seq,
                 }),
@@ -153,7 +148,7 @@ impl SharedLimits {
                 if takes_slot {
                     // The script may still run once Redis answers: take the slot back then.
                     self.registry.release(seq);
-                    self.registry.defer_release(self.cluster.member(seq));
+                    self.registry.defer_release(seq);
                 }
                 if let ClusterFault::Refused(e) = fault {
                     self.log_error(&e, now_ms);

@@ -90,6 +90,8 @@ pub(crate) struct Cluster {
     pub(crate) settings: ClusterSettings,
     /// `<host>:<pid>:<start ms>`: a restarted process never inherits what its predecessor held.
     instance: String,
+    /// `<instance>:`.
+    member_prefix: String,
     /// The Redis URL without its password.
     shown_url: String,
     /// Set by the heartbeat service in its runtime, which lives as long as the process (the
@@ -128,8 +130,10 @@ impl Cluster {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "host".into());
         let start_ms = crate::timing::clock::unix_ms();
+        let instance = format!("{host}:{}:{start_ms}", std::process::id());
         Arc::new(Cluster {
-            instance: format!("{host}:{}:{start_ms}", std::process::id()),
+            member_prefix: format!("{instance}:"),
+            instance,
             shown_url: display_url(&settings.redis_url),
             settings,
             connection: OnceLock::new(),
@@ -188,9 +192,10 @@ impl Cluster {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The member of slot `seq` in a pool's concurrency set.
-    pub(crate) fn member(&self, seq: u64) -> String {
-        format!("{}:{seq}", self.instance)
+    /// `<instance>:`, the start of every member of this instance in a pool's concurrency set
+    /// (the scripts add the slot's number).
+    pub(crate) fn member_prefix(&self) -> &str {
+        &self.member_prefix
     }
 
     pub(super) fn set_connection(&self, connection: ConnectionManager, recipe: ConnectionRecipe) {

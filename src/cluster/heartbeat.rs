@@ -78,13 +78,14 @@ impl ClusterHeartbeat {
         let restore = !cluster.is_reachable();
         call.arg(cluster.instance())
             .arg(lease_ms(cluster))
-            .arg(u8::from(restore));
+            .arg(u8::from(restore))
+            .arg(cluster.member_prefix());
         for registry in cluster.registries() {
             let held = registry.held();
             call.key(&**registry.key());
             call.arg(held.len());
             for seq in held {
-                call.arg(cluster.member(seq));
+                call.arg(seq);
             }
         }
         let answer = cluster
@@ -227,15 +228,18 @@ async fn releaser(cluster: Arc<Cluster>) {
         tick.tick().await;
         for registry in cluster.registries() {
             loop {
-                let members = registry.take_released(RELEASES_PER_ADMISSION);
-                if members.is_empty() {
+                let seqs = registry.take_released(RELEASES_PER_ADMISSION);
+                if seqs.is_empty() {
                     break;
                 }
                 let Ok(mut connection) = cluster.connection() else {
                     continue;
                 };
                 let mut release = cluster.scripts.release.prepare_invoke();
-                release.key(&**registry.key()).arg(members);
+                release
+                    .key(&**registry.key())
+                    .arg(cluster.member_prefix())
+                    .arg(seqs);
                 let _ = cluster
                     .bounded("release", release.invoke_async::<i64>(&mut connection))
                     .await;

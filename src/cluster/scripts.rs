@@ -14,23 +14,30 @@ use redis::Script;
 /// single admission is a batch of one). Each request is decided in order, exactly as if it
 /// came alone: the counts the earlier ones took are counted for the later ones.
 ///
-/// KEYS: 1 the pool's concurrency set (member per admitted request, score = lease expiry in
-/// Redis ms), 2 the base of the pool's per-second counters, 2 + i the base of request i's
-/// client counters (`''`: none). ARGV: 1 lease ms, 2 `max_concurrent_requests`, 3
-/// `max_requests_per_sec`, 4 `max_requests_per_sec_per_ip`, 5 `max_requests_per_min_per_ip`,
-/// 6 the number of requests n, 7 the number of released members r, then the r members (taken
-/// out of the concurrency set first: slots given back since the pool's last admission), then
-/// per request: its member (`''` when it takes no slot), `1` to check the pool-wide limits
-/// (`0`: the client's only, the queue's intake). Returns 3 numbers per request: `1, 0, 0`
-/// when admitted (every counter taken), else `0, kind, retry_after_sec` with kind 1
-/// concurrency, 2 rate, 3 client per second, 4 client per minute; nothing is counted for a
-/// refused request. A counter gets its expiry when it is created, not on every admission.
+/// KEYS: 1 the pool's concurrency set (member `<instance>:<seq>` per admitted request, score
+/// = lease expiry in Redis ms), 2 the base of the pool's per-second counters, then, only when
+/// some request of the batch has one, 2 + i the base of request i's client counters (`''`:
+/// none). ARGV: 1 the members' prefix `<instance>:`, 2 lease ms, 3
+/// `max_concurrent_requests`, 4 `max_requests_per_sec`, 5 `max_requests_per_sec_per_ip`, 6
+/// `max_requests_per_min_per_ip`, 7 the number of requests n, 8 the number of released slots
+/// r, then their r numbers (taken out of the concurrency set first: slots given back since the
+/// pool's last admission), then one argument per request: its slot's number, `p` (the
+/// pool-wide limits without a slot) or `c` (the client's limits only: the queue's intake).
+/// Returns 3 numbers per request: `1, 0, 0` when admitted (every counter taken), else `0,
+/// kind, retry_after_sec` with kind 1 concurrency, 2 rate, 3 client per second, 4 client per
+/// minute; nothing is counted for a refused request. A counter gets its expiry when it is
+/// created, not on every admission.
 const ADMIT: &str = r"
 redis.set_repl(redis.REPL_NONE)
-local lease, max_conc, max_rate = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local per_sec, per_min = tonumber(ARGV[4]), tonumber(ARGV[5])
-local n, released = tonumber(ARGV[6]), tonumber(ARGV[7])
-if released > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV, 8, 7 + released)) end
+local prefix, lease = ARGV[1], tonumber(ARGV[2])
+local max_conc, max_rate = tonumber(ARGV[3]), tonumber(ARGV[4])
+local per_sec, per_min = tonumber(ARGV[5]), tonumber(ARGV[6])
+local n, released = tonumber(ARGV[7]), tonumber(ARGV[8])
+if released > 0 then
+  local gone = {}
+  for i = 1, released do gone[i] = prefix .. ARGV[8 + i] end
+  redis.call('ZREM', KEYS[1], unpack(gone))
+end
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -38,11 +45,12 @@ local conc_used, rate_used, rate_taken = 0, 0, 0
 local kr = KEYS[2] .. ':' .. sec
 local checked_pool = false
 local clients, out, added = {}, {}, {}
-local at = 8 + released
+local with_clients = #KEYS > 2
 for i = 1, n do
-  local member, pool = ARGV[at], ARGV[at + 1] == '1'
-  at = at + 2
-  local ck = KEYS[2 + i]
+  local a = ARGV[8 + released + i]
+  local pool, member = a ~= 'c', nil
+  if a ~= 'c' and a ~= 'p' then member = prefix .. a end
+  local ck = with_clients and KEYS[2 + i] or ''
   local ok, kind, retry = 1, 0, 0
   local c
   if ck ~= '' and (per_sec > 0 or per_min > 0) then
@@ -75,7 +83,7 @@ for i = 1, n do
     end
     if pool then
       if max_rate > 0 then rate_taken = rate_taken + 1 end
-      if max_conc > 0 then
+      if max_conc > 0 and member then
         conc_used = conc_used + 1
         added[#added + 1] = now + lease
         added[#added + 1] = member
@@ -100,9 +108,9 @@ return out
 ///
 /// KEYS: 1 the live-instance set, 2.. the pools' concurrency sets. ARGV: 1 instance, 2 lease
 /// ms, 3 `1` to put the held slots back whether or not the set still has them (the first
-/// heartbeat after Redis was unreachable: it may have restarted without them), then per pool
-/// in KEYS order: the number of members held, then the members. Returns the number of live
-/// instances.
+/// heartbeat after Redis was unreachable: it may have restarted without them), 4 the members'
+/// prefix `<instance>:`, then per pool in KEYS order: the number of slots held, then their
+/// numbers. Returns the number of live instances.
 const HEARTBEAT: &str = r"
 redis.set_repl(redis.REPL_NONE)
 local t = redis.call('TIME')
@@ -110,16 +118,16 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expiry = now + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local restore = ARGV[3] == '1'
-local at = 4
+local restore, prefix = ARGV[3] == '1', ARGV[4]
+local at = 5
 for k = 2, #KEYS do
   local n = tonumber(ARGV[at])
   at = at + 1
   for i = 1, n do
     if restore then
-      redis.call('ZADD', KEYS[k], expiry, ARGV[at])
+      redis.call('ZADD', KEYS[k], expiry, prefix .. ARGV[at])
     else
-      redis.call('ZADD', KEYS[k], 'XX', expiry, ARGV[at])
+      redis.call('ZADD', KEYS[k], 'XX', expiry, prefix .. ARGV[at])
     end
     at = at + 1
   end
@@ -127,11 +135,14 @@ end
 return redis.call('ZCARD', KEYS[1])
 ";
 
-/// Released slots no admission took along: KEYS 1 the pool's concurrency set, ARGV the
-/// members. Not written to the append-only file (see above).
+/// Released slots no admission took along: KEYS 1 the pool's concurrency set, ARGV 1 the
+/// members' prefix `<instance>:`, then the slots' numbers. Not written to the append-only file
+/// (see above).
 const RELEASE: &str = r"
 redis.set_repl(redis.REPL_NONE)
-return redis.call('ZREM', KEYS[1], unpack(ARGV))
+local gone = {}
+for i = 2, #ARGV do gone[i - 1] = ARGV[1] .. ARGV[i] end
+return redis.call('ZREM', KEYS[1], unpack(gone))
 ";
 
 /// The blind queue's intake into a pool's stream.

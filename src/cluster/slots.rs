@@ -21,8 +21,8 @@ pub(crate) struct SlotRegistry {
     shards: Vec<Mutex<HashSet<u64>>>,
     /// How many are held (for the fallback's share, which they count against).
     count: AtomicUsize,
-    /// Members given back and not yet taken out of the set in Redis.
-    released: Mutex<Vec<String>>,
+    /// Slots given back and not yet taken out of the set in Redis.
+    released: Mutex<Vec<u64>>,
 }
 
 /// The most released members one admission takes out of the set.
@@ -69,18 +69,18 @@ impl SlotRegistry {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// `member` is to be taken out of the set in Redis (by the next admission or the
-    /// releaser). Bounded: past 65 536 waiting (Redis long unreachable) a member is dropped,
+    /// Slot `seq` is to be taken out of the set in Redis (by the next admission or the
+    /// releaser). Bounded: past 65 536 waiting (Redis long unreachable) a slot is dropped,
     /// and its lease, no longer renewed, ends by itself.
-    pub(crate) fn defer_release(&self, member: String) {
+    pub(crate) fn defer_release(&self, seq: u64) {
         let mut released = self.released.lock().unwrap_or_else(|p| p.into_inner());
         if released.len() < 65_536 {
-            released.push(member);
+            released.push(seq);
         }
     }
 
-    /// Up to `max` released members, taken to be sent.
-    pub(crate) fn take_released(&self, max: usize) -> Vec<String> {
+    /// Up to `max` released slots, taken to be sent.
+    pub(crate) fn take_released(&self, max: usize) -> Vec<u64> {
         let mut released = self.released.lock().unwrap_or_else(|p| p.into_inner());
         if released.len() <= max {
             return std::mem::take(&mut *released);
@@ -125,7 +125,7 @@ mod tests {
     fn released_members_are_taken_in_batches() {
         let r = SlotRegistry::new("k".into());
         for i in 0..5 {
-            r.defer_release(format!("m{i}"));
+            r.defer_release(i);
         }
         assert_eq!(r.take_released(3).len(), 3);
         assert_eq!(r.take_released(3).len(), 2);
