@@ -3,8 +3,9 @@
 //! reached, or the request queue full), a JSON file with everything the stats API shows — the
 //! pools, the open sockets with their requests in progress, the request queue — is written to
 //! the dump directory as `req-dump-<hostname>-<pid>-<base36 ms>.json`, at most once per
-//! debounce period. The document is built and written on a thread of its own: the request
-//! that found the limit only reads the clock and swaps an atomic.
+//! debounce period. The document is built and written on a thread of its own (under a
+//! temporary name, then renamed, so a reader never sees half of it): the request that found
+//! the limit only reads the clock and swaps an atomic.
 
 use once_cell::sync::OnceCell;
 use serde_json::Value;
@@ -81,9 +82,16 @@ fn write(dump: &MaxDump, why: &str, now: u64) {
     let dir = &dump.settings.dir;
     let name = file_name(&super::hostname(), std::process::id(), now);
     let path = dir.join(name);
+    // Written under a temporary name and renamed: whoever watches the directory never reads
+    // a half-written dump.
+    let partial = dir.join(format!(
+        ".{}.partial",
+        file_name(&super::hostname(), std::process::id(), now)
+    ));
     let result = std::fs::create_dir_all(dir).and_then(|()| {
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        std::fs::write(&path, text)
+        std::fs::write(&partial, text)?;
+        std::fs::rename(&partial, &path)
     });
     match result {
         Ok(()) => log::warn!("{why} reached: wrote request dump {}", path.display()),
