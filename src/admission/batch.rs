@@ -130,11 +130,13 @@ impl AdmissionBatcher {
             Ok(runtime) => {
                 runtime.spawn(sender);
             }
-            // Not on a runtime (never on the request path): the waiting ones time out into
-            // the policy, and the next admission starts afresh.
+            // Not on a runtime (never on the request path): the waiting ones are decided by
+            // the policy at once (their answers are dropped), and the next admission starts
+            // afresh.
             Err(_) => {
-                let _ = self.next_batch();
-                self.queue().in_flight = false;
+                let mut queue = self.queue();
+                queue.waiting.clear();
+                queue.in_flight = false;
             }
         }
     }

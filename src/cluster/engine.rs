@@ -349,12 +349,11 @@ impl Cluster {
         self.live.store(live.max(1), Ordering::Release);
         let now = self.started.elapsed().as_millis() as u64;
         self.last_beat_ms.store(now, Ordering::Release);
-        let was = self.reachable.load(Ordering::Acquire);
-        if !was {
+        if !self.reachable.load(Ordering::Acquire) {
             // Before the circuit closes, so no request uses an unchecked connection.
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
-        let was = self.reachable.swap(true, Ordering::AcqRel) || was;
+        let was = self.reachable.swap(true, Ordering::AcqRel);
         // The first answer at start is no change; one after an outage is.
         if !was && self.counters.changes.load(Ordering::Relaxed) > 0 {
             self.counters.changes.fetch_add(1, Ordering::Relaxed);
