@@ -2,7 +2,9 @@
 //! `upstream_peer` returning a fixed peer, nothing else. Same Pingora, same features, same
 //! build profile as poolgate.
 //!
-//! `bench_floor <listen addr> <upstream addr> [threads]`
+//! `bench_floor <listen addr> <upstream addr> [threads] [cert file] [key file]`: with a
+//! certificate and key it listens with TLS instead (Pingora's own rustls settings, the
+//! floor of poolgate's TLS figures).
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -27,7 +29,7 @@ impl ProxyHttp for Floor {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(listen), Some(upstream)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: bench_floor <listen addr> <upstream addr> [threads]");
+        eprintln!("usage: bench_floor <listen addr> <upstream addr> [threads] [cert] [key]");
         std::process::exit(2);
     };
     let Ok(upstream) = upstream.parse::<SocketAddr>() else {
@@ -44,7 +46,15 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Floor { upstream });
-    proxy.add_tcp(listen);
+    match (args.get(4), args.get(5)) {
+        (Some(cert), Some(key)) => {
+            if let Err(e) = proxy.add_tls(listen, cert, key) {
+                eprintln!("TLS listener: {e}");
+                std::process::exit(2);
+            }
+        }
+        _ => proxy.add_tcp(listen),
+    }
     server.add_service(proxy);
     server.run_forever();
 }

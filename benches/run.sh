@@ -8,8 +8,8 @@
 # oha from crates.io), builds poolgate, the minimal Pingora proxy and the Rust origin in
 # release mode, then runs target/release/examples/bench_runner (load, latency and memory, then
 # the connection-scale stage) and, in the full run, benches/callgrind.sh (instructions per
-# request; skipped with --smoke or CALLGRIND=0). Results: target/bench/results.md and
-# results.jsonl.
+# request; skipped with --smoke or CALLGRIND=0) and benches/tls.sh (TLS termination; skipped
+# with --smoke or TLS=0). Results: target/bench/results.md and results.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,7 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+$smoke || command -v openssl >/dev/null || need+=(openssl)
 if $callgrind; then
   command -v valgrind >/dev/null || need+=(valgrind)
   command -v python3 >/dev/null || need+=(python3)
@@ -60,5 +61,15 @@ cargo build "${flags[@]}" --locked --bin poolgate --example bench_floor --exampl
 if $callgrind; then
   echo "instructions per request (callgrind):" >&2
   table=$(JSONL="$out/results.jsonl" bash benches/callgrind.sh "target/$profile/poolgate")
+  printf '\n%s\n' "$table" | tee -a "$out/results.md"
+fi
+
+# TLS termination (full and resumed handshakes, keep-alive requests over TLS; poolgate, the
+# Pingora floor with TLS, nginx), in the full run only: a couple of minutes, and a debug
+# build's handshakes would say nothing.
+if ! $smoke && [ "${TLS:-1}" != 0 ]; then
+  cargo build --release --locked --example bench_tls_client
+  echo "TLS termination (benches/tls.sh):" >&2
+  table=$(JSONL="$out/results.jsonl" bash benches/tls.sh)
   printf '\n%s\n' "$table" | tee -a "$out/results.md"
 fi

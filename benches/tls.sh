@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# TLS termination on one core: new TLS connections per second (keep-alive off, one request
-# each) with an RSA 2048 and an ECDSA P-256 certificate, and keep-alive requests per second
-# over TLS, for poolgate and for nginx (OpenSSL) in front of the same origin. The proxies are
-# pinned to CPU 0 (`threads: 1`, one nginx worker), the origin and oha to CPU 1.
+# TLS termination on one core, for poolgate, the Pingora floor with the same TLS stack
+# (benches/floor_proxy.rs with Pingora's own rustls settings) and nginx (OpenSSL), each in
+# front of the same origin, with an RSA 2048 and an ECDSA P-256 certificate: full handshakes
+# per second (16 clients that keep no session, one request per connection), resumed
+# handshakes per second (the same clients resuming earlier sessions, as returning browsers
+# do), and keep-alive requests per second over TLS (oha, 64 connections). The proxies are
+# pinned to CPU 0 (`threads: 1`, one nginx worker), the origin and the clients to CPU 1.
+# nginx gets `ssl_session_cache shared:SSL:10m` (its tickets are on by default); poolgate
+# resumes by default (`https_session_resumption`).
 #
-# oha's client resumes sessions whenever the server lets it, so "new connections" here are
-# mostly resumed handshakes, as a browser's are: poolgate's rustls resumes by default (an
-# in-memory cache of 256 sessions per process, TLS 1.3 tickets that refer to it), and nginx is
-# given the same (`ssl_session_cache shared:SSL:10m`, its tickets on by default). Full
-# handshakes need a client that never resumes; this script does not measure them yet.
-#
-#   bash benches/tls.sh            (needs the release build, oha from benches/run.sh, nginx,
-#                                   openssl; SECS per measurement, default 5)
-# Prints a markdown table. Not part of `--smoke`.
+#   bash benches/tls.sh      (needs the release build and oha, as benches/run.sh makes them,
+#                             nginx and openssl; SECS per measurement, default 5; JSONL: a
+#                             file to append one JSON line per row to)
+# Prints a markdown table. benches/run.sh runs it in the full run, not with --smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${SECS:-5}
@@ -20,8 +20,11 @@ oha=target/bench-tools/bin/oha
 command -v oha >/dev/null && oha=$(command -v oha)
 bin=target/release/poolgate
 origin_bin=target/release/examples/bench_origin
+floor_bin=target/release/examples/bench_floor
+client_bin=target/release/examples/bench_tls_client
+jsonl=${JSONL:-}
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
-for need in "$oha" "$bin" "$origin_bin" "$nginx"; do
+for need in "$oha" "$bin" "$origin_bin" "$floor_bin" "$client_bin" "$nginx"; do
   [ -x "$need" ] || { echo "tls.sh needs $need (run benches/run.sh first)" >&2; exit 1; }
 done
 command -v openssl >/dev/null || { echo "tls.sh needs openssl" >&2; exit 1; }
@@ -93,23 +96,42 @@ N
   wait_port "$2"
 }
 
+start_floor() { # key port
+  taskset -c 0 "$floor_bin" "127.0.0.1:$2" "127.0.0.1:$origin_port" 1 "$work/$1.crt" "$work/$1.key" \
+    >"$work/floor-$1.log" 2>&1 &
+  pids+=($!)
+  wait_port "$2"
+}
+
 rps() { # url extra-args...
   local url=$1; shift
   taskset -c 1 "$oha" --no-tui --insecure -z "${secs}s" "$@" "$url" --output-format json 2>/dev/null |
     python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print("%.0f %.1f" % (s["requestsPerSec"], s["successRate"] * 100))'
 }
 
-printf '| proxy | key | new TLS connections/s (16 clients, keep-alive off, sessions resumed) | keep-alive requests/s over TLS (64 connections) |\n|---|---|---|---|\n'
+handshakes() { # port full|resume: connections/s, resumed share, errors
+  taskset -c 1 "$client_bin" "127.0.0.1:$1" 16 "$secs" "$2"
+}
+
+printf '| proxy | key | full handshakes/s | resumed handshakes/s (resumed share) | keep-alive requests/s over TLS (64 connections) |\n|---|---|---|---|---|\n'
 for key in rsa ec; do
-  for proxy in poolgate nginx; do
+  for proxy in poolgate floor nginx; do
     port=$(free_port)
     "start_$proxy" "$key" "$port"
-    read -r new ok1 < <(rps "https://127.0.0.1:$port/" -c 16 --disable-keepalive)
+    read -r full _ err1 < <(handshakes "$port" full)
+    read -r resumed share err2 < <(handshakes "$port" resume)
     read -r kept ok2 < <(rps "https://127.0.0.1:$port/" -c 64)
     label=$([ "$key" = rsa ] && echo "RSA 2048" || echo "ECDSA P-256")
-    printf '| %s | %s | %s (%s %% ok) | %s (%s %% ok) |\n' "$proxy" "$label" "$new" "$ok1" "$kept" "$ok2"
+    name=$([ "$proxy" = floor ] && echo "pingora floor" || echo "$proxy")
+    printf '| %s | %s | %s (%s errors) | %s (%s; %s errors) | %s (%s %% ok) |\n' \
+      "$name" "$label" "$full" "$err1" "$resumed" "$share" "$err2" "$kept" "$ok2"
+    if [ -n "$jsonl" ]; then
+      printf '{"stage":"tls","contender":"%s","key":"%s","full_handshakes_per_sec":%s,"resumed_handshakes_per_sec":%s,"resumed_share":%s,"keepalive_requests_per_sec":%s}\n' \
+        "$name" "$key" "$full" "$resumed" "$share" "$kept" >>"$jsonl"
+    fi
     kill "${pids[-1]}" 2>/dev/null || true
     wait "${pids[-1]}" 2>/dev/null || true
     unset 'pids[-1]'
   done
 done
+printf '\nTLS termination on one core (benches/tls.sh): the proxy pinned to CPU 0 with one thread, the origin and the clients on CPU 1; 16 clients making one request per connection (benches/tls_client.rs: full handshakes, then resumed ones), and oha on 64 keep-alive connections; %s s each.\n' "$secs"

@@ -6,10 +6,17 @@
 //! many, each exactly as if it came alone (see `cluster::scripts`, `ADMIT`). No request waits
 //! longer than `cluster.timeout_ms` for its decision; one that does is decided by
 //! `cluster.on_redis_error`, as when the round trip itself times out.
+//!
+//! Each call also refills the instance's reserve (`reserve.rs`) when it runs low, and a
+//! request served from the reserve that finds it low sends a call with no admission of its
+//! own (`refill`), off its path: one such call at a time.
 
+use super::reserve::{RateTokens, ReserveSizes};
 use super::LimitSettings;
 use crate::cluster::{Cluster, ClusterFault, SlotRegistry, RELEASES_PER_ADMISSION};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// The most admissions one script call decides.
@@ -48,6 +55,20 @@ pub(super) struct AdmissionBatcher {
     rate_key: String,
     settings: LimitSettings,
     queue: Mutex<Queue>,
+    /// The rate tokens this instance holds (its spare slots are in `registry`).
+    tokens: Arc<RateTokens>,
+    /// A call asking for a refill of the reserve is on its way.
+    refilling: AtomicBool,
+}
+
+/// What one call asks for the reserve.
+#[derive(Debug, Default)]
+struct Refill {
+    /// Spare slots wanted, numbered `first..first + slots` (held while asked for).
+    slots: usize,
+    first: u64,
+    tokens: u64,
+    asked: Option<Instant>,
 }
 
 impl AdmissionBatcher {
@@ -56,6 +77,7 @@ impl AdmissionBatcher {
         registry: Arc<SlotRegistry>,
         rate_key: String,
         settings: LimitSettings,
+        tokens: Arc<RateTokens>,
     ) -> Arc<Self> {
         Arc::new(AdmissionBatcher {
             cluster,
@@ -63,7 +85,105 @@ impl AdmissionBatcher {
             rate_key,
             settings,
             queue: Mutex::new(Queue::default()),
+            tokens,
+            refilling: AtomicBool::new(false),
         })
+    }
+
+    /// Refill the reserve from a task of its own (a request served from it found it low),
+    /// unless a call that refills it is on its way.
+    pub(super) fn refill(self: &Arc<Self>) {
+        if self.refilling.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let batcher = self.clone();
+        runtime.spawn(async move {
+            let Ok(mut connection) = batcher.cluster.connection() else {
+                return;
+            };
+            let refill = batcher.refill_wanted();
+            if refill.asked.is_none() {
+                return;
+            }
+            let answer = batcher.invoke(&[], &refill, &mut connection).await;
+            batcher.refilled(&refill, answer.as_ref().ok().map(Vec::as_slice));
+        });
+    }
+
+    /// What this call asks for the reserve: nothing when it is full enough, or while another
+    /// call is refilling it.
+    fn refill_wanted(&self) -> Refill {
+        let sizes = ReserveSizes::for_pool(&self.settings, self.cluster.live_instances());
+        self.registry.set_spare_cap(sizes.slots);
+        if !sizes.serves(&self.settings) {
+            return Refill::default();
+        }
+        let slots = self.registry.spares_wanted();
+        let tokens = match self.tokens.wanted(sizes.tokens) {
+            true => sizes.tokens,
+            false => 0,
+        };
+        if (slots == 0 && tokens == 0)
+            || self
+                .refilling
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return Refill::default();
+        }
+        let first = self.cluster.next_seqs(slots);
+        for seq in first..first + slots as u64 {
+            // Held before they are asked for, as an admission's slot is.
+            self.registry.hold(seq);
+        }
+        Refill {
+            slots,
+            first,
+            tokens,
+            asked: Some(Instant::now()),
+        }
+    }
+
+    /// The reserve's part of an answer (`granted`: slots, tokens, ms left of the second,
+    /// pool more than half full), or `None` when the call failed.
+    fn refilled(&self, refill: &Refill, granted: Option<&[i64]>) {
+        let Some(asked) = refill.asked else {
+            if let Some([_, _, _, 1]) = granted {
+                self.registry.shed_spares(Duration::ZERO);
+            }
+            return;
+        };
+        let offered = refill.first..refill.first + refill.slots as u64;
+        match granted {
+            Some(&[slots, tokens, ms_left, full]) => {
+                let slots = u64::try_from(slots).unwrap_or(0).min(refill.slots as u64);
+                let split = refill.first + slots;
+                // Not granted: never added to the set.
+                for seq in split..offered.end {
+                    self.registry.release(seq);
+                }
+                self.registry.add_spares(refill.first..split);
+                self.tokens.add(
+                    u64::try_from(tokens).unwrap_or(0).min(refill.tokens),
+                    u64::try_from(ms_left).unwrap_or(0),
+                    asked,
+                );
+                if full == 1 {
+                    self.registry.shed_spares(Duration::ZERO);
+                }
+            }
+            _ => {
+                // The script may still run once Redis answers: take the slots back then.
+                for seq in offered {
+                    self.registry.release(seq);
+                    self.registry.defer_release(seq);
+                }
+            }
+        }
+        self.refilling.store(false, Ordering::Release);
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -156,8 +276,23 @@ impl AdmissionBatcher {
         }
     }
 
+    /// One script call deciding `batch` (and refilling the reserve when it is low): the
+    /// admissions' verdicts, 3 numbers each.
     async fn call(&self, batch: &[Waiting]) -> Result<Vec<i64>, ClusterFault> {
         let mut connection = self.cluster.connection()?;
+        let refill = self.refill_wanted();
+        let answer = self.invoke(batch, &refill, &mut connection).await;
+        let n = batch.len() * 3;
+        self.refilled(&refill, answer.as_ref().ok().and_then(|a| a.get(n..n + 4)));
+        answer
+    }
+
+    async fn invoke(
+        &self,
+        batch: &[Waiting],
+        refill: &Refill,
+        connection: &mut redis::aio::ConnectionManager,
+    ) -> Result<Vec<i64>, ClusterFault> {
         let s = &self.settings;
         let mut call = self.cluster.scripts.admit.prepare_invoke();
         call.key(&**self.registry.key()).key(&self.rate_key);
@@ -188,8 +323,9 @@ impl AdmissionBatcher {
                 (None, false) => call.arg("c"),
             };
         }
+        call.arg(refill.slots).arg(refill.first).arg(refill.tokens);
         self.cluster
-            .bounded("admission", call.invoke_async::<Vec<i64>>(&mut connection))
+            .bounded("admission", call.invoke_async::<Vec<i64>>(connection))
             .await
     }
 }

@@ -7,9 +7,10 @@
 //! calls. This process's own limits (`local.rs`): each admission is one compare-and-swap on an
 //! atomic, per-client windows live in a sharded map (`per_client.rs`). A cluster's shared
 //! limits (`shared.rs`, cluster mode with `cluster_limits`): one Redis script per admission,
-//! the fallback of `cluster.on_redis_error`, and clients over a limit remembered locally
-//! (`over_limit.rs`). A `Permit` is held in the request context, so it is released on every
-//! path: success, error, client abort, timeout.
+//! the fallback of `cluster.on_redis_error`, clients over a limit remembered locally
+//! (`over_limit.rs`), and for large limits a reserve of spare slots and rate tokens granted
+//! ahead, so most requests need no round trip (`reserve.rs`). A `Permit` is held in the
+//! request context, so it is released on every path: success, error, client abort, timeout.
 //!
 //! Uses `cluster` (the Redis engine) and the leaf `timing` (its clock).
 
@@ -17,6 +18,7 @@ mod batch;
 mod local;
 mod over_limit;
 mod per_client;
+mod reserve;
 mod shared;
 
 use crate::cluster::Cluster;

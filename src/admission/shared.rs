@@ -5,6 +5,9 @@
 //! lease this instance renews while the request runs and gives back off the request path
 //! (the pool's next admission takes it out of the set in its own round trip).
 //! Clients refused by a per-client limit are refused locally for the rest of their window.
+//! A request no client limit applies to is first served from the instance's reserve
+//! (`reserve.rs`: spare slots and rate tokens granted ahead) when the pool's limits are large
+//! enough to have one: then it costs no round trip at all.
 //!
 //! When Redis cannot be reached the decision follows `cluster.on_redis_error`: `local`
 //! enforces this instance's share (the limit divided by the last known number of live
@@ -13,6 +16,7 @@
 use super::batch::{AdmissionBatcher, AdmissionRequest};
 use super::local::{ConcurrencySlot, LocalLimits};
 use super::over_limit::OverLimitClients;
+use super::reserve::{RateTokens, ReserveSizes};
 use super::{LimitSettings, Refusal};
 use crate::cluster::{Cluster, ClusterFault, RedisErrorPolicy, SlotRegistry};
 use crate::timing::clock;
@@ -30,6 +34,8 @@ pub(crate) struct SharedLimits {
     registry: Arc<SlotRegistry>,
     /// Sends this pool's admissions to Redis, together while one is on its way.
     batcher: Arc<AdmissionBatcher>,
+    /// The rate tokens this instance holds ahead of its requests.
+    tokens: Arc<RateTokens>,
     /// `{prefix}:pool:<id>:ip:`: the base of the clients' counters.
     client_key: String,
     /// The fallback's counters (`on_redis_error: local`).
@@ -47,8 +53,8 @@ pub(crate) struct SharedSlot {
 
 impl Drop for SharedSlot {
     fn drop(&mut self) {
-        self.registry.release(self.seq);
-        self.registry.defer_release(self.seq);
+        // Kept as a spare when the pool has a reserve, else given back to Redis.
+        self.registry.give_back(self.seq);
     }
 }
 
@@ -66,6 +72,7 @@ impl SharedLimits {
     pub(crate) fn new(cluster: &Arc<Cluster>, pool: &str, settings: &LimitSettings) -> Self {
         let registry = SlotRegistry::new(cluster.pool_key(pool, "conc"));
         cluster.register(registry.clone());
+        let tokens = Arc::new(RateTokens::default());
         SharedLimits {
             cluster: cluster.clone(),
             settings: *settings,
@@ -74,7 +81,9 @@ impl SharedLimits {
                 registry.clone(),
                 cluster.pool_key(pool, "rps"),
                 *settings,
+                tokens.clone(),
             ),
+            tokens,
             registry,
             client_key: cluster.pool_key(pool, "ip:"),
             fallback: LocalLimits::new(settings),
@@ -109,6 +118,11 @@ impl SharedLimits {
         }
         if !self.cluster.is_reachable() {
             return self.fallback(client, pool_wide);
+        }
+        if client.is_none() {
+            if let Some(hold) = self.admit_from_reserve() {
+                return Ok(hold);
+            }
         }
         let takes_slot = pool_wide && self.settings.max_concurrent > 0;
         let seq = self.cluster.next_seq();
@@ -158,6 +172,39 @@ impl SharedLimits {
         }
     }
 
+    /// A pool-wide admission from the reserve: a rate token (when the pool has a rate limit)
+    /// and a spare slot (when it has a concurrency limit), or `None` when either is missing
+    /// (Redis decides). A reserve found low is refilled off this request's path.
+    fn admit_from_reserve(&self) -> Option<Hold> {
+        let s = &self.settings;
+        let sizes = ReserveSizes::for_pool(s, self.cluster.live_instances());
+        if !sizes.serves(s) {
+            return None;
+        }
+        if s.max_per_sec > 0 && !self.tokens.take() {
+            return None;
+        }
+        let hold = match s.max_concurrent > 0 {
+            true => match self.registry.take_spare() {
+                Some(seq) => Hold::Shared(SharedSlot {
+                    registry: self.registry.clone(),
+                    seq,
+                }),
+                None => {
+                    if s.max_per_sec > 0 {
+                        self.tokens.put_back();
+                    }
+                    return None;
+                }
+            },
+            false => Hold::Nothing,
+        };
+        if self.tokens.wanted(sizes.tokens) || self.registry.spares_wanted() > 0 {
+            self.batcher.refill();
+        }
+        Some(hold)
+    }
+
     /// The refusal a script's `{0, kind, retry_after}` stands for.
     fn refusal(&self, reply: &[i64]) -> Refusal {
         let kind = reply.get(1).copied().unwrap_or(1);
@@ -194,7 +241,10 @@ impl SharedLimits {
                 self.fallback.set_share(
                     &self.settings,
                     self.cluster.live_instances(),
-                    self.registry.held_count(),
+                    // Spare slots hold no request.
+                    self.registry
+                        .held_count()
+                        .saturating_sub(self.registry.spare_count()),
                 );
                 match pool_wide {
                     true => self

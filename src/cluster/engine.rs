@@ -189,7 +189,12 @@ impl Cluster {
 
     /// A number no other admission of this process uses.
     pub(crate) fn next_seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
+        self.next_seqs(1)
+    }
+
+    /// The first of `n` consecutive numbers no other admission of this process uses.
+    pub(crate) fn next_seqs(&self, n: usize) -> u64 {
+        self.next_seq.fetch_add(n as u64, Ordering::Relaxed)
     }
 
     /// `<instance>:`, the start of every member of this instance in a pool's concurrency set

@@ -219,7 +219,7 @@ impl BackgroundService for ClusterHeartbeat {
 }
 
 /// Send released slots back that no admission took along, one script call per pool and
-/// tick. While Redis is unreachable they are dropped: their leases, no longer renewed, end by
+/// tick, spare slots unused for `SPARE_IDLE` with them. While Redis is unreachable they are dropped: their leases, no longer renewed, end by
 /// themselves.
 async fn releaser(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(RELEASE_TICK);
@@ -227,6 +227,7 @@ async fn releaser(cluster: Arc<Cluster>) {
     loop {
         tick.tick().await;
         for registry in cluster.registries() {
+            registry.shed_spares(super::SPARE_IDLE);
             loop {
                 let seqs = registry.take_released(RELEASES_PER_ADMISSION);
                 if seqs.is_empty() {

@@ -11,7 +11,7 @@
 //! - `heartbeat`: the Pingora background service that renews this instance's lease, counts the
 //!   live instances (the `local` fallback's divisor), renews the leases of the concurrency
 //!   slots this instance holds and sends released slots back, batched, off the request path.
-//! - `slots`: the concurrency slots this instance holds, per pool.
+//! - `slots`: the concurrency slots this instance holds, per pool, spare ones included.
 //! - `scripts`: the Lua scripts: admission is one script (one round trip) using Redis `TIME`,
 //!   so instance clocks do not matter.
 //!
@@ -25,7 +25,7 @@ mod slots;
 
 pub(crate) use engine::{Cluster, ClusterFault, ClusterFigures};
 pub(crate) use heartbeat::ClusterHeartbeat;
-pub(crate) use slots::{SlotRegistry, RELEASES_PER_ADMISSION};
+pub(crate) use slots::{SlotRegistry, RELEASES_PER_ADMISSION, SPARE_IDLE};
 
 use std::time::Duration;
 

@@ -22,11 +22,17 @@ use redis::Script;
 /// `max_requests_per_min_per_ip`, 7 the number of requests n, 8 the number of released slots
 /// r, then their r numbers (taken out of the concurrency set first: slots given back since the
 /// pool's last admission), then one argument per request: its slot's number, `p` (the
-/// pool-wide limits without a slot) or `c` (the client's limits only: the queue's intake).
+/// pool-wide limits without a slot) or `c` (the client's limits only: the queue's intake),
+/// then the instance's reserve (`crate::admission`, `reserve.rs`): the spare slots wanted s,
+/// the first of their numbers (the others follow it), the rate tokens wanted t.
 /// Returns 3 numbers per request: `1, 0, 0` when admitted (every counter taken), else `0,
 /// kind, retry_after_sec` with kind 1 concurrency, 2 rate, 3 client per second, 4 client per
-/// minute; nothing is counted for a refused request. A counter gets its expiry when it is
-/// created, not on every admission.
+/// minute; nothing is counted for a refused request. Then 4 numbers: the spare slots granted
+/// (the first ones of those offered), the tokens granted (counted in this second), the ms
+/// left of this second, and `1` when the pool is more than half full (the instance then gives
+/// its spares back). Spares and tokens are granted only while the pool stays at most half
+/// full, tokens only with 20 ms or more left of the second. A counter gets its expiry when
+/// it is created, not on every admission.
 const ADMIT: &str = r"
 redis.set_repl(redis.REPL_NONE)
 local prefix, lease = ARGV[1], tonumber(ARGV[2])
@@ -46,6 +52,15 @@ local kr = KEYS[2] .. ':' .. sec
 local checked_pool = false
 local clients, out, added = {}, {}, {}
 local with_clients = #KEYS > 2
+local function check_pool()
+  if checked_pool then return end
+  checked_pool = true
+  if max_conc > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+    conc_used = redis.call('ZCARD', KEYS[1])
+  end
+  if max_rate > 0 then rate_used = tonumber(redis.call('GET', kr) or '0') end
+end
 for i = 1, n do
   local a = ARGV[8 + released + i]
   local pool, member = a ~= 'c', nil
@@ -64,14 +79,7 @@ for i = 1, n do
     if per_sec > 0 and c.s + c.ds >= per_sec then ok, kind, retry = 0, 3, 1
     elseif per_min > 0 and c.m + c.dm >= per_min then ok, kind, retry = 0, 4, 60 - sec % 60 end
   end
-  if ok == 1 and pool and not checked_pool then
-    checked_pool = true
-    if max_conc > 0 then
-      redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-      conc_used = redis.call('ZCARD', KEYS[1])
-    end
-    if max_rate > 0 then rate_used = tonumber(redis.call('GET', kr) or '0') end
-  end
+  if ok == 1 and pool then check_pool() end
   if ok == 1 and pool then
     if max_conc > 0 and conc_used >= max_conc then ok, kind = 0, 1
     elseif max_rate > 0 and rate_used + rate_taken >= max_rate then ok, kind = 0, 2 end
@@ -94,6 +102,28 @@ for i = 1, n do
   out[#out + 1] = kind
   out[#out + 1] = retry
 end
+local at = 8 + released + n
+local want_s, first, want_t = tonumber(ARGV[at + 1] or '0'), tonumber(ARGV[at + 2] or '0'), tonumber(ARGV[at + 3] or '0')
+local ms_left = 999 - math.floor(tonumber(t[2]) / 1000)
+local granted_s, granted_t, full = 0, 0, 0
+if want_s > 0 or want_t > 0 or max_conc > 0 then check_pool() end
+if want_s > 0 and max_conc > 0 then
+  granted_s = math.max(0, math.min(want_s, math.floor(max_conc / 2) - conc_used))
+  for i = 0, granted_s - 1 do
+    added[#added + 1] = now + lease
+    added[#added + 1] = prefix .. (first + i)
+  end
+  conc_used = conc_used + granted_s
+end
+if want_t > 0 and max_rate > 0 and ms_left >= 20 then
+  granted_t = math.max(0, math.min(want_t, math.floor(max_rate / 2) - rate_used - rate_taken))
+  rate_taken = rate_taken + granted_t
+end
+if max_conc > 0 and conc_used * 2 > max_conc then full = 1 end
+out[#out + 1] = granted_s
+out[#out + 1] = granted_t
+out[#out + 1] = ms_left
+out[#out + 1] = full
 if rate_taken > 0 and redis.call('INCRBY', kr, rate_taken) == rate_taken then redis.call('EXPIRE', kr, 3) end
 for _, c in pairs(clients) do
   if c.ds > 0 and redis.call('INCRBY', c.ks, c.ds) == c.ds then redis.call('EXPIRE', c.ks, 3) end

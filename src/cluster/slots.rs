@@ -5,10 +5,21 @@
 //! admission to the pool, which takes them out of the set in its own round trip, or for the
 //! heartbeat's releaser, whichever comes first: giving a slot back wakes no other thread and
 //! costs no round trip of its own.
+//!
+//! Spare slots: a pool whose limit is large beside the number of live instances lets each
+//! instance hold a few slots in the set that no request uses yet (granted with an admission,
+//! see `cluster::scripts`, `ADMIT`); a request takes one without a round trip and, when it is
+//! over, leaves it spare again. They count against the limit like any held slot, so the
+//! back end never sees more than the limit; they go back to Redis after `SPARE_IDLE` unused
+//! or as soon as an admission finds the pool more than half full.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Spare slots unused this long go back to Redis (the releaser's tick).
+pub(crate) const SPARE_IDLE: Duration = Duration::from_millis(200);
 
 /// Shards of the held set: admissions on different threads rarely meet on one lock.
 const SHARDS: usize = 16;
@@ -23,6 +34,17 @@ pub(crate) struct SlotRegistry {
     count: AtomicUsize,
     /// Slots given back and not yet taken out of the set in Redis.
     released: Mutex<Vec<u64>>,
+    spares: Mutex<Spares>,
+}
+
+/// Held slots no request uses now.
+#[derive(Debug)]
+struct Spares {
+    seqs: Vec<u64>,
+    /// How many to keep at most (0: none; set by the pool's admission).
+    cap: usize,
+    /// When one was last taken or kept.
+    last_used: Instant,
 }
 
 /// The most released members one admission takes out of the set.
@@ -35,7 +57,16 @@ impl SlotRegistry {
             shards: (0..SHARDS).map(|_| Mutex::new(HashSet::new())).collect(),
             count: AtomicUsize::new(0),
             released: Mutex::new(Vec::new()),
+            spares: Mutex::new(Spares {
+                seqs: Vec::new(),
+                cap: 0,
+                last_used: Instant::now(),
+            }),
         })
+    }
+
+    fn spares(&self) -> MutexGuard<'_, Spares> {
+        self.spares.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn shard(&self, seq: u64) -> MutexGuard<'_, HashSet<u64>> {
@@ -89,6 +120,90 @@ impl SlotRegistry {
         released.split_off(rest)
     }
 
+    /// Keep at most `cap` spare slots from now on (the extra ones go back).
+    pub(crate) fn set_spare_cap(&self, cap: usize) {
+        let extra = {
+            let mut spares = self.spares();
+            spares.cap = cap;
+            let keep = spares.seqs.len().min(cap);
+            spares.seqs.split_off(keep)
+        };
+        self.give_back_all(extra);
+    }
+
+    /// A spare slot for a request, if one is held.
+    pub(crate) fn take_spare(&self) -> Option<u64> {
+        let mut spares = self.spares();
+        let seq = spares.seqs.pop()?;
+        spares.last_used = Instant::now();
+        Some(seq)
+    }
+
+    /// How many spare slots are held now.
+    pub(crate) fn spare_count(&self) -> usize {
+        self.spares().seqs.len()
+    }
+
+    /// How many more spare slots to ask for: none while more than half of them are there.
+    pub(crate) fn spares_wanted(&self) -> usize {
+        let spares = self.spares();
+        match spares.seqs.len() * 2 < spares.cap {
+            true => spares.cap - spares.seqs.len(),
+            false => 0,
+        }
+    }
+
+    /// Slot `seq`'s request is over: it stays held as a spare if one is wanted, else it goes
+    /// back to Redis.
+    pub(crate) fn give_back(&self, seq: u64) {
+        {
+            let mut spares = self.spares();
+            if spares.seqs.len() < spares.cap {
+                spares.seqs.push(seq);
+                spares.last_used = Instant::now();
+                return;
+            }
+        }
+        self.release(seq);
+        self.defer_release(seq);
+    }
+
+    /// Slots granted as spares (held already); those beyond the cap go back.
+    pub(crate) fn add_spares(&self, seqs: impl IntoIterator<Item = u64>) {
+        let mut extra = Vec::new();
+        {
+            let mut spares = self.spares();
+            for seq in seqs {
+                match spares.seqs.len() < spares.cap {
+                    true => spares.seqs.push(seq),
+                    false => extra.push(seq),
+                }
+            }
+            spares.last_used = Instant::now();
+        }
+        self.give_back_all(extra);
+    }
+
+    /// Every spare slot goes back to Redis (the pool is getting full, or they sat unused
+    /// for `idle`; `Duration::ZERO`: whatever their age).
+    pub(crate) fn shed_spares(&self, idle: Duration) {
+        let shed = {
+            let mut spares = self.spares();
+            if spares.seqs.is_empty() || spares.last_used.elapsed() < idle {
+                return;
+            }
+            std::mem::take(&mut spares.seqs)
+        };
+        self.give_back_all(shed);
+    }
+
+    fn give_back_all(&self, seqs: Vec<u64>) {
+        for seq in seqs {
+            self.release(seq);
+            self.defer_release(seq);
+        }
+    }
+
     /// Every slot held now.
     pub(crate) fn held(&self) -> Vec<u64> {
         let mut all = Vec::new();
@@ -119,6 +234,36 @@ mod tests {
         assert_eq!(r.held_count(), 39, "released once");
         assert!(!held.contains(&7));
         assert_eq!(&**r.key(), "k");
+    }
+
+    #[test]
+    fn spare_slots_are_kept_up_to_the_cap_and_shed_when_asked() {
+        let r = SlotRegistry::new("k".into());
+        for seq in 0..6 {
+            r.hold(seq);
+        }
+        assert_eq!(r.spares_wanted(), 0, "no cap, no spares");
+        r.give_back(0);
+        assert_eq!(r.spare_count(), 0);
+        assert_eq!(r.take_released(10), vec![0]);
+        r.set_spare_cap(4);
+        assert_eq!(r.spares_wanted(), 4);
+        r.add_spares([1, 2, 3, 4, 5]);
+        assert_eq!(r.spare_count(), 4);
+        assert_eq!(r.take_released(10), vec![5], "beyond the cap: given back");
+        assert_eq!(r.spares_wanted(), 0);
+        let seq = r.take_spare().expect("a spare");
+        assert_eq!(r.held_count(), 4, "a spare in use is still held");
+        r.give_back(seq);
+        assert_eq!(r.spare_count(), 4, "kept as a spare again");
+        r.shed_spares(Duration::from_secs(60));
+        assert_eq!(r.spare_count(), 4, "used recently: kept");
+        r.set_spare_cap(2);
+        assert_eq!(r.spare_count(), 2);
+        r.shed_spares(Duration::ZERO);
+        assert_eq!(r.spare_count(), 0);
+        assert_eq!(r.held_count(), 0);
+        assert_eq!(r.take_released(10).len(), 4);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The server: builds every runtime object from the `Settings` config produced, each by its
 //! owner, assembles the Pingora server and runs it. Owns the listen addresses
-//! (`listeners.rs`), the HTTPS certificates (`tls.rs`), the client listeners that accept every
+//! (`listeners.rs`), the HTTPS certificates and TLS configuration (`tls.rs`, its session
+//! tickets in `tickets.rs`), the client listeners that accept every
 //! connection (`client_listener.rs`, its socket in `client_socket.rs`), the front door every
 //! connection passes (`front_door.rs`: the client connection cap of `connection_limit.rs`,
 //! request heads read and checked by `head_reader.rs`), the graceful shutdown
@@ -22,6 +23,7 @@ mod privileges;
 mod settings;
 mod shutdown;
 mod startup;
+mod tickets;
 mod tls;
 
 pub(crate) use listeners::{listen_addr, local_addr};
@@ -179,7 +181,7 @@ fn client_listeners(listeners: &ListenerSettings) -> Result<Vec<ClientListener>,
         .collect();
     if let Some(https) = &listeners.https {
         // One acceptor (certificates loaded once) for the main and the alt ports.
-        let acceptor = Arc::new(tls::tls_settings(https)?.build());
+        let acceptor = Arc::new(tls::acceptor(https)?);
         for addr in std::iter::once(&https.addr).chain(&https.alt_addrs) {
             all.push(ClientListener {
                 addr: addr.clone(),

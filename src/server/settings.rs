@@ -117,4 +117,7 @@ pub(crate) struct TlsListener {
     pub(crate) sni: Vec<(String, String, String)>,
     /// `https_http2`: offer HTTP/2 by ALPN.
     pub(crate) http2: bool,
+    /// `https_session_resumption`: the file of `https_ticket_key_file` (its default made
+    /// absolute); `None`: resumption off.
+    pub(crate) resumption: Option<std::path::PathBuf>,
 }

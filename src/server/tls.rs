@@ -2,14 +2,23 @@
 //! `https_ca_file`) for every name, plus
 //! `https_sni_certs` chosen by the name the client asks for (SNI), exact names before
 //! `*.domain` wildcards. Loaded once at start, so a bad file stops the start with its name
-//! (Pingora's own loader would panic inside the listener instead).
+//! (Pingora's own loader would panic inside the listener instead). The TLS configuration is
+//! built here, not by Pingora's `TlsSettings`, for session resumption
+//! (`https_session_resumption`): tickets whose keys the processes of a reload share
+//! (`tickets.rs`) and a cache of sessions for clients without tickets.
 
+use super::tickets::TicketKeys;
 use super::TlsListener;
-use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::tls::Acceptor;
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert};
+use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
+use rustls::ServerConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Sessions kept for resumption by clients that take no tickets (TLS 1.2 session ids).
+const SESSION_CACHE_SIZE: usize = 1024;
 
 /// A certificate or key that cannot be used, with the config key that names it.
 #[derive(Debug, thiserror::Error)]
@@ -77,19 +86,57 @@ impl ResolvesServerCert for SniCertificates {
     }
 }
 
-/// The listener's TLS settings: the certificates above and, with `https_http2`, ALPN `h2`
-/// before `http/1.1`.
-pub(super) fn tls_settings(listener: &TlsListener) -> Result<TlsSettings, CertificateError> {
+/// The listener's TLS acceptor: TLS 1.2 and 1.3, the certificates above, with `https_http2`
+/// ALPN `h2` before `http/1.1`, and resumption unless `https_session_resumption` is off.
+pub(super) fn acceptor(listener: &TlsListener) -> Result<Acceptor, CertificateError> {
     let certs = SniCertificates::load(listener)?;
-    let mut settings = TlsSettings::intermediate("", "").map_err(|e| CertificateError {
-        key: "WebServer.https".into(),
-        why: e.to_string(),
-    })?;
-    settings.set_cert_resolver(Arc::new(certs));
+    let provider = Arc::new(server_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .map_err(|e| CertificateError {
+            key: "WebServer.https".into(),
+            why: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(certs));
+    config.ignore_client_order = true;
     if listener.http2 {
-        settings.enable_h2();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
-    Ok(settings)
+    match &listener.resumption {
+        Some(key_file) => {
+            let keys = TicketKeys::from_file(key_file).map_err(|why| CertificateError {
+                key: "WebServer.https_ticket_key_file".into(),
+                why,
+            })?;
+            config.ticketer = Arc::new(keys);
+            config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+        }
+        None => {
+            config.session_storage = Arc::new(NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
+    }
+    Ok(Acceptor::from_server_config(Arc::new(config)))
+}
+
+/// The cryptography of the HTTPS listener's handshakes: aws-lc-rs (fewer instructions per
+/// handshake than ring, most of all for RSA signatures; see README "Why aws-lc-rs"), its
+/// AES-128 suites first: their SHA-256 key schedule costs less than SHA-384's, and the
+/// server's order decides (`ignore_client_order`).
+fn server_provider() -> CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    let rank = |suite: &rustls::SupportedCipherSuite| match suite.suite() {
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
+        rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => 1,
+        rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => 2,
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 3,
+        _ => 4,
+    };
+    // A stable sort: the provider's order among equals.
+    provider.cipher_suites.sort_by_key(rank);
+    provider
 }
 
 /// A certificate chain and its key; `chain_file` (`https_ca_file`) adds the intermediate
@@ -113,8 +160,7 @@ fn load_pair(
             .ok_or_else(|| format!("chain: no certificate in `{chain_file}`"))?;
         certs.extend(chain);
     }
-    let provider = CryptoProvider::get_default()
-        .ok_or_else(|| "no TLS crypto provider installed".to_string())?;
+    let provider = server_provider();
     let signing_key = provider
         .key_provider
         .load_private_key(key)
@@ -146,6 +192,7 @@ mod tests {
             alt_addrs: Vec::new(),
             ca_file: String::new(),
             http2: true,
+            resumption: None,
             cert_file: dc,
             key_file: dk,
             sni: vec![("A.test".into(), ac, ak), ("*.b.test".into(), wc, wk)],
@@ -173,6 +220,7 @@ mod tests {
             alt_addrs: Vec::new(),
             ca_file: String::new(),
             http2: true,
+            resumption: None,
             cert_file: dc,
             key_file: dk.clone(),
             sni: vec![("a.test".into(), dk.clone(), dk)],

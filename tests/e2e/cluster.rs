@@ -266,34 +266,34 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_never_let_more_than_the_shared_limits_reach_the_back_end() {
-    let redis = RedisServer::start();
-    let o = origin::http();
-    // A long lease: a slot must not expire under a 75 ms request on a loaded machine.
-    let cluster = Cluster::on(&redis, "limits").lease(3000).timeout(1000);
-    let config = cluster.config(&pool(
-        "default",
-        o.port(),
-        "max_concurrent_requests: 4, max_requests_per_sec: 30",
-    ));
-    let pgs: Vec<Poolgate> = (0..3).map(|_| instance(&config)).collect();
-    let c = client();
-    for pg in &pgs {
-        wait_live(&c, pg, 3).await;
-    }
-    // 12 clients at once, each sending to the three instances in turn until 120 requests were
-    // served; a refused client waits 20 ms before its next request.
-    const TARGET: usize = 120;
-    let urls: Arc<Vec<String>> = Arc::new(pgs.iter().map(|pg| pg.url("/slow/75")).collect());
+/// What `spread_load` saw.
+struct SpreadLoad {
+    served: usize,
+    per_instance: Vec<usize>,
+    refused: usize,
+    unexpected: Vec<String>,
+}
+
+/// `workers` clients at once, each sending to the `urls` (one per instance) in turn until
+/// `target` requests were served (or 90 s passed); a client refused with one of the `allowed`
+/// 429 answers waits 20 ms before its next request.
+async fn spread_load(
+    c: &reqwest::Client,
+    urls: Vec<String>,
+    workers: usize,
+    target: usize,
+    allowed: Vec<String>,
+) -> SpreadLoad {
+    let n = urls.len();
+    let urls = Arc::new(urls);
+    let allowed = Arc::new(allowed);
     let served = Arc::new(AtomicUsize::new(0));
     let per_instance: Arc<Vec<AtomicUsize>> =
-        Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
+        Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
     let refused = Arc::new(AtomicUsize::new(0));
     let unexpected = Arc::new(Mutex::new(Vec::<String>::new()));
-    let allowed = [concurrency_refusal(4), rate_refusal(30)];
     let deadline = Instant::now() + Duration::from_secs(90);
-    let workers: Vec<_> = (0..12)
+    let tasks: Vec<_> = (0..workers)
         .map(|w| {
             let (c, urls, served, per_instance, refused, unexpected, allowed) = (
                 c.clone(),
@@ -306,8 +306,8 @@ async fn three_instances_never_let_more_than_the_shared_limits_reach_the_back_en
             );
             tokio::spawn(async move {
                 let mut k = 0;
-                while served.load(Ordering::SeqCst) < TARGET && Instant::now() < deadline {
-                    let i = (w + k) % 3;
+                while served.load(Ordering::SeqCst) < target && Instant::now() < deadline {
+                    let i = (w + k) % n;
                     k += 1;
                     match c.get(&urls[i]).send().await {
                         Ok(resp) => {
@@ -337,15 +337,60 @@ async fn three_instances_never_let_more_than_the_shared_limits_reach_the_back_en
             })
         })
         .collect();
-    for w in workers {
-        w.await.expect("worker");
+    for t in tasks {
+        t.await.expect("worker");
     }
-    let served = served.load(Ordering::SeqCst);
-    let per_instance: Vec<usize> = per_instance
-        .iter()
-        .map(|n| n.load(Ordering::SeqCst))
-        .collect();
     let unexpected = unexpected.lock().expect("lock").clone();
+    SpreadLoad {
+        served: served.load(Ordering::SeqCst),
+        per_instance: per_instance
+            .iter()
+            .map(|n| n.load(Ordering::SeqCst))
+            .collect(),
+        refused: refused.load(Ordering::SeqCst),
+        unexpected,
+    }
+}
+
+/// How many `EVALSHA` calls (every script call: admissions, heartbeats, releases) Redis
+/// has answered.
+fn script_calls(redis: &RedisServer) -> u64 {
+    let stats = redis.query(&["INFO", "commandstats"]).text();
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_never_let_more_than_the_shared_limits_reach_the_back_end() {
+    let redis = RedisServer::start();
+    let o = origin::http();
+    // A long lease: a slot must not expire under a 75 ms request on a loaded machine.
+    let cluster = Cluster::on(&redis, "limits").lease(3000).timeout(1000);
+    let config = cluster.config(&pool(
+        "default",
+        o.port(),
+        "max_concurrent_requests: 4, max_requests_per_sec: 30",
+    ));
+    let pgs: Vec<Poolgate> = (0..3).map(|_| instance(&config)).collect();
+    let c = client();
+    for pg in &pgs {
+        wait_live(&c, pg, 3).await;
+    }
+    // 12 clients at once, each sending to the three instances in turn until 120 requests were
+    // served; a refused client waits 20 ms before its next request.
+    const TARGET: usize = 120;
+    let urls: Vec<String> = pgs.iter().map(|pg| pg.url("/slow/75")).collect();
+    let allowed = vec![concurrency_refusal(4), rate_refusal(30)];
+    let SpreadLoad {
+        served,
+        per_instance,
+        refused,
+        unexpected,
+    } = spread_load(&c, urls, 12, TARGET, allowed).await;
     assert!(
         unexpected.is_empty(),
         "answers other than 200 or the pool's 429: {unexpected:?}"
@@ -356,10 +401,7 @@ async fn three_instances_never_let_more_than_the_shared_limits_reach_the_back_en
         served,
         "every 200 reached the origin once, nothing else did"
     );
-    assert!(
-        refused.load(Ordering::SeqCst) > 0,
-        "the limits never refused anything"
-    );
+    assert!(refused > 0, "the limits never refused anything");
     assert!(
         per_instance.iter().all(|n| *n > 0),
         "every instance served some requests: {per_instance:?}"
@@ -376,6 +418,109 @@ async fn three_instances_never_let_more_than_the_shared_limits_reach_the_back_en
     assert!(
         per_second.values().all(|n| *n <= 30 + 4),
         "arrivals per wall-clock second: {per_second:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_holding_spare_slots_and_tokens_still_never_exceed_the_shared_limits() {
+    let redis = RedisServer::start();
+    let o = origin::http();
+    let cluster = Cluster::on(&redis, "reserve").lease(3000).timeout(1000);
+    // Large enough for a reserve with two instances (4 spare slots, 8 tokens each), small
+    // enough for 48 clients to run into both limits.
+    let config = cluster.config(&pool(
+        "default",
+        o.port(),
+        "max_concurrent_requests: 64, max_requests_per_sec: 128",
+    ));
+    let pgs: Vec<Poolgate> = (0..2).map(|_| instance(&config)).collect();
+    let c = client();
+    for pg in &pgs {
+        wait_live(&c, pg, 2).await;
+    }
+    const TARGET: usize = 400;
+    let urls: Vec<String> = pgs.iter().map(|pg| pg.url("/slow/50")).collect();
+    let allowed = vec![concurrency_refusal(64), rate_refusal(128)];
+    let load = spread_load(&c, urls, 48, TARGET, allowed).await;
+    assert!(
+        load.unexpected.is_empty(),
+        "answers other than 200 or the pool's 429: {:?}",
+        load.unexpected
+    );
+    assert!(load.served >= TARGET, "only {} served in 90 s", load.served);
+    assert_eq!(
+        o.requests(),
+        load.served,
+        "every 200 reached the origin once"
+    );
+    assert!(load.refused > 0, "the limits never refused anything");
+    assert!(
+        o.slow_max() <= 64,
+        "{} requests at once at the origin",
+        o.slow_max()
+    );
+    // As in the test above: 128 per Redis second, plus the 64 slots' requests admitted at
+    // the end of one second and arriving in the next.
+    let per_second = o.arrivals_per_second();
+    assert!(
+        per_second.values().all(|n| *n <= 128 + 64),
+        "arrivals per wall-clock second: {per_second:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_with_large_limits_admits_most_requests_without_a_round_trip() {
+    let redis = RedisServer::start();
+    let o = origin::http();
+    let cluster = Cluster::on(&redis, "ahead").lease(3000).timeout(1000);
+    let config = cluster.config(&pool(
+        "default",
+        o.port(),
+        "max_concurrent_requests: 1000, max_requests_per_sec: 100000",
+    ));
+    let pg = instance(&config);
+    let c = client();
+    wait_live(&c, &pg, 1).await;
+    let before = script_calls(&redis);
+    const REQUESTS: usize = 400;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (c, url) = (c.clone(), pg.url("/"));
+            tokio::spawn(async move {
+                let mut ok = 0;
+                for _ in 0..REQUESTS / 4 {
+                    if let Ok(resp) = c.get(&url).send().await {
+                        ok += usize::from(resp.status() == 200);
+                        let _ = resp.bytes().await;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.expect("client");
+    }
+    let calls = script_calls(&redis) - before;
+    assert_eq!(ok, REQUESTS, "every request served");
+    assert_eq!(o.requests(), REQUESTS);
+    // Heartbeats, the first admission of each second, a grant now and then: far fewer
+    // script calls than requests.
+    assert!(
+        calls < REQUESTS as u64 / 4,
+        "{calls} script calls for {REQUESTS} requests"
+    );
+    // Unused for a while, the spare slots go back: the pool's set empties.
+    let set = format!("{{{}}}:pool:default:conc", cluster.prefix);
+    let emptied = within(Duration::from_secs(5), || {
+        redis.query(&["ZCARD", &set]).integer() == Some(0)
+    })
+    .await;
+    assert!(
+        emptied,
+        "spare slots still held: {:?}",
+        redis.query(&["ZRANGE", &set, "0", "-1"])
     );
 }
 

@@ -31,6 +31,7 @@ mod stats;
 mod throttling;
 mod timeouts;
 mod tls;
+mod tls_resumption;
 mod upload_limit;
 mod websocket;
 

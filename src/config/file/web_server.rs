@@ -76,6 +76,13 @@ pub(crate) struct WebServerConfig {
     pub(crate) http_brotli_opts: CompressOptions,
     /// poolgate: offer HTTP/2 on the HTTPS listener (ALPN `h2`, falling back to HTTP/1.1).
     pub(crate) https_http2: bool,
+    /// poolgate: let returning clients resume their TLS sessions (tickets, and a cache of
+    /// sessions for clients without tickets); `false`: every handshake is a full one.
+    pub(crate) https_session_resumption: bool,
+    /// poolgate: the secret the session tickets' keys are derived from, shared by the
+    /// processes of a zero-downtime reload (and by instances given the same file); empty =
+    /// `<log_dir>/poolgate-tls-tickets.key`, created at first start.
+    pub(crate) https_ticket_key_file: String,
     /// poolgate: accept cleartext HTTP/2 (prior knowledge, `h2c`) on the HTTP listener.
     pub(crate) http_h2c: bool,
     /// poolgate: more certificates, selected by the name the client asks for (SNI):
@@ -205,6 +212,8 @@ impl Default for WebServerConfig {
             http_enable_brotli: false,
             http_brotli_opts: CompressOptions::default(),
             https_http2: true,
+            https_session_resumption: true,
+            https_ticket_key_file: String::new(),
             http_h2c: false,
             https_sni_certs: BTreeMap::new(),
             http_htdocs_dir: "htdocs".into(),

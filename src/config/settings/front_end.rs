@@ -4,7 +4,8 @@
 //! timeouts (`http_timeout`, `https_timeout`, `http_keep_alive_timeout`,
 //! `http_socket_prelim_timeout`, `http_request_timeout`, `http_max_requests_per_connection`)
 //! and the request queue (`http_max_concurrent_requests` and its keys); `http_alt_ports`,
-//! `https_alt_ports`, `https_ca_file`; `http_public_ip_offset` (who the client is).
+//! `https_alt_ports`, `https_ca_file`, `https_session_resumption`, `https_ticket_key_file`;
+//! `http_public_ip_offset` (who the client is).
 
 use crate::config::file::{CompressOptions, WebServerConfig};
 use crate::config::problem::Problems;
@@ -20,7 +21,11 @@ use std::time::Duration;
 
 /// Where poolgate listens: `http_port`, `https_port` with their bind addresses and
 /// certificates, `http_max_connections`, `http_h2c`.
-pub(super) fn listeners(web: &WebServerConfig, problems: &mut Problems) -> ListenerSettings {
+pub(super) fn listeners(
+    web: &WebServerConfig,
+    log_dir: &std::path::Path,
+    problems: &mut Problems,
+) -> ListenerSettings {
     let https = web.https.then(|| {
         for (key, value) in [
             ("https_cert_file", &web.https_cert_file),
@@ -42,6 +47,17 @@ pub(super) fn listeners(web: &WebServerConfig, problems: &mut Problems) -> Liste
             "" => &web.http_bind_address,
             own => own,
         };
+        if let Ok(meta) = std::fs::metadata(&web.https_ticket_key_file) {
+            // A missing file is created at start; one that is there must be usable.
+            if web.https_session_resumption && meta.len() < 32 {
+                let why = format!(
+                    "file `{}` holds {} bytes, a ticket key needs at least 32",
+                    web.https_ticket_key_file,
+                    meta.len()
+                );
+                problems.push("WebServer.https_ticket_key_file", why);
+            }
+        }
         if !web.https_ca_file.is_empty() && !std::path::Path::new(&web.https_ca_file).is_file() {
             let why = format!("file `{}` not found", web.https_ca_file);
             problems.push("WebServer.https_ca_file", why);
@@ -54,6 +70,13 @@ pub(super) fn listeners(web: &WebServerConfig, problems: &mut Problems) -> Liste
             ca_file: web.https_ca_file.clone(),
             sni: sni_certs(web, problems),
             http2: web.https_http2,
+            resumption: web.https_session_resumption.then(|| {
+                let file = match web.https_ticket_key_file.as_str() {
+                    "" => log_dir.join("poolgate-tls-tickets.key"),
+                    own => std::path::PathBuf::from(own),
+                };
+                std::path::absolute(&file).unwrap_or(file)
+            }),
         }
     });
     alt_ports(web, problems);

@@ -37,7 +37,7 @@ use std::time::Duration;
 pub(crate) fn settings(cfg: &FileConfig) -> Result<Settings, Vec<Problem>> {
     let mut problems = Problems::default();
     bind::bind_addresses(&cfg.web_server, &mut problems);
-    let listeners = front_end::listeners(&cfg.web_server, &mut problems);
+    let listeners = front_end::listeners(&cfg.web_server, Path::new(&cfg.log_dir), &mut problems);
     let mut front_end = front_end::front_end(&cfg.web_server, &mut problems);
     if let Some(front_end) = &mut front_end {
         front_end.static_files = static_files::static_files(cfg, &mut problems);
