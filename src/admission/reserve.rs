@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The most spare slots an instance holds for one pool.
-const MAX_SPARE_SLOTS: usize = 32;
+const MAX_SPARE_SLOTS: usize = 128;
 /// The most rate tokens one grant hands an instance.
 const MAX_TOKENS: u64 = 256;
 /// An instance may hold at most the limit divided by this times the live instances.
@@ -171,11 +171,11 @@ mod tests {
     fn large_limits_get_a_bounded_reserve_per_live_instance() {
         let s = limits(100_000, 100_000_000);
         let one = ReserveSizes::for_pool(&s, 1);
-        assert_eq!((one.slots, one.tokens), (32, 256));
+        assert_eq!((one.slots, one.tokens), (128, 256));
         assert!(one.serves(&s));
         let s = limits(960, 0);
         let three = ReserveSizes::for_pool(&s, 3);
-        assert_eq!((three.slots, three.tokens), (32, 0));
+        assert_eq!((three.slots, three.tokens), (40, 0));
         assert!(three.serves(&s));
         assert_eq!(ReserveSizes::for_pool(&s, 10).slots, 12);
         assert!(!ReserveSizes::for_pool(&limits(0, 0), 1).serves(&limits(0, 0)));
