@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what building poolgate needs beyond the Rust toolchain: cmake (Pingora's zlib-ng
-# build) and a C compiler (ring, zlib-ng). Idempotent: installs only what is missing.
+# build) and a C compiler (ring, zlib-ng, aws-lc-sys for the HTTPS listener's handshakes).
+# Idempotent: installs only what is missing.
 set -euo pipefail
 
 missing=()
