@@ -92,14 +92,15 @@ impl RateTokens {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Take one token, if one of the current second is left.
-    pub(super) fn take(&self) -> bool {
+    /// Take one token, if one of the current second is left, and say whether a new grant of
+    /// `size` should now be asked for (see `wanted`), read under the same lock.
+    pub(super) fn take(&self, size: u64) -> Option<bool> {
         let mut tokens = self.state();
         if tokens.left == 0 || Instant::now() >= tokens.until {
-            return false;
+            return None;
         }
         tokens.left -= 1;
-        true
+        Some(tokens.left * 2 < size)
     }
 
     /// Put back a token just taken (its request found no spare slot).
@@ -184,18 +185,23 @@ mod tests {
     #[test]
     fn tokens_are_used_only_within_their_second() {
         let t = RateTokens::default();
-        assert!(!t.take());
+        assert_eq!(t.take(4), None);
         assert!(t.wanted(8));
         let asked = Instant::now();
         t.add(3, 10_000, asked);
         assert!(!t.wanted(4), "3 of 4 left");
-        assert!(t.take() && t.take());
+        assert_eq!(t.take(4), Some(false), "2 of 4 left");
+        assert_eq!(t.take(4), Some(true), "1 of 4 left: ask for more");
         assert!(t.wanted(4));
         t.put_back();
-        assert!(t.take() && t.take());
-        assert!(!t.take(), "all used");
+        assert!(t.take(4).is_some() && t.take(4).is_some());
+        assert_eq!(t.take(4), None, "all used");
         let late = RateTokens::default();
         late.add(2, 1, Instant::now());
-        assert!(!late.take(), "a second about to end gives nothing usable");
+        assert_eq!(
+            late.take(4),
+            None,
+            "a second about to end gives nothing usable"
+        );
     }
 }

@@ -181,15 +181,20 @@ impl SharedLimits {
         if !sizes.serves(s) {
             return None;
         }
-        if s.max_per_sec > 0 && !self.tokens.take() {
-            return None;
+        // Each take says, under its own lock, whether its part of the reserve runs low.
+        let mut low = false;
+        if s.max_per_sec > 0 {
+            low |= self.tokens.take(sizes.tokens)?;
         }
         let hold = match s.max_concurrent > 0 {
             true => match self.registry.take_spare() {
-                Some(seq) => Hold::Shared(SharedSlot {
-                    registry: self.registry.clone(),
-                    seq,
-                }),
+                Some((seq, slots_low)) => {
+                    low |= slots_low;
+                    Hold::Shared(SharedSlot {
+                        registry: self.registry.clone(),
+                        seq,
+                    })
+                }
                 None => {
                     if s.max_per_sec > 0 {
                         self.tokens.put_back();
@@ -199,7 +204,7 @@ impl SharedLimits {
             },
             false => Hold::Nothing,
         };
-        if self.tokens.wanted(sizes.tokens) || self.registry.spares_wanted() > 0 {
+        if low {
             self.batcher.refill();
         }
         Some(hold)

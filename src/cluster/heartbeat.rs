@@ -219,8 +219,8 @@ impl BackgroundService for ClusterHeartbeat {
 }
 
 /// Send released slots back that no admission took along, one script call per pool and
-/// tick, spare slots unused for `SPARE_IDLE` with them. While Redis is unreachable they are dropped: their leases, no longer renewed, end by
-/// themselves.
+/// tick, spare slots unused for `SPARE_IDLE` with them. While Redis is unreachable they are
+/// dropped: their leases, no longer renewed, end by themselves.
 async fn releaser(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(RELEASE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

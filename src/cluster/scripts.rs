@@ -79,8 +79,8 @@ for i = 1, n do
     if per_sec > 0 and c.s + c.ds >= per_sec then ok, kind, retry = 0, 3, 1
     elseif per_min > 0 and c.m + c.dm >= per_min then ok, kind, retry = 0, 4, 60 - sec % 60 end
   end
-  if ok == 1 and pool then check_pool() end
   if ok == 1 and pool then
+    check_pool()
     if max_conc > 0 and conc_used >= max_conc then ok, kind = 0, 1
     elseif max_rate > 0 and rate_used + rate_taken >= max_rate then ok, kind = 0, 2 end
   end

@@ -131,12 +131,13 @@ impl SlotRegistry {
         self.give_back_all(extra);
     }
 
-    /// A spare slot for a request, if one is held.
-    pub(crate) fn take_spare(&self) -> Option<u64> {
+    /// A spare slot for a request, if one is held, and whether the spares are now low
+    /// enough to ask for more (see `spares_wanted`), read under the same lock.
+    pub(crate) fn take_spare(&self) -> Option<(u64, bool)> {
         let mut spares = self.spares();
         let seq = spares.seqs.pop()?;
         spares.last_used = Instant::now();
-        Some(seq)
+        Some((seq, spares.seqs.len() * 2 < spares.cap))
     }
 
     /// How many spare slots are held now.
@@ -252,7 +253,8 @@ mod tests {
         assert_eq!(r.spare_count(), 4);
         assert_eq!(r.take_released(10), vec![5], "beyond the cap: given back");
         assert_eq!(r.spares_wanted(), 0);
-        let seq = r.take_spare().expect("a spare");
+        let (seq, low) = r.take_spare().expect("a spare");
+        assert!(!low, "3 of 4 left");
         assert_eq!(r.held_count(), 4, "a spare in use is still held");
         r.give_back(seq);
         assert_eq!(r.spare_count(), 4, "kept as a spare again");

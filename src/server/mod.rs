@@ -1,13 +1,12 @@
 //! The server: builds every runtime object from the `Settings` config produced, each by its
 //! owner, assembles the Pingora server and runs it. Owns the listen addresses
-//! (`listeners.rs`), the HTTPS certificates and TLS configuration (`tls.rs`, its session
-//! tickets in `tickets.rs`), the client listeners that accept every
-//! connection (`client_listener.rs`, its socket in `client_socket.rs`), the front door every
-//! connection passes (`front_door.rs`: the client connection cap of `connection_limit.rs`,
-//! request heads read and checked by `head_reader.rs`), the graceful shutdown
-//! (`shutdown.rs`), `uid`/`gid`/`nice` (`privileges.rs`), the open-file limit raised to the
-//! hard limit (`open_files.rs`), the startup lines (`startup.rs`) and the sample config's
-//! origin (`demo_origin.rs`).
+//! (`listeners.rs`), TLS (`tls.rs`, session tickets in `tickets.rs`), the client listeners that
+//! accept every connection (`client_listener.rs`, its socket in `client_socket.rs`), the front
+//! door every connection passes (`front_door.rs`: the client connection cap of
+//! `connection_limit.rs`, request heads read and checked by `head_reader.rs`), the graceful
+//! shutdown (`shutdown.rs`), `uid`/`gid`/`nice` (`privileges.rs`), the open-file limit raised
+//! to the hard limit (`open_files.rs`), the startup lines (`startup.rs`) and the sample
+//! config's origin (`demo_origin.rs`).
 //!
 //! Uses `proxy` and every concept folder below it; `config` uses its settings types.
 
@@ -28,7 +27,9 @@ mod tls;
 
 pub(crate) use listeners::{listen_addr, local_addr};
 pub(crate) use privileges::{identity, Identity, IdentityError};
-pub(crate) use settings::{ListenerSettings, PoolEntry, ProcessSettings, Settings, TlsListener};
+pub(crate) use settings::{
+    ListenerSettings, PoolEntry, ProcessSettings, Settings, TlsListener, TICKET_SECRET_MIN,
+};
 
 use crate::cluster::{Cluster, ClusterHeartbeat};
 use crate::event_log::{self, EventLogSettings, WebLog};
@@ -203,8 +204,7 @@ fn server_options(listeners: &ListenerSettings, idle_timeout_sec: u64) -> HttpSe
     options
 }
 
-/// HTTP/2 as Pingora sets it up, with the header block bounded by `http_max_header_size`
-/// (a larger one is answered 431 by the HTTP/2 layer).
+/// HTTP/2 as Pingora sets it up, the header block bounded by `http_max_header_size` (431).
 fn h2_options(max_head_size: usize) -> pingora::protocols::http::v2::server::H2Options {
     let mut options = pingora::protocols::http::v2::server::default_h2_options();
     options.max_header_list_size(u32::try_from(max_head_size).unwrap_or(u32::MAX));
@@ -232,8 +232,7 @@ fn start_balancers(pools: &[Arc<Pool>], server: &mut Server) -> Result<(), Start
     Ok(())
 }
 
-/// Check that every queue directory can be written, so a bad `queue_dir` stops the start
-/// instead of failing requests later.
+/// Check that every queue directory can be written: a bad `queue_dir` stops the start.
 fn check_queue_dirs(pools: &[Arc<Pool>], queues: &QueueTable) -> Result<(), StartError> {
     for (index, queue) in queues.iter() {
         let settings = &queue.settings;

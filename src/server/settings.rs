@@ -121,3 +121,7 @@ pub(crate) struct TlsListener {
     /// absolute); `None`: resumption off.
     pub(crate) resumption: Option<std::path::PathBuf>,
 }
+
+/// The shortest `https_ticket_key_file` secret the session tickets' keys may be derived from
+/// (and the length of one poolgate creates).
+pub(crate) const TICKET_SECRET_MIN: usize = 32;

@@ -10,6 +10,7 @@
 //! `<log_dir>/poolgate-tls-tickets.key`, is created at first start (32 random bytes, mode
 //! 0600); replacing its content rotates every key at the next start or reload.
 
+use super::TICKET_SECRET_MIN;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -20,8 +21,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How long one ticket key is used for new tickets.
 const PERIOD_SECS: u64 = 12 * 3600;
-/// The shortest secret accepted (and the length of a generated one).
-const SECRET_LEN: usize = 32;
 /// Separates these keys from anything else derived from the same secret.
 const SALT: &[u8] = b"poolgate session tickets v1";
 /// A ticket: the key's period (8 bytes), the nonce, the sealed session with its tag.
@@ -51,9 +50,9 @@ impl TicketKeys {
     }
 
     fn from_secret(secret: &[u8]) -> Result<Self, String> {
-        if secret.len() < SECRET_LEN {
+        if secret.len() < TICKET_SECRET_MIN {
             return Err(format!(
-                "holds {} bytes, a ticket key needs at least {SECRET_LEN}",
+                "holds {} bytes, a ticket key needs at least {TICKET_SECRET_MIN}",
                 secret.len()
             ));
         }
@@ -86,7 +85,7 @@ fn current_period() -> u64 {
 /// secret in the file either way.
 fn create(path: &Path) -> Result<Vec<u8>, String> {
     let shown = path.display();
-    let mut secret = vec![0u8; SECRET_LEN];
+    let mut secret = vec![0u8; TICKET_SECRET_MIN];
     SystemRandom::new()
         .fill(&mut secret)
         .map_err(|_| format!("`{shown}`: no random bytes for a new ticket key"))?;

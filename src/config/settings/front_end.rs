@@ -15,7 +15,7 @@ use crate::front_end::{
     HeaderPair, HttpsPolicy, KeepAliveMode, RequestQueueSettings, SecureHeaders, UploadLimit,
     CSP_DIRECTIVES,
 };
-use crate::server::{listen_addr, ListenerSettings, TlsListener};
+use crate::server::{listen_addr, ListenerSettings, TlsListener, TICKET_SECRET_MIN};
 use http::HeaderValue;
 use std::time::Duration;
 
@@ -47,17 +47,6 @@ pub(super) fn listeners(
             "" => &web.http_bind_address,
             own => own,
         };
-        if let Ok(meta) = std::fs::metadata(&web.https_ticket_key_file) {
-            // A missing file is created at start; one that is there must be usable.
-            if web.https_session_resumption && meta.len() < 32 {
-                let why = format!(
-                    "file `{}` holds {} bytes, a ticket key needs at least 32",
-                    web.https_ticket_key_file,
-                    meta.len()
-                );
-                problems.push("WebServer.https_ticket_key_file", why);
-            }
-        }
         if !web.https_ca_file.is_empty() && !std::path::Path::new(&web.https_ca_file).is_file() {
             let why = format!("file `{}` not found", web.https_ca_file);
             problems.push("WebServer.https_ca_file", why);
@@ -70,13 +59,9 @@ pub(super) fn listeners(
             ca_file: web.https_ca_file.clone(),
             sni: sni_certs(web, problems),
             http2: web.https_http2,
-            resumption: web.https_session_resumption.then(|| {
-                let file = match web.https_ticket_key_file.as_str() {
-                    "" => log_dir.join("poolgate-tls-tickets.key"),
-                    own => std::path::PathBuf::from(own),
-                };
-                std::path::absolute(&file).unwrap_or(file)
-            }),
+            resumption: web
+                .https_session_resumption
+                .then(|| ticket_key_file(web, log_dir, problems)),
         }
     });
     alt_ports(web, problems);
@@ -87,6 +72,30 @@ pub(super) fn listeners(
         max_connections: web.http_max_connections,
         h2c: web.http_h2c,
     }
+}
+
+/// `https_ticket_key_file`, or `<log_dir>/poolgate-tls-tickets.key`, made absolute. A missing
+/// file is created at start; one that is there must hold a secret long enough.
+fn ticket_key_file(
+    web: &WebServerConfig,
+    log_dir: &std::path::Path,
+    problems: &mut Problems,
+) -> std::path::PathBuf {
+    let file = match web.https_ticket_key_file.as_str() {
+        "" => log_dir.join("poolgate-tls-tickets.key"),
+        own => std::path::PathBuf::from(own),
+    };
+    if let Ok(meta) = std::fs::metadata(&file) {
+        if meta.len() < TICKET_SECRET_MIN as u64 {
+            let why = format!(
+                "file `{}` holds {} bytes, a ticket key needs at least {TICKET_SECRET_MIN}",
+                file.display(),
+                meta.len()
+            );
+            problems.push("WebServer.https_ticket_key_file", why);
+        }
+    }
+    std::path::absolute(&file).unwrap_or(file)
 }
 
 fn alt_addrs(bind: &str, ports: &[u16]) -> Vec<String> {
